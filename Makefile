@@ -1,0 +1,44 @@
+# The two commands: `make run` starts the whole stack, `make test` runs the whole test suite.
+# Both set themselves up from this repository's own files (virtualenv + pyproject dependencies).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint bench grade browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's chromium for the browser tests (a test tool's own browser download does not work everywhere).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: browser tests will be skipped"; }
+
+run: setup
+	$(PY) -m launcher
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: setup browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks
+
+grade: setup
+	$(PY) -m grader run --recs http://127.0.0.1:$${RECS_PORT:-5001} --events http://127.0.0.1:$${COLLECTOR_PORT:-5000}
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

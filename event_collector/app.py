@@ -1,0 +1,40 @@
+"""The event collector: ``create_app(settings)`` builds it; the lifespan owns the connections."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from event_collector.generation import GenerationSource
+from event_collector.publisher import EventPublisher
+from event_collector.routers import health, interact
+from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
+from recsys_io.http import install_common
+from recsys_io.redis_client import create_redis
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings)
+        publisher = EventPublisher(settings.amqp_url, settings.events_queue, settings.amqp_publish_timeout_s)
+        publisher.start()
+        app.state.settings = settings
+        app.state.publisher = publisher
+        app.state.generations = GenerationSource(redis, GlobalKeys(settings.redis_prefix))
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await redis.aclose()
+
+    app = FastAPI(title="event_collector", version="1.0", lifespan=lifespan)
+    install_common(app, settings, "event_collector")
+    app.include_router(health.router)
+    app.include_router(interact.router)
+    return app

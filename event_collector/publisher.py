@@ -1,0 +1,91 @@
+"""Confirmed, persistent publishing to the events queue, with a connection that heals itself.
+
+/interact answers 200 only after the broker confirmed the message (publisher confirms on every channel).
+While the broker is unreachable, ``publish`` fails at once with ``BrokerUnavailable`` (the route turns it
+into a 503); a background task keeps connecting, and aio-pika's robust connection reconnects after drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.pool import Pool
+
+from recsys_core.schemas import EventMessage
+from recsys_io.amqp import declare_events_queue
+
+log = logging.getLogger(__name__)
+
+CHANNEL_POOL_SIZE = 16
+RECONNECT_DELAY_S = 1.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not confirm the message (unreachable, timed out, or it refused it)."""
+
+
+class EventPublisher:
+    def __init__(self, amqp_url: str, queue_name: str, timeout_s: float) -> None:
+        self._amqp_url = amqp_url
+        self._queue_name = queue_name
+        self._timeout_s = timeout_s
+        self._connection: AbstractRobustConnection | None = None
+        self._channels: Pool[AbstractChannel] | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_until_up())
+
+    async def _connect_until_up(self) -> None:
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(self._amqp_url, timeout=self._timeout_s)
+                async with connection.channel() as channel:
+                    await declare_events_queue(channel, self._queue_name)
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
+                log.warning("RabbitMQ not reachable (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+                continue
+            self._connection = connection
+            self._channels = Pool(self._open_channel, max_size=CHANNEL_POOL_SIZE)
+            log.info("connected to RabbitMQ, publishing to %s", self._queue_name)
+            return
+
+    async def _open_channel(self) -> AbstractChannel:
+        assert self._connection is not None
+        # on_return_raises: a message no queue accepted is an error, not a silent confirm.
+        return await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def publish(self, event: EventMessage) -> None:
+        if not self.connected or self._channels is None:
+            raise BrokerUnavailable("RabbitMQ is unreachable; the event was not accepted, retry later")
+        message = aio_pika.Message(
+            body=event.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event.message_id,
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s), self._channels.acquire() as channel:
+                await channel.default_exchange.publish(message, routing_key=self._queue_name, mandatory=True)
+        except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
+            raise BrokerUnavailable(f"RabbitMQ did not confirm the event: {error!r}") from error
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._channels is not None:
+            await self._channels.close()
+        if self._connection is not None:
+            await self._connection.close()

@@ -1,0 +1,25 @@
+"""``python -m pipeline``: consume, keep the bandit current, retrain on schedule; HTTP on PIPELINE_PORT."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from recsys_core.logging import configure_logging
+from recsys_core.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging()
+    uvicorn.run(
+        "pipeline.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.pipeline_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The pipeline's small HTTP face: health, status, a forced retrain and /metrics.
+
+The work itself (consumption, snapshots, training) runs in the ``PipelineRuntime`` the lifespan starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+
+from pipeline.runtime import PipelineRuntime
+from recsys_core.experiments import load_experiment
+from recsys_core.settings import Settings
+from recsys_io.http import admin_guard, install_common
+from recsys_io.redis_client import create_redis
+
+
+def get_runtime(request: Request) -> PipelineRuntime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[PipelineRuntime, Depends(get_runtime)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    experiment = load_experiment(settings.experiment_file, settings.experiment_config, settings.default_strategy)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings)
+        runtime = PipelineRuntime(settings, redis, experiment, app.state.metrics_registry)
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await redis.aclose()
+
+    app = FastAPI(title="pipeline", version="1.0", lifespan=lifespan)
+    install_common(app, settings, "pipeline")
+
+    @app.get("/healthcheck", tags=["health"])
+    async def healthcheck() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["health"])
+    async def ready(runtime: RuntimeDep) -> dict[str, str]:
+        if not runtime.consumer_connected:
+            raise HTTPException(status_code=503, detail="not consuming: RabbitMQ is unreachable")
+        return {"status": "ready"}
+
+    @app.get("/status", tags=["status"])
+    async def status(runtime: RuntimeDep) -> dict[str, Any]:
+        return runtime.describe()
+
+    @app.post("/retrain", tags=["training"], dependencies=[Depends(admin_guard(settings))])
+    async def retrain(runtime: RuntimeDep) -> dict[str, Any]:
+        """Retrain now (even without new events) and publish; answers when the model is served."""
+        return asdict(await runtime.retrain(force=True))
+
+    return app

@@ -1,0 +1,122 @@
+"""Consuming the events queue in batches: store durably, apply in memory, then ack.
+
+At-least-once: a message is acked only after Redis stored it (or recognised it as a redelivery, or as an
+event of an older run). If Redis fails, the batch is retried until it succeeds; nothing is acked meanwhile,
+so a crash redelivers it. A message that cannot be parsed is rejected to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import ValidationError
+
+from recsys_core.schemas import EventMessage
+from recsys_io.amqp import declare_events_queue
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY_S = 1.0
+
+BatchHandler = Callable[[list[EventMessage]], Awaitable[None]]
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        amqp_url: str,
+        queue_name: str,
+        handler: BatchHandler,
+        prefetch: int,
+        batch_size: int,
+        batch_wait_s: float,
+    ) -> None:
+        self._amqp_url = amqp_url
+        self._queue_name = queue_name
+        self._handler = handler
+        self._prefetch = prefetch
+        self._batch_size = batch_size
+        self._batch_wait_s = batch_wait_s
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._connection: AbstractRobustConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.consumed = 0
+        self.rejected = 0
+
+    @property
+    def connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._subscribe()), asyncio.create_task(self._process_forever())]
+
+    async def _subscribe(self) -> None:
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(self._amqp_url, timeout=5)
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=self._prefetch)
+                queue = await declare_events_queue(channel, self._queue_name)
+                await queue.consume(self._inbox.put)
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
+                log.warning("RabbitMQ not reachable (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+                continue
+            self._connection = connection
+            log.info("consuming %s (prefetch %d)", self._queue_name, self._prefetch)
+            return
+
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        """The first waiting message, plus whatever arrives within ``batch_wait_s``, up to ``batch_size``."""
+        batch = [await self._inbox.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait_s
+        while len(batch) < self._batch_size:
+            if not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._inbox.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _process_forever(self) -> None:
+        while True:
+            messages = await self._next_batch()
+            events: list[EventMessage] = []
+            parsed: list[AbstractIncomingMessage] = []
+            for message in messages:
+                try:
+                    events.append(EventMessage.model_validate_json(message.body))
+                    parsed.append(message)
+                except ValidationError as error:
+                    log.error("rejecting an unparseable message to the dead-letter queue: %s", error)
+                    await message.reject(requeue=False)
+                    self.rejected += 1
+            await self._handler(events)  # retries internally until the events are stored
+            for message in parsed:
+                try:
+                    await message.ack()
+                except (aio_pika.exceptions.AMQPException, RuntimeError) as error:
+                    # The channel died after the store: the broker redelivers and the store sees a duplicate.
+                    log.warning("ack failed (%s); the message will be redelivered and deduplicated", error)
+            self.consumed += len(parsed)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._connection is not None:
+            await self._connection.close()

@@ -1,0 +1,104 @@
+"""Publishing what /recs reads: bandit snapshots (often) and models (per retrain), both atomically.
+
+A model is written under a new version first; one script then flips the ``model:current`` pointer (if the run
+is still the same) and retires versions beyond the ones kept for rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from redis.asyncio import Redis
+
+from pipeline.state import RunState
+from recsys_core import lua
+from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.keys import GlobalKeys
+from recsys_io.redis_client import as_int, as_str
+
+
+@dataclass(slots=True)
+class _CatalogIds:
+    version: int = -1
+    generation: int = -1
+    ids: tuple[str, ...] = ()
+
+
+class BanditSnapshotPublisher:
+    """Builds per-item evidence arrays aligned with the catalog and publishes them when anything changed."""
+
+    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._script = redis.register_script(lua.PUBLISH_SNAPSHOT)
+        self._catalog = _CatalogIds()
+        self._last_signature: tuple[int, int, int, int] | None = None
+
+    async def catalog_ids(self, generation: int) -> tuple[str, ...]:
+        run = self._keys.for_generation(generation)
+        version = as_int(await self._redis.get(run.catalog_version))
+        if (self._catalog.generation, self._catalog.version) != (generation, version):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(run.catalog_version)
+                pipe.lrange(run.catalog_ids, 0, -1)
+                version_raw, ids = await pipe.execute()
+            self._catalog = _CatalogIds(as_int(version_raw), generation, tuple(as_str(i) for i in ids))
+        return self._catalog.ids
+
+    async def publish_if_changed(self, state: RunState) -> int | None:
+        """The new bandit version, or None when nothing changed since the last snapshot."""
+        run = self._keys.for_generation(state.generation)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(run.catalog_version)
+            pipe.hget(run.counters, "impressions")
+            catalog_version, impressions_total = await pipe.execute()
+        signature = (state.generation, state.applied_events, as_int(impressions_total), as_int(catalog_version))
+        if signature == self._last_signature:
+            return None
+        ids = await self.catalog_ids(state.generation)
+        impressions = {as_str(k): int(v) for k, v in (await self._redis.hgetall(run.item_impressions)).items()}
+        stats = ItemStats(
+            likes=np.fromiter((state.likes.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
+            dislikes=np.fromiter((state.dislikes.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
+            impressions=np.fromiter((impressions.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
+        )
+        version = await self._script(
+            keys=[self._keys.generation, run.bandit_snapshot, run.bandit_version],
+            args=[state.generation, stats.to_bytes()],
+        )
+        self._last_signature = signature
+        return None if int(version) == lua.STALE_GENERATION else int(version)
+
+
+class ModelPublisher:
+    def __init__(self, redis: Redis, keys: GlobalKeys, keep: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._keep = keep
+        self._script = redis.register_script(lua.PUBLISH_MODEL)
+
+    async def next_version(self, generation: int) -> int:
+        return int(await self._redis.incr(self._keys.for_generation(generation).model_counter))
+
+    async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> tuple[int, bytes] | None:
+        """(version, blob) once /recs can read it, or None when a /cleanup made the model obsolete."""
+        run = self._keys.for_generation(generation)
+        blob = await asyncio.to_thread(model.to_bytes)
+        meta = {**meta, "version": model.version, "published_at": time.time()}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(run.model_blob(model.version), blob)
+            pipe.set(run.model_meta(model.version), json.dumps(meta))
+            await pipe.execute()
+        result = await self._script(
+            keys=[self._keys.generation, run.model_current, run.model_versions],
+            args=[generation, model.version, self._keep, run.base],
+        )
+        if int(result) == lua.STALE_GENERATION:
+            await self._redis.delete(run.model_blob(model.version), run.model_meta(model.version))
+            return None
+        return model.version, blob

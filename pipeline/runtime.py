@@ -1,0 +1,329 @@
+"""The pipeline process: consumption, the bandit snapshot loop, the generation watch and scheduled retrains.
+
+Consumption and training never wait for each other: a retrain copies the interaction log and fits in a worker
+thread (BPR releases the GIL), while the event loop keeps storing events and publishing bandit snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import numpy as np
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio import Redis
+
+from pipeline.consumer import EventConsumer
+from pipeline.event_store import STALE, STORED, EventStore, GroupedEvent
+from pipeline.publishing import BanditSnapshotPublisher, ModelPublisher
+from pipeline.state import RunState
+from pipeline.tracking import MlflowTracker, RetrainRecord
+from pipeline.training import TrainingOutput, fit_model
+from recsys_core.algorithms.factors import BPRParams, FactorModel
+from recsys_core.experiments import Experiment
+from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import EventMessage
+from recsys_core.settings import Settings
+from recsys_io.redis_client import REDIS_UNAVAILABLE, read_generation
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HEARTBEAT_TTL_MS = 3000
+STORE_RETRY_MAX_S = 5.0
+# Beyond this many events the offline evaluation (a second fit) is skipped to keep retrains fast.
+OFFLINE_EVALUATION_MAX_EVENTS = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    trained: bool
+    reason: str
+    model_version: int | None = None
+    train_seconds: float | None = None
+    mlflow_run_id: str | None = None
+
+
+class PipelineMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events_consumed = Counter("pipeline_events_consumed", "Interactions stored and applied", registry=registry)
+        self.messages = Counter("pipeline_messages", "Messages handled by outcome", ["outcome"], registry=registry)
+        self.retrain_seconds = Histogram(
+            "pipeline_retrain_duration_seconds",
+            "Wall time of a retrain (fit, evaluation, publish)",
+            registry=registry,
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.model_version = Gauge("pipeline_model_version", "Published model version", registry=registry)
+        self.bandit_version = Gauge("pipeline_bandit_version", "Published bandit snapshot version", registry=registry)
+
+
+class PipelineRuntime:
+    def __init__(self, settings: Settings, redis: Redis, experiment: Experiment, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.keys = GlobalKeys(settings.redis_prefix)
+        self.experiment = experiment
+        self.metrics = PipelineMetrics(registry)
+        self._redis = redis
+        self._events = EventStore(redis, self.keys)
+        self._snapshots = BanditSnapshotPublisher(redis, self.keys)
+        self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
+        self._tracker = MlflowTracker(
+            settings.mlflow_tracking_uri, settings.deployment_name, settings.mlflow_public_url
+        )
+        self._consumer = EventConsumer(
+            settings.amqp_url,
+            settings.events_queue,
+            self.handle_batch,
+            prefetch=settings.prefetch_count,
+            batch_size=settings.consume_batch_size,
+            batch_wait_s=settings.consume_batch_wait_s,
+        )
+        self._scheduler = AsyncIOScheduler()
+        self._tracking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
+        self._state = RunState(-1)
+        self._state_lock = asyncio.Lock()
+        self._retrain_lock = asyncio.Lock()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.last_retrain: RetrainOutcome | None = None
+        self.training_in_progress = False
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def consumer_connected(self) -> bool:
+        return self._consumer.connected
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        await self._switch_generation(await read_generation(self._redis, self.keys))
+        self._consumer.start()
+        self._loop_task = asyncio.create_task(self._housekeeping_forever())
+        self._scheduler.add_job(
+            self.scheduled_retrain,
+            "interval",
+            seconds=self.settings.retrain_interval_s,
+            max_instances=1,
+            coalesce=True,
+            id="retrain",
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        self._scheduler.shutdown(wait=False)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self._consumer.close()
+        self._tracking.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self._redis.delete(self.keys.pipeline_heartbeat)
+
+    # --- generations ---
+    async def _switch_generation(self, generation: int) -> None:
+        """Drop the in-memory run and rebuild it from Redis for ``generation`` (empty after a /cleanup)."""
+        async with self._state_lock:
+            if self._state.generation == generation:
+                return
+            previous = self._state.generation
+            self._state = await self._events.load_run(generation)
+            await self._redis.set(self.keys.pipeline_generation, generation)
+            log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
+        # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
+        self._tracking.submit(self._tracker.start_generation, generation)
+
+    async def _housekeeping_forever(self) -> None:
+        """Heartbeat, generation watch and bandit snapshots, every ``bandit_publish_interval_s``."""
+        while True:
+            try:
+                await self._redis.set(self.keys.pipeline_heartbeat, os.getpid(), px=HEARTBEAT_TTL_MS)
+                generation = await read_generation(self._redis, self.keys)
+                if generation != self._state.generation:
+                    await self._switch_generation(generation)
+                version = await self._snapshots.publish_if_changed(self._state)
+                if version is not None:
+                    self.metrics.bandit_version.set(version)
+            except REDIS_UNAVAILABLE as error:
+                log.warning("redis unavailable in housekeeping: %s", error)
+            await asyncio.sleep(self.settings.bandit_publish_interval_s)
+
+    # --- consumption ---
+    async def handle_batch(self, events: list[EventMessage]) -> None:
+        """Store every event durably (retrying while Redis is down), then apply the stored ones in memory."""
+        if not events:
+            return
+        newest = max(event.generation for event in events)
+        if newest > self._state.generation:
+            # A /cleanup happened and its events arrive before the watch loop noticed.
+            await self._switch_generation(await self._retry(lambda: read_generation(self._redis, self.keys)))
+        grouped = [GroupedEvent(e, self.experiment.assign(e.user_id).name) for e in events]
+        results = await self._retry(lambda: self._events.store(grouped))
+        state = self._state
+        for event, result in zip(events, results, strict=True):
+            if result == STORED and event.generation == state.generation:
+                for item_id, action in zip(event.item_ids, event.actions, strict=True):
+                    state.apply(event.user_id, item_id, action, event.timestamp)
+                state.messages_stored += 1
+                self.metrics.events_consumed.inc(len(event.item_ids))
+                self.metrics.messages.labels("stored").inc()
+            elif result == STALE:
+                state.stale_dropped += 1
+                self.metrics.messages.labels("stale").inc()
+            else:
+                state.duplicates += 1
+                self.metrics.messages.labels("duplicate").inc()
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await operation()
+            except REDIS_UNAVAILABLE as error:
+                log.warning("redis unavailable (%s); retrying in %.1fs, nothing acked meanwhile", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
+    # --- training ---
+    async def scheduled_retrain(self) -> None:
+        try:
+            await self.retrain(force=False)
+        except Exception:  # the scheduler must keep its job; the error is logged with its traceback
+            log.exception("scheduled retrain failed")
+
+    def bpr_params(self) -> BPRParams:
+        s = self.settings
+        return BPRParams(
+            factors=s.bpr_factors,
+            iterations=s.bpr_iterations,
+            learning_rate=s.bpr_learning_rate,
+            regularization=s.bpr_regularization,
+            threads=s.bpr_threads,
+            random_seed=s.random_seed,
+        )
+
+    async def retrain(self, force: bool) -> RetrainOutcome:
+        async with self._retrain_lock:
+            state = self._state
+            if not force and state.events_since_train < self.settings.min_new_events_to_retrain:
+                return RetrainOutcome(False, "no new events since the last retrain")
+            self.training_in_progress = True
+            try:
+                outcome = await self._retrain(state)
+            finally:
+                self.training_in_progress = False
+            self.last_retrain = outcome
+            return outcome
+
+    async def _retrain(self, state: RunState) -> RetrainOutcome:
+        started = time.perf_counter()
+        events_at_start = state.applied_events
+        columns = state.log.columns()
+        catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
+        params = self.bpr_params()
+        evaluate = len(columns.users) <= OFFLINE_EVALUATION_MAX_EVENTS
+        output = await asyncio.to_thread(
+            fit_model, columns, catalog_ids, params, self.settings.holdout_fraction, evaluate
+        )
+        state.events_at_last_train = events_at_start
+        if output is None:
+            return RetrainOutcome(False, "no likes to learn from yet")
+        version = await self._models.next_version(state.generation)
+        model = FactorModel(
+            version=version,
+            user_ids=output.user_ids,
+            user_factors=output.user_factors,
+            item_ids=np.array(catalog_ids, dtype=np.str_),
+            item_factors=output.item_factors,
+            neighbour_indices=output.neighbour_indices,
+            neighbour_sims=output.neighbour_sims,
+        )
+        metrics = self._training_metrics(output)
+        published = await self._models.publish(state.generation, model, {**metrics, "generation": state.generation})
+        if published is None:
+            return RetrainOutcome(False, "a /cleanup started a new run during training")
+        _, blob = published
+        total_seconds = time.perf_counter() - started
+        self.metrics.retrain_seconds.observe(total_seconds)
+        self.metrics.model_version.set(version)
+        record = RetrainRecord(
+            generation=state.generation,
+            model_version=version,
+            params={**asdict(params), **self._bandit_params()},
+            metrics={**metrics, "retrain_seconds": total_seconds},
+            model_blob=blob,
+        )
+        run_id = await asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
+        await self._write_status(state.generation, version, metrics, total_seconds, run_id)
+        log.info(
+            "model v%d: %d users, %d items, %d likes, fit %.2fs (total %.2fs)",
+            version,
+            output.n_users,
+            output.n_items,
+            output.n_likes,
+            output.train_seconds,
+            total_seconds,
+        )
+        return RetrainOutcome(True, "published", version, output.train_seconds, run_id)
+
+    def _bandit_params(self) -> dict[str, str | int | float]:
+        control = self.experiment.control
+        return {
+            "strategy": control.strategy_name,
+            **{f"strategy.{k}": v for k, v in self.experiment.config.groups[0].params.items()},
+        }
+
+    @staticmethod
+    def _training_metrics(output: TrainingOutput) -> dict[str, float]:
+        metrics = {
+            "training_seconds": output.train_seconds,
+            "users": float(output.n_users),
+            "items": float(output.n_items),
+            "likes": float(output.n_likes),
+            "events": float(output.n_events),
+        }
+        if output.offline is not None:
+            metrics["offline_precision_at_10"] = output.offline.precision_at_10
+            metrics["offline_ndcg_at_10"] = output.offline.ndcg_at_10
+            metrics["offline_users_evaluated"] = float(output.offline.users_evaluated)
+        return metrics
+
+    async def _write_status(
+        self, generation: int, version: int, metrics: dict[str, float], seconds: float, run_id: str | None
+    ) -> None:
+        status: dict[str, str] = {k: f"{v:.6g}" for k, v in metrics.items()}
+        status |= {
+            "model_version": str(version),
+            "last_trained_at": f"{time.time():.3f}",
+            "retrain_seconds": f"{seconds:.3f}",
+        }
+        if run_id is not None:
+            status |= {"mlflow_run_id": run_id, "mlflow_run_url": self._tracker.run_url(run_id)}
+        await self._redis.hset(self.keys.for_generation(generation).pipeline_status, mapping=status)
+
+    def describe(self) -> dict[str, object]:
+        state = self._state
+        return {
+            "generation": state.generation,
+            "events_applied": state.applied_events,
+            "events_since_train": state.events_since_train,
+            "messages_stored": state.messages_stored,
+            "duplicates": state.duplicates,
+            "stale_dropped": state.stale_dropped,
+            "consumer_connected": self._consumer.connected,
+            "messages_consumed": self._consumer.consumed,
+            "messages_rejected": self._consumer.rejected,
+            "training_in_progress": self.training_in_progress,
+            "last_retrain": asdict(self.last_retrain) if self.last_retrain else None,
+        }

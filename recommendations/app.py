@@ -1,0 +1,56 @@
+"""The recommendations service: ``create_app(settings)`` builds it; the lifespan owns the connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from recommendations.routers import admin, catalog, health, maintenance, recs
+from recommendations.service import RecommendationService
+from recsys_core.experiments import load_experiment
+from recsys_core.settings import Settings
+from recsys_io.http import admin_guard, install_common
+from recsys_io.redis_client import create_redis
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    # A broken experiment config is refused here, at start-up, with the reason.
+    experiment = load_experiment(settings.experiment_file, settings.experiment_config, settings.default_strategy)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings)
+        service = RecommendationService(settings, redis, experiment)
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.service = service
+        flusher = asyncio.create_task(service.run_fallback_flusher())
+        log.info(
+            "recommendations ready: experiment %r, groups %s", experiment.name, [g.name for g in experiment.groups]
+        )
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await service.flush_fallback_writes()
+            await redis.aclose()
+
+    app = FastAPI(title="recommendations", version="1.0", lifespan=lifespan)
+    install_common(app, settings, "recommendations")
+    admin_only = [Depends(admin_guard(settings))]
+    app.include_router(health.router)
+    app.include_router(recs.router)
+    app.include_router(catalog.router, dependencies=admin_only)
+    app.include_router(maintenance.router, dependencies=admin_only)
+    app.include_router(admin.router)
+    return app

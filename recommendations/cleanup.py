@@ -1,0 +1,71 @@
+"""/cleanup: start a new, empty run without restarting anything.
+
+Order matters: bump the generation first (every reader and writer of the old run is refused from then on),
+purge the queue, wait for the pipeline to drop its in-memory state, then delete the old run's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aio_pika
+from redis.asyncio import Redis
+
+from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import CleanupResponse
+from recsys_core.settings import Settings
+from recsys_io.amqp import declare_events_queue
+from recsys_io.generations import delete_generations_before
+from recsys_io.redis_client import as_int
+
+log = logging.getLogger(__name__)
+
+PIPELINE_ACK_TIMEOUT_S = 10.0
+
+
+async def purge_events_queue(settings: Settings) -> bool:
+    try:
+        async with asyncio.timeout(settings.amqp_publish_timeout_s):
+            connection = await aio_pika.connect(settings.amqp_url, timeout=settings.amqp_publish_timeout_s)
+            async with connection:
+                channel = await connection.channel()
+                queue = await declare_events_queue(channel, settings.events_queue)
+                await queue.purge()
+        return True
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as error:
+        # Not fatal: events of the old run still carry the old generation and the pipeline drops them.
+        log.warning("could not purge %s during cleanup: %s", settings.events_queue, error)
+        return False
+
+
+async def wait_for_pipeline(redis: Redis, keys: GlobalKeys, generation: int) -> bool:
+    """True once the pipeline reports the new generation; False right away when no pipeline is alive."""
+    deadline = time.monotonic() + PIPELINE_ACK_TIMEOUT_S
+    while time.monotonic() < deadline:
+        alive, acknowledged = await redis.mget(keys.pipeline_heartbeat, keys.pipeline_generation)
+        if alive is None:
+            return False
+        if as_int(acknowledged) >= generation:
+            return True
+        await asyncio.sleep(0.05)
+    log.warning("the pipeline did not acknowledge generation %d within %.0fs", generation, PIPELINE_ACK_TIMEOUT_S)
+    return False
+
+
+async def cleanup(settings: Settings, redis: Redis, keys: GlobalKeys) -> CleanupResponse:
+    generation = int(await redis.incr(keys.generation))
+    purged = await purge_events_queue(settings)
+    acknowledged = await wait_for_pipeline(redis, keys, generation)
+    deleted = await delete_generations_before(redis, keys, generation)
+    log.info(
+        "cleanup: generation %d, queue purged=%s, pipeline ack=%s, %d keys deleted",
+        generation,
+        purged,
+        acknowledged,
+        deleted,
+    )
+    return CleanupResponse(
+        generation=generation, queue_purged=purged, pipeline_acknowledged=acknowledged, keys_deleted=deleted
+    )

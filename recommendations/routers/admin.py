@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+
+from recommendations.deps import KeysDep, RedisDep, ServiceDep
+from recommendations.routers.recs import UserIdPath
+from recsys_io.catalog import load_titles
+from recsys_io.redis_client import as_int, as_str
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/experiments")
+async def experiments(service: ServiceDep) -> dict[str, Any]:
+    """The active A/B experiment: its name (the hashing salt) and groups with strategies and shares."""
+    return service.experiment.describe()
+
+
+def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {as_str(k): as_str(v) for k, v in raw.items()}
+
+
+@router.get("/status")
+async def status(redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
+    """Catalog size, events stored, bandit arms, model version and age, the pipeline's last training."""
+    generation = as_int(await redis.get(keys.generation))
+    run = keys.for_generation(generation)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(run.catalog_ids)
+        pipe.get(run.catalog_version)
+        pipe.get(run.bandit_version)
+        pipe.get(run.model_current)
+        pipe.hgetall(run.counters)
+        pipe.xlen(run.events)
+        pipe.hgetall(run.pipeline_status)
+        pipe.exists(keys.pipeline_heartbeat)
+        size, catalog_version, bandit_version, model_version, counters, events, pipeline, alive = await pipe.execute()
+    model_meta: dict[str, Any] | None = None
+    if model_version:
+        raw_meta = await redis.get(run.model_meta(as_int(model_version)))
+        model_meta = orjson.loads(raw_meta) if raw_meta else None
+    return {
+        "generation": generation,
+        "catalog_size": int(size),
+        "catalog_version": as_int(catalog_version),
+        "bandit_arms": int(size),
+        "bandit_version": as_int(bandit_version),
+        "model_version": as_int(model_version),
+        "model": model_meta,
+        "events_stored": int(events),
+        "counters": {k: int(v) for k, v in _decode_hash(counters).items()},
+        "pipeline_alive": bool(alive),
+        "pipeline": _decode_hash(pipeline),
+        "experiment": service.experiment.name,
+        "served_model_version": service.cache.state.model_version,
+    }
+
+
+@router.get("/debug/users/{user_id}")
+async def user_debug(user_id: UserIdPath, redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
+    """A user's experiment group, likes/dislikes (newest first) and why each shown item was chosen."""
+    run = keys.for_generation(as_int(await redis.get(keys.generation)))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lrange(run.user_history(user_id), 0, -1)
+        pipe.hgetall(run.user_sources(user_id))
+        pipe.scard(run.user_shown(user_id))
+        history_raw, sources_raw, shown = await pipe.execute()
+    history = [orjson.loads(entry) for entry in history_raw]
+    sources = {}
+    for item_id, value in _decode_hash(sources_raw).items():
+        source, _, group = value.partition("|")
+        sources[item_id] = {"source": source, "group": group}
+    titles = await load_titles(redis, run, list({h["item_id"] for h in history} | set(sources)))
+    return {
+        "user_id": user_id,
+        "group": service.experiment.assign(user_id).name,
+        "history": history,
+        "sources": sources,
+        "shown_count": int(shown),
+        "titles": titles,
+    }

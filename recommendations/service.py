@@ -1,0 +1,164 @@
+"""What a /recs request does: read (round trip 1), rank with the user's strategy, claim (round trip 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+from redis.asyncio import Redis
+
+from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
+from recommendations.serving_state import ServingState, ServingStateCache
+from recommendations.user_store import UserSnapshot, UserStore
+from recsys_core.experiments import Experiment
+from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
+from recsys_core.strategies.base import (
+    Candidate,
+    RecommendationContext,
+    UserProfile,
+    merge_candidates,
+    random_unseen,
+)
+from recsys_io.redis_client import REDIS_UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+# A claim can lose items to a concurrent request of the same user on another replica; retry a few times.
+MAX_CLAIM_ROUNDS = 4
+MAX_GENERATION_RETRIES = 3
+
+
+class RecommendationsUnavailable(RuntimeError):
+    """Neither Redis nor a fallback can answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    item_ids: list[str]
+    sources: list[str]
+    group: str
+    fallback: bool = False
+
+
+def build_profile(state: ServingState, snapshot: UserSnapshot) -> UserProfile:
+    catalog = state.catalog
+    latest: dict[str, str] = {}
+    for feedback in snapshot.history:  # oldest first, so the latest answer per item wins
+        latest.pop(feedback.item_id, None)
+        latest[feedback.item_id] = feedback.action
+    liked = catalog.indices_of(i for i, action in latest.items() if action == "like")
+    disliked = catalog.indices_of(i for i, action in latest.items() if action == "dislike")
+    return UserProfile(shown=catalog.mask_of(snapshot.shown), liked=liked, disliked=disliked)
+
+
+class RecommendationService:
+    def __init__(self, settings: Settings, redis: Redis, experiment: Experiment) -> None:
+        self.settings = settings
+        self.experiment = experiment
+        self.keys = GlobalKeys(settings.redis_prefix)
+        self.cache = ServingStateCache(redis, self.keys)
+        self.users = UserStore(redis, self.keys)
+        self.memory = ReplicaMemory()
+        self._redis = redis
+
+    async def recommend(self, user_id: str, k: int) -> Answer:
+        group = self.experiment.assign(user_id)
+        try:
+            return await self._recommend(user_id, k, group.name)
+        except REDIS_UNAVAILABLE as error:
+            log.warning("redis unavailable, answering /recs from the fallback: %s", error)
+            return self._fallback(user_id, k, group.name)
+
+    async def _recommend(self, user_id: str, k: int, group_name: str) -> Answer:
+        generation = self.cache.state.generation
+        for _ in range(MAX_GENERATION_RETRIES):
+            snapshot = await self.users.read(max(generation, 0), user_id)
+            if snapshot.versions.generation != generation:
+                # The user's keys were read under a stale generation (start-up or /cleanup): read again.
+                generation = snapshot.versions.generation
+                await self.cache.ensure(snapshot.versions)
+                continue
+            state = await self.cache.ensure(snapshot.versions)
+            answer = await self._rank_and_claim(state, snapshot, user_id, k, group_name)
+            if answer is not None:
+                self.memory.remember(user_id, answer.item_ids)
+                return answer
+            generation = -1  # a /cleanup won the race: re-read everything
+        raise RecommendationsUnavailable("the run changed repeatedly during the request")
+
+    async def _rank_and_claim(
+        self, state: ServingState, snapshot: UserSnapshot, user_id: str, k: int, group_name: str
+    ) -> Answer | None:
+        if len(state.catalog) == 0:
+            return Answer([], [], group_name)
+        profile = build_profile(state, snapshot)
+        strategy = self.experiment.assign(user_id).strategy
+        ctx = RecommendationContext(
+            user_id=user_id,
+            catalog=state.catalog,
+            stats=state.stats,
+            model=state.model,
+            profile=profile,
+            rng=np.random.default_rng(),
+        )
+        wanted = k * self.settings.candidates_per_slot
+        chosen: list[str] = []
+        sources: list[str] = []
+        offered = profile.shown.copy()
+        for _ in range(MAX_CLAIM_ROUNDS):
+            ranked = merge_candidates(strategy.recommend(ctx, wanted), random_unseen(ctx, wanted), n=wanted)
+            if not ranked:
+                break
+            claimed = await self.users.claim(
+                state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
+            )
+            if claimed is None:
+                return None
+            source_of = {state.catalog.item_ids[c.index]: c.source for c in ranked}
+            chosen += claimed
+            sources += [source_of[item] for item in claimed]
+            if len(chosen) >= k:
+                break
+            # Lost some items to a concurrent request: offer the next ones, never the ones already offered.
+            for candidate in ranked:
+                offered[candidate.index] = True
+            ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
+        return Answer(chosen, sources, group_name)
+
+    @staticmethod
+    def _pairs(state: ServingState, ranked: list[Candidate]) -> list[tuple[str, str]]:
+        return [(state.catalog.item_ids[c.index], c.source) for c in ranked]
+
+    def _fallback(self, user_id: str, k: int, group_name: str) -> Answer:
+        state = self.cache.state
+        if len(state.catalog) == 0:
+            raise RecommendationsUnavailable("Redis is unreachable and this replica has no catalog cached yet")
+        items = popular_unseen(state, self.memory.shown(user_id), k)
+        self.memory.remember(user_id, items)
+        self.memory.add_pending(PendingWrite(state.generation, user_id, tuple(items)))
+        return Answer(items, ["fallback"] * len(items), group_name, fallback=True)
+
+    async def flush_fallback_writes(self) -> int:
+        """Write items served in fallback mode into the users' shown sets (called periodically)."""
+        pending = self.memory.take_pending()
+        if not pending:
+            return 0
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for write in pending:
+                    pipe.sadd(self.keys.for_generation(write.generation).user_shown(write.user_id), *write.item_ids)
+                await pipe.execute()
+        except REDIS_UNAVAILABLE:
+            self.memory.return_pending(pending)
+            return 0
+        return len(pending)
+
+    async def run_fallback_flusher(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            written = await self.flush_fallback_writes()
+            if written:
+                log.info("wrote %d fallback answers back to Redis", written)

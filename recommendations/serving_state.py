@@ -1,0 +1,111 @@
+"""A replica's in-process copy of what every request reads: catalog, bandit evidence and the model.
+
+The copy is immutable and swapped as a whole; each request compares the versions it read from Redis in its
+first round trip with the copy's and reloads (single-flight) what is stale. So a replica holds no state that
+Redis does not have, and any number of replicas serve the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+from redis.asyncio import Redis
+
+from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.catalog import CatalogView
+from recsys_core.keys import GlobalKeys
+from recsys_io.catalog import load_catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    generation: int
+    catalog: int
+    bandit: int
+    model: int
+
+    def behind(self, wanted: Versions) -> bool:
+        """True when ``wanted`` has something newer (versions only grow inside a generation)."""
+        if wanted.generation != self.generation:
+            return True
+        return wanted.catalog > self.catalog or wanted.bandit > self.bandit or wanted.model > self.model
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    generation: int
+    catalog: CatalogView
+    stats: ItemStats  # padded to the catalog size
+    bandit_version: int
+    model: FactorModel | None
+    model_version: int
+
+    @classmethod
+    def empty(cls) -> ServingState:
+        return cls(-1, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
+
+    @property
+    def versions(self) -> Versions:
+        return Versions(self.generation, self.catalog.version, self.bandit_version, self.model_version)
+
+
+class ServingStateCache:
+    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._state = ServingState.empty()
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> ServingState:
+        return self._state
+
+    async def ensure(self, wanted: Versions) -> ServingState:
+        """The state at ``wanted`` versions (or newer); concurrent callers share one reload."""
+        if not self._state.versions.behind(wanted):
+            return self._state
+        async with self._lock:
+            state = self._state
+            if state.versions.behind(wanted):
+                state = await self._reload(state, wanted)
+                self._state = state
+            return state
+
+    async def _reload(self, state: ServingState, wanted: Versions) -> ServingState:
+        run = self._keys.for_generation(wanted.generation)
+        if wanted.generation != state.generation:
+            state = ServingState(wanted.generation, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
+        catalog = state.catalog
+        if wanted.catalog > catalog.version:
+            catalog = await load_catalog(self._redis, run)
+        stats, bandit_version = state.stats, state.bandit_version
+        if wanted.bandit > bandit_version:
+            blob = await self._redis.get(run.bandit_snapshot)
+            stats = ItemStats.from_bytes(blob) if blob else ItemStats.empty()
+            bandit_version = wanted.bandit
+        model, model_version = state.model, state.model_version
+        if wanted.model > model_version:
+            # A blob retired between the pointer read and now keeps the previous model until the next version.
+            model = await self._load_model(run.model_blob(wanted.model)) or model
+            model_version = wanted.model
+        return replace(
+            state,
+            catalog=catalog,
+            stats=stats.padded(len(catalog)),
+            bandit_version=bandit_version,
+            model=model,
+            model_version=model_version,
+        )
+
+    async def _load_model(self, key: str) -> FactorModel | None:
+        blob = await self._redis.get(key)
+        if blob is None:
+            log.warning("model blob %s is gone", key)
+            return None
+        # Parsing a few MB of arrays and building the user map would stall the event loop.
+        return await asyncio.to_thread(FactorModel.from_bytes, blob)

@@ -1,0 +1,81 @@
+"""The two Redis round trips of a /recs request: read the user's state, then claim the answer atomically."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from recommendations.serving_state import Versions
+from recsys_core import lua
+from recsys_core.keys import GlobalKeys
+from recsys_io.redis_client import as_int, as_str
+
+RECS_LOG_CAP = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    item_id: str
+    action: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    versions: Versions
+    shown: list[str]
+    history: list[Feedback]  # oldest first
+
+
+class UserStore:
+    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._claim = redis.register_script(lua.CLAIM_RECOMMENDATIONS)
+
+    async def read(self, generation: int, user_id: str) -> UserSnapshot:
+        """Round trip 1: the current versions plus this user's shown set and recent feedback.
+
+        The user keys are read under ``generation``; if the returned generation differs, the caller re-reads.
+        """
+        run = self._keys.for_generation(generation)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.generation)
+            pipe.get(run.catalog_version)
+            pipe.get(run.bandit_version)
+            pipe.get(run.model_current)
+            pipe.smembers(run.user_shown(user_id))
+            pipe.lrange(run.user_history(user_id), 0, -1)
+            current, catalog, bandit, model, shown, history = await pipe.execute()
+        versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model))
+        feedback = []
+        for raw in reversed(history):
+            entry = orjson.loads(raw)
+            feedback.append(Feedback(entry["item_id"], entry["action"], float(entry.get("ts") or 0.0)))
+        return UserSnapshot(versions, [as_str(s) for s in shown], feedback)
+
+    async def claim(
+        self, generation: int, user_id: str, group: str, candidates: list[tuple[str, str]], k: int
+    ) -> list[str] | None:
+        """Round trip 2: atomically add up to ``k`` unseen candidates to the shown set; None if a /cleanup won."""
+        run = self._keys.for_generation(generation)
+        args: list[str | int | float] = [generation, k, group, user_id, time.time(), RECS_LOG_CAP]
+        for item_id, source in candidates:
+            args += [item_id, source]
+        result = await self._claim(
+            keys=[
+                self._keys.generation,
+                run.user_shown(user_id),
+                run.item_impressions,
+                run.user_sources(user_id),
+                run.recs_log,
+                run.counters,
+            ],
+            args=args,
+        )
+        if result and not isinstance(result[0], bytes | str) and int(result[0]) == lua.STALE_GENERATION:
+            return None
+        return [as_str(item) for item in result]

@@ -1,0 +1,1 @@
+"""Pure numerical building blocks: the bandit, the BPR wrapper, top-k selection and re-ranking."""

@@ -1,0 +1,134 @@
+"""BPR (the ``implicit`` library) as a pure function of a like matrix, and the published factor model.
+
+implicit's BPR treats every stored non-zero as a positive, so the training matrix holds likes only; dislikes
+stay out of the positives (they are used at serving time instead). Models travel as plain ``.npz`` arrays,
+never pickles.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+
+@dataclass(frozen=True, slots=True)
+class BPRParams:
+    factors: int = 64
+    iterations: int = 60
+    learning_rate: float = 0.05
+    regularization: float = 0.01
+    threads: int = 1
+    random_seed: int = 42
+
+
+def train_bpr(likes: sp.csr_matrix, params: BPRParams) -> tuple[np.ndarray, np.ndarray]:
+    """(user_factors, item_factors) of a users x items like matrix; CPU only, threads capped so serving keeps
+    its cores."""
+    from implicit.cpu.bpr import BayesianPersonalizedRanking  # heavy import, only where training happens
+
+    model = BayesianPersonalizedRanking(
+        factors=params.factors,
+        learning_rate=params.learning_rate,
+        regularization=params.regularization,
+        iterations=params.iterations,
+        num_threads=params.threads,
+        random_state=params.random_seed,
+    )
+    with threadpool_limits(limits=params.threads):
+        model.fit(likes, show_progress=False)
+    return np.asarray(model.user_factors, dtype=np.float32), np.asarray(model.item_factors, dtype=np.float32)
+
+
+def item_neighbours(item_factors: np.ndarray, n_neighbours: int, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``n_neighbours`` most similar items by cosine of their factors (bias column left out)."""
+    n_items = item_factors.shape[0]
+    n_neighbours = min(n_neighbours, max(n_items - 1, 0))
+    if n_neighbours == 0:
+        return np.zeros((n_items, 0), dtype=np.int32), np.zeros((n_items, 0), dtype=np.float32)
+    vectors = item_factors[:, :-1].astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.maximum(norms, 1e-9)
+    indices = np.empty((n_items, n_neighbours), dtype=np.int32)
+    sims = np.empty((n_items, n_neighbours), dtype=np.float32)
+    for start in range(0, n_items, batch):
+        block = unit[start : start + batch] @ unit.T
+        rows = np.arange(block.shape[0])
+        block[rows, rows + start] = -np.inf  # an item is not its own neighbour
+        part = np.argpartition(-block, n_neighbours - 1, axis=1)[:, :n_neighbours]
+        part_sims = np.take_along_axis(block, part, axis=1)
+        order = np.argsort(-part_sims, axis=1)
+        indices[start : start + batch] = np.take_along_axis(part, order, axis=1)
+        sims[start : start + batch] = np.take_along_axis(part_sims, order, axis=1)
+    return indices, sims
+
+
+@dataclass(frozen=True, slots=True)
+class FactorModel:
+    """A published model: factors aligned with the catalog index at training time, plus the user map."""
+
+    version: int
+    user_ids: np.ndarray
+    user_factors: np.ndarray
+    item_ids: np.ndarray
+    item_factors: np.ndarray
+    neighbour_indices: np.ndarray
+    neighbour_sims: np.ndarray
+    user_index: dict[str, int] = field(repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.user_index and self.user_ids.size:
+            object.__setattr__(self, "user_index", {str(u): i for i, u in enumerate(self.user_ids.tolist())})
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    def knows(self, user_id: str) -> bool:
+        return user_id in self.user_index
+
+    def user_scores(self, user_id: str, n_items: int) -> np.ndarray | None:
+        """Scores over ``n_items`` catalog items (items newer than the model get -inf), or None if unknown."""
+        row = self.user_index.get(user_id)
+        if row is None:
+            return None
+        scores = np.full(n_items, -np.inf, dtype=np.float64)
+        known = min(n_items, self.n_items)
+        scores[:known] = self.item_factors[:known] @ self.user_factors[row]
+        return scores
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            version=np.array(self.version, dtype=np.int64),
+            user_ids=self.user_ids.astype(np.str_),
+            user_factors=self.user_factors,
+            item_ids=self.item_ids.astype(np.str_),
+            item_factors=self.item_factors,
+            neighbour_indices=self.neighbour_indices,
+            neighbour_sims=self.neighbour_sims,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> FactorModel:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            return cls(
+                version=int(arrays["version"]),
+                user_ids=arrays["user_ids"],
+                user_factors=arrays["user_factors"],
+                item_ids=arrays["item_ids"],
+                item_factors=arrays["item_factors"],
+                neighbour_indices=arrays["neighbour_indices"],
+                neighbour_sims=arrays["neighbour_sims"],
+            )
+
+
+def score_users(user_factors: np.ndarray, item_factors: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """Scores of several users at once: one matrix product instead of a loop of dot products."""
+    return user_factors[np.asarray(rows, dtype=np.int64)] @ item_factors.T

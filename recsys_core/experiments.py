@@ -1,0 +1,132 @@
+"""A/B experiments: groups of strategies with traffic shares, users assigned by a stable hash.
+
+A user's group is ``murmur3(user_id, seed=murmur3(salt))`` mapped onto the cumulative shares, so every replica
+agrees without coordination and renaming the experiment reshuffles users.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mmh3
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recsys_core.strategies.base import Strategy
+from recsys_core.strategies.registry import StrategyConfigError, build_strategy
+
+BUCKETS = 10_000
+SHARE_TOLERANCE = 1e-6
+
+
+class ExperimentConfigError(ValueError):
+    """The experiment configuration cannot be used; the message says why."""
+
+
+class GroupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32)
+    strategy: str
+    share: float = Field(gt=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    groups: list[GroupConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        total = sum(group.share for group in self.groups)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            shares = ", ".join(f"{g.name}={g.share}" for g in self.groups)
+            raise ValueError(f"group shares must add up to 1, got {total:g} ({shares})")
+        names = [group.name for group in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"group names must be unique, got {names}")
+        return self
+
+    @classmethod
+    def single(cls, strategy: str, params: Mapping[str, Any] | None = None) -> ExperimentConfig:
+        group = GroupConfig(name="C", strategy=strategy, share=1.0, params=dict(params or {}))
+        return cls(name="default", groups=[group])
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    strategy_name: str
+    strategy: Strategy
+    upper_bucket: int  # users whose bucket is below this (and above the previous group's) belong here
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    config: ExperimentConfig
+    groups: tuple[Group, ...]
+    salt_seed: int
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> Experiment:
+        groups = []
+        cumulative = 0.0
+        for position, group in enumerate(config.groups):
+            cumulative += group.share
+            upper = BUCKETS if position == len(config.groups) - 1 else round(cumulative * BUCKETS)
+            try:
+                strategy = build_strategy(group.strategy, group.params)
+            except StrategyConfigError as error:
+                raise ExperimentConfigError(f"experiment {config.name!r}, group {group.name!r}: {error}") from error
+            groups.append(Group(group.name, group.strategy, strategy, upper))
+        return cls(config, tuple(groups), mmh3.hash(config.name, signed=False))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def control(self) -> Group:
+        return self.groups[0]
+
+    def bucket(self, user_id: str) -> int:
+        return mmh3.hash(user_id, seed=self.salt_seed, signed=False) % BUCKETS
+
+    def assign(self, user_id: str) -> Group:
+        bucket = self.bucket(user_id)
+        for group in self.groups:
+            if bucket < group.upper_bucket:
+                return group
+        return self.groups[-1]
+
+    def describe(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+
+def parse_experiment(raw: str | Mapping[str, Any], source: str) -> ExperimentConfig:
+    try:
+        data = yaml.safe_load(raw) if isinstance(raw, str) else dict(raw)
+        return ExperimentConfig.model_validate(data)
+    except (ValidationError, yaml.YAMLError, json.JSONDecodeError, TypeError) as error:
+        raise ExperimentConfigError(f"invalid experiment configuration in {source}: {error}") from error
+
+
+def load_experiment(experiment_file: Path | None, inline: str | None, default_strategy: str) -> Experiment:
+    """The experiment from EXPERIMENT_CONFIG (inline YAML/JSON), else EXPERIMENT_FILE, else one default group."""
+    if inline:
+        config = parse_experiment(inline, "EXPERIMENT_CONFIG")
+    elif experiment_file is not None:
+        try:
+            text = Path(experiment_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ExperimentConfigError(f"cannot read EXPERIMENT_FILE {experiment_file}: {error}") from error
+        config = parse_experiment(text, str(experiment_file))
+    else:
+        config = ExperimentConfig.single(default_strategy)
+    return Experiment.from_config(config)

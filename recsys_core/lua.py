@@ -1,0 +1,114 @@
+"""Server-side scripts: every multi-key state change happens atomically inside Redis.
+
+Each script first checks that the run's generation is still the one the caller read (a missing generation key
+means generation 0); after a /cleanup the caller gets -1 and must refresh, so a write meant for the old run
+never lands in the new one. The keys are the ones named in ``recsys_core.keys``; the scripts take them in KEYS
+and never build names themselves, except ``PUBLISH_MODEL``, which deletes the blobs of versions it retires.
+"""
+
+from __future__ import annotations
+
+STALE_GENERATION = -1
+
+# KEYS: generation, catalog_ids, catalog_index, catalog_genres, catalog_titles, catalog_version
+# ARGV: expected generation, then triples (item id, genres JSON or "", title or "")
+# Returns {added, updated, catalog size} or {-1}.
+ADD_ITEMS = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {-1} end
+local added, updated = 0, 0
+for i = 2, #ARGV, 3 do
+  local item = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], item) == 1 then
+    updated = updated + 1
+  else
+    local size = redis.call('RPUSH', KEYS[2], item)
+    redis.call('HSET', KEYS[3], item, size - 1)
+    added = added + 1
+  end
+  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[4], item, ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[5], item, ARGV[i + 2]) end
+end
+redis.call('INCR', KEYS[6])
+return {added, updated, redis.call('LLEN', KEYS[2])}
+"""
+
+# KEYS: generation, user shown set, item impressions, user sources, recs log, counters
+# ARGV: expected generation, k, group, user id, timestamp, log cap, then pairs (item id, source)
+# Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions.
+# Returns the claimed ids, or {-1}.
+CLAIM_RECOMMENDATIONS = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {-1} end
+local k = tonumber(ARGV[2])
+local chosen = {}
+for i = 7, #ARGV, 2 do
+  if #chosen >= k then break end
+  local item = ARGV[i]
+  if redis.call('SADD', KEYS[2], item) == 1 then
+    chosen[#chosen + 1] = item
+    redis.call('HINCRBY', KEYS[3], item, 1)
+    redis.call('HSET', KEYS[4], item, ARGV[i + 1] .. '|' .. ARGV[3])
+  end
+end
+if #chosen > 0 then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
+    'user', ARGV[4], 'group', ARGV[3], 'ts', ARGV[5], 'items', table.concat(chosen, ','))
+end
+redis.call('HINCRBY', KEYS[6], 'recs', 1)
+redis.call('HINCRBY', KEYS[6], 'impressions', #chosen)
+return chosen
+"""
+
+# KEYS: generation, seen messages, events stream, item likes, item dislikes, user feedback, user history, counters
+# ARGV: expected generation, message id, user id, timestamp, group, history cap, then pairs (item id, action)
+# Returns 1 (stored), 0 (a redelivery of a stored message) or -1 (an event of an older run).
+STORE_EVENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
+  return -1
+end
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
+  redis.call('HINCRBY', KEYS[8], 'duplicates', 1)
+  return 0
+end
+local cap = tonumber(ARGV[6])
+for i = 7, #ARGV, 2 do
+  local item, action = ARGV[i], ARGV[i + 1]
+  redis.call('XADD', KEYS[3], '*', 'msg', ARGV[2], 'user', ARGV[3], 'item', item, 'action', action,
+    'ts', ARGV[4], 'group', ARGV[5])
+  if action == 'like' then
+    redis.call('HINCRBY', KEYS[4], item, 1)
+  else
+    redis.call('HINCRBY', KEYS[5], item, 1)
+  end
+  redis.call('HSET', KEYS[6], item, action)
+  redis.call('LPUSH', KEYS[7], cjson.encode({item_id = item, action = action, ts = tonumber(ARGV[4])}))
+end
+redis.call('LTRIM', KEYS[7], 0, cap - 1)
+redis.call('HINCRBY', KEYS[8], 'messages', 1)
+redis.call('HINCRBY', KEYS[8], 'events', (#ARGV - 6) / 2)
+return 1
+"""
+
+# KEYS: generation, bandit snapshot, bandit version
+# ARGV: expected generation, snapshot bytes
+PUBLISH_SNAPSHOT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2])
+return redis.call('INCR', KEYS[3])
+"""
+
+# KEYS: generation, model current pointer, model versions zset
+# ARGV: expected generation, version, versions to keep, run key base ("{prefix}:g{n}")
+# The blob and meta of the version were written before; this flips the pointer and retires old versions.
+PUBLISH_MODEL = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+local version = tonumber(ARGV[2])
+redis.call('SET', KEYS[2], version)
+redis.call('ZADD', KEYS[3], version, version)
+local keep = tonumber(ARGV[3])
+local old = redis.call('ZRANGE', KEYS[3], 0, -(keep + 1))
+for _, v in ipairs(old) do
+  redis.call('DEL', ARGV[4] .. ':model:' .. v .. ':blob', ARGV[4] .. ':model:' .. v .. ':meta')
+  redis.call('ZREM', KEYS[3], v)
+end
+return version
+"""

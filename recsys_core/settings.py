@@ -1,0 +1,107 @@
+"""One settings object for every service: each value comes from the environment with a typed default.
+
+Nothing else in the project reads ``os.environ``; services receive a ``Settings`` instance (an app factory
+argument), so tests start a service on their own Redis DB, key prefix and queue names.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- infrastructure ---
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Every Redis key this deployment owns starts with this prefix (tests use their own).
+    redis_prefix: str = "recsys"
+    events_queue: str = "recsys.events"
+    mlflow_tracking_uri: str = "http://127.0.0.1:8080"
+    # The MLflow experiment is named after the deployment.
+    deployment_name: str = "recsys"
+    # Timeouts keep a dead dependency from hanging a request: it becomes a 503 or a fallback.
+    redis_timeout_s: float = 1.0
+    amqp_publish_timeout_s: float = 3.0
+
+    # --- HTTP services ---
+    host: str = "127.0.0.1"
+    recs_port: int = 5001
+    collector_port: int = 5000
+    pipeline_port: int = 5002
+    webapp_port: int = 8000
+    mlflow_port: int = 8080
+    recs_workers: int = 1
+    recs_url: str = "http://127.0.0.1:5001"
+    collector_url: str = "http://127.0.0.1:5000"
+    pipeline_url: str = "http://127.0.0.1:5002"
+    mlflow_public_url: str = "http://127.0.0.1:8080"
+    # When set, /cleanup and /add_items require "Authorization: Bearer <token>".
+    admin_token: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    # --- input limits ---
+    max_id_length: int = 128
+    max_items_per_batch: int = 20_000
+    max_genres_per_item: int = 32
+    max_interactions_per_event: int = 1_000
+    max_k: int = 100
+    default_k: int = 10
+
+    # --- pipeline ---
+    prefetch_count: int = 512
+    consume_batch_size: int = 256
+    consume_batch_wait_s: float = 0.005
+    bandit_publish_interval_s: float = 0.2
+    retrain_interval_s: float = 30.0
+    min_new_events_to_retrain: int = 1
+    models_to_keep: int = 2
+    # The offline evaluation holds out this share of the most recent likes.
+    holdout_fraction: float = 0.1
+
+    # --- BPR ---
+    bpr_factors: int = 64
+    bpr_iterations: int = 60
+    bpr_learning_rate: float = 0.05
+    bpr_regularization: float = 0.01
+    bpr_threads: int = 1
+    bpr_min_user_likes: int = 1
+    random_seed: int = 42
+
+    # --- serving ---
+    # How long a replica trusts its in-process copy of the bandit/model before checking Redis for a newer one.
+    serving_refresh_s: float = 0.2
+    candidates_per_slot: int = 3
+    # Experiments: a YAML/JSON file, or inline JSON in EXPERIMENT_CONFIG.
+    experiment_file: Path | None = None
+    experiment_config: str | None = None
+    default_strategy: str = "bpr"
+
+    # --- data ---
+    movielens_dir: Path | None = None
+    movielens_url: str = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+    data_cache_dir: Path = PROJECT_ROOT / ".data"
+    load_catalog_on_start: bool = True
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @cached_property
+    def mlflow_experiment_name(self) -> str:
+        return self.deployment_name
+
+
+def get_settings() -> Settings:
+    return Settings()

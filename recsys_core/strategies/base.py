@@ -1,0 +1,96 @@
+"""One recommendation strategy = one small class behind ``Strategy.recommend``.
+
+A strategy is pure: it reads an immutable ``RecommendationContext`` (catalog, bandit evidence, model, the
+user's profile) and returns ranked candidates. It never sees Redis; the service claims the final slots.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.algorithms.topk import top_k_indices
+from recsys_core.catalog import CatalogView
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What we know of one user, in catalog indices."""
+
+    shown: np.ndarray  # bool mask over the catalog: never recommend these again
+    liked: np.ndarray  # int indices, oldest first
+    disliked: np.ndarray  # int indices, oldest first
+
+    @classmethod
+    def empty(cls, n_items: int) -> UserProfile:
+        none = np.empty(0, dtype=np.int64)
+        return cls(np.zeros(n_items, dtype=bool), none, none.copy())
+
+    @property
+    def n_feedback(self) -> int:
+        return int(self.liked.size + self.disliked.size)
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationContext:
+    user_id: str
+    catalog: CatalogView
+    stats: ItemStats  # padded to the catalog size
+    model: FactorModel | None
+    profile: UserProfile
+    rng: np.random.Generator
+
+    @property
+    def n_items(self) -> int:
+        return len(self.catalog)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    index: int
+    source: str
+
+
+class Strategy(ABC):
+    """Rank up to ``n`` catalog items the user has not been shown, best first."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]: ...
+
+
+def candidates_from_scores(
+    scores: np.ndarray, ctx: RecommendationContext, n: int, source: str, exclude: np.ndarray | None = None
+) -> list[Candidate]:
+    """The ``n`` best unseen items of a score vector (-inf means "not a candidate")."""
+    mask = ctx.profile.shown if exclude is None else (ctx.profile.shown | exclude)
+    return [Candidate(int(i), source) for i in top_k_indices(scores, n, mask)]
+
+
+def merge_candidates(*lists: list[Candidate], n: int) -> list[Candidate]:
+    """Concatenate ranked lists, keeping each item's first (best) appearance, up to ``n``."""
+    seen: set[int] = set()
+    merged: list[Candidate] = []
+    for candidates in lists:
+        for candidate in candidates:
+            if candidate.index not in seen:
+                seen.add(candidate.index)
+                merged.append(candidate)
+                if len(merged) >= n:
+                    return merged
+    return merged
+
+
+def random_unseen(ctx: RecommendationContext, n: int, source: str = "fill") -> list[Candidate]:
+    """Uniformly random unseen items: the last resort that keeps every answer full."""
+    unseen = np.flatnonzero(~ctx.profile.shown)
+    if unseen.size == 0:
+        return []
+    picked = ctx.rng.choice(unseen, size=min(n, unseen.size), replace=False)
+    return [Candidate(int(i), source) for i in picked]

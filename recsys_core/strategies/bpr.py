@@ -1,0 +1,34 @@
+"""BPR for users the model knows, another strategy for everyone else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys_core.strategies.bandit import ThompsonStrategy
+from recsys_core.strategies.base import (
+    Candidate,
+    RecommendationContext,
+    Strategy,
+    candidates_from_scores,
+    merge_candidates,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BPRStrategy(Strategy):
+    name = "bpr"
+    fallback: Strategy = field(default_factory=ThompsonStrategy)
+
+    def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
+        scores = ctx.model.user_scores(ctx.user_id, ctx.n_items) if ctx.model is not None else None
+        if scores is None:
+            return self.fallback.recommend(ctx, n)
+        answered = np.zeros(ctx.n_items, dtype=bool)
+        answered[ctx.profile.liked] = True
+        answered[ctx.profile.disliked] = True
+        personal = candidates_from_scores(scores, ctx, n, "bpr", exclude=answered)
+        if len(personal) >= n:
+            return personal
+        return merge_candidates(personal, self.fallback.recommend(ctx, n), n=n)

@@ -1,0 +1,74 @@
+"""The catalog in Redis: atomic batch adds (per generation) and consistent snapshots for readers."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from redis.asyncio import Redis
+
+from recsys_core import lua
+from recsys_core.catalog import CatalogView
+from recsys_core.keys import GlobalKeys, RunKeys
+from recsys_core.schemas import AddItemsRequest, AddItemsResponse
+from recsys_io.redis_client import as_int, as_str
+
+# One script call per chunk keeps Redis responsive while a 10k-item batch is stored.
+ADD_CHUNK = 1000
+
+
+class StaleGenerationError(RuntimeError):
+    """A /cleanup happened between reading the generation and writing: the caller retries."""
+
+
+async def add_items(redis: Redis, keys: GlobalKeys, generation: int, request: AddItemsRequest) -> AddItemsResponse:
+    run = keys.for_generation(generation)
+    script = redis.register_script(lua.ADD_ITEMS)
+    added = updated = size = 0
+    for start in range(0, len(request.item_ids), ADD_CHUNK):
+        args: list[str | int] = [generation]
+        for offset, item_id in enumerate(request.item_ids[start : start + ADD_CHUNK]):
+            position = start + offset
+            genres = request.genres[position] if request.genres is not None else None
+            title = request.titles[position] if request.titles is not None else ""
+            args += [item_id, json.dumps(genres) if genres is not None else "", title]
+        result = await script(
+            keys=[
+                keys.generation,
+                run.catalog_ids,
+                run.catalog_index,
+                run.catalog_genres,
+                run.catalog_titles,
+                run.catalog_version,
+            ],
+            args=args,
+        )
+        if int(result[0]) == lua.STALE_GENERATION:
+            raise StaleGenerationError(generation)
+        added += int(result[0])
+        updated += int(result[1])
+        size = int(result[2])
+    return AddItemsResponse(added=added, updated=updated, catalog_size=size)
+
+
+async def load_catalog(redis: Redis, run: RunKeys) -> CatalogView:
+    """A consistent snapshot (MULTI/EXEC) of ids, genres and the version they belong to."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(run.catalog_version)
+        pipe.lrange(run.catalog_ids, 0, -1)
+        pipe.hgetall(run.catalog_genres)
+        version, raw_ids, raw_genres = await pipe.execute()
+    item_ids = [as_str(i) for i in raw_ids]
+    genres = {as_str(k): orjson.loads(v) for k, v in raw_genres.items()}
+    return CatalogView.build(as_int(version), item_ids, genres)
+
+
+async def load_titles(redis: Redis, run: RunKeys, item_ids: list[str]) -> dict[str, str]:
+    if not item_ids:
+        return {}
+    values = await redis.hmget(run.catalog_titles, item_ids)
+    return {item_id: as_str(v) for item_id, v in zip(item_ids, values, strict=True) if v is not None}
+
+
+async def catalog_size(redis: Redis, run: RunKeys) -> int:
+    return int(await redis.llen(run.catalog_ids))
