@@ -128,6 +128,10 @@ class RecommendationService:
             ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
         return Answer(chosen, sources, group_name)
 
+    async def current_state(self) -> ServingState:
+        """The serving state as a request would see it now (for debugging and status pages)."""
+        return await self.cache.ensure(await self.users.read_versions())
+
     @staticmethod
     def _pairs(state: ServingState, ranked: list[Candidate]) -> list[tuple[str, str]]:
         return [(state.catalog.item_ids[c.index], c.source) for c in ranked]

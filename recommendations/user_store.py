@@ -57,6 +57,20 @@ class UserStore:
             feedback.append(Feedback(entry["item_id"], entry["action"], float(entry.get("ts") or 0.0)))
         return UserSnapshot(versions, [as_str(s) for s in shown], feedback)
 
+    async def read_versions(self) -> Versions:
+        """The current generation and its catalog/bandit/model versions (one MULTI round trip)."""
+        generation = as_int(await self._redis.get(self._keys.generation))
+        run = self._keys.for_generation(generation)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.generation)
+            pipe.get(run.catalog_version)
+            pipe.get(run.bandit_version)
+            pipe.get(run.model_current)
+            current, catalog, bandit, model = await pipe.execute()
+        if as_int(current) != generation:
+            return await self.read_versions()
+        return Versions(generation, as_int(catalog), as_int(bandit), as_int(model))
+
     async def claim(
         self, generation: int, user_id: str, group: str, candidates: list[tuple[str, str]], k: int
     ) -> list[str] | None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from recommendations.deps import KeysDep, RedisDep, ServiceDep
-from recommendations.routers.recs import UserIdPath
+from recommendations.routers.recs import IdPath
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
 
@@ -60,7 +60,7 @@ async def status(redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[st
 
 
 @router.get("/debug/users/{user_id}")
-async def user_debug(user_id: UserIdPath, redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
+async def user_debug(user_id: IdPath, redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
     """A user's experiment group, likes/dislikes (newest first) and why each shown item was chosen."""
     run = keys.for_generation(as_int(await redis.get(keys.generation)))
     async with redis.pipeline(transaction=False) as pipe:
@@ -81,4 +81,25 @@ async def user_debug(user_id: UserIdPath, redis: RedisDep, keys: KeysDep, servic
         "sources": sources,
         "shown_count": int(shown),
         "titles": titles,
+    }
+
+
+@router.get("/debug/items/{item_id}")
+async def item_debug(item_id: IdPath, service: ServiceDep) -> dict[str, Any]:
+    """One item's arm as /recs on this replica reads it now: evidence and the control bandit's posterior mean."""
+    state = await service.current_state()
+    index = state.catalog.index.get(item_id)
+    if index is None:
+        raise HTTPException(status_code=404, detail=f"item {item_id!r} is not in the catalog")
+    stats = state.stats
+    return {
+        "item_id": item_id,
+        "index": index,
+        "genres": list(state.catalog.genres_of(index)),
+        "likes": float(stats.likes[index]),
+        "dislikes": float(stats.dislikes[index]),
+        "impressions": float(stats.impressions[index]),
+        "bandit_version": state.bandit_version,
+        "model_version": state.model_version,
+        "in_model": state.model is not None and index < state.model.n_items,
     }

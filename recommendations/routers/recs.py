@@ -10,7 +10,7 @@ from recsys_core.schemas import DEFAULT_K, ID_PATTERN, MAX_ID_LENGTH, MAX_K, Rec
 
 router = APIRouter(tags=["recommendations"])
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
 
 @router.get(
@@ -19,7 +19,7 @@ UserIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern
     responses={503: {"description": "Redis is unreachable and no fallback is available"}},
 )
 async def recommendations(
-    user_id: UserIdPath,
+    user_id: IdPath,
     service: ServiceDep,
     response: Response,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many items")] = DEFAULT_K,

@@ -1,0 +1,53 @@
+"""Shared fixtures: a session MLflow server and isolated stacks of real service processes."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import ROOT, ServiceStack, start_mlflow
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server (sqlite backend) for the whole session."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    process, url = start_mlflow(folder)
+    yield url
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path, mlflow_url: str) -> Iterator[Callable[..., ServiceStack]]:
+    """Build stacks with custom settings; every one is stopped and its keys/queues deleted afterwards."""
+    stacks: list[ServiceStack] = []
+
+    def build(**extra_env: str) -> ServiceStack:
+        stack = ServiceStack(log_dir=tmp_path, mlflow_url=mlflow_url, extra_env=extra_env)
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.close()
+
+
+@pytest.fixture
+def stack(stack_factory: Callable[..., ServiceStack]) -> ServiceStack:
+    """pipeline + recommendations + event_collector on real Redis/RabbitMQ/MLflow, isolated by prefix."""
+    return stack_factory().start()

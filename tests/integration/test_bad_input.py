@@ -1,0 +1,60 @@
+"""Bad input gets a clear 4xx on both services; an empty catalog answers 200 []."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"user_id": "u", "item_ids": ["a", "b"], "actions": ["like"]}, "same length"),
+        ({"user_id": "u", "item_ids": ["a"], "actions": ["love"]}, "'like' or 'dislike'"),
+        ({"user_id": "u", "item_ids": [], "actions": []}, "at least 1"),
+        ({"item_ids": ["a"], "actions": ["like"]}, "user_id"),
+        ({"user_id": "u", "item_ids": ["a"], "actions": ["like"], "timestamp": "soon"}, "timestamp"),
+        ({"user_id": "has space", "item_ids": ["a"], "actions": ["like"]}, "user_id"),
+    ],
+)
+def test_interact_rejects_bad_input(stack: ServiceStack, body: dict[str, object], expected: str) -> None:
+    response = httpx.post(f"{stack.collector_url}/interact", json=body, timeout=10)
+    assert response.status_code == 422
+    assert expected in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"item_ids": ["a", "b"], "genres": [["x"]]}, "genres has 1 entries but item_ids has 2"),
+        ({"item_ids": [], "genres": []}, "at least 1"),
+        ({"item_ids": "abc"}, "item_ids"),
+        ({"item_ids": ["a"], "genres": [[1]]}, "genres"),
+    ],
+)
+def test_add_items_rejects_bad_input(stack: ServiceStack, body: dict[str, object], expected: str) -> None:
+    response = httpx.post(f"{stack.recs_url}/add_items", json=body, timeout=10)
+    assert response.status_code == 422
+    assert expected in response.json()["detail"]
+
+
+def test_recs_validation_and_empty_catalog(stack: ServiceStack) -> None:
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        assert client.post(f"{stack.recs_url}/cleanup").status_code == 200  # idempotent, POST too
+        assert client.get(f"{stack.recs_url}/recs/new-user").json() == {"item_ids": []}
+        for k in ("0", "101", "ten"):
+            response = client.get(f"{stack.recs_url}/recs/u", params={"k": k})
+            assert response.status_code == 422
+            assert "k" in response.json()["detail"]
+        assert client.get(f"{stack.recs_url}/recs/{'x' * 200}").status_code == 422
+        not_json = client.post(
+            f"{stack.recs_url}/add_items", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 422
+        assert client.get(f"{stack.recs_url}/healthcheck").status_code == 200
+        assert client.get(f"{stack.collector_url}/healthcheck").status_code == 200

@@ -1,0 +1,104 @@
+"""The whole flow on real Redis, RabbitMQ and MLflow: collector -> queue -> pipeline -> Redis -> recs."""
+
+from __future__ import annotations
+
+import httpx
+import mlflow
+import pytest
+
+from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+
+def test_full_flow_like_to_bandit_to_bpr(stack: ServiceStack) -> None:
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        first_ids, first_genres = catalog(120)
+        second_ids, second_genres = catalog(120)
+        add_items(client, stack.recs_url, first_ids, first_genres)
+        assert add_items(client, stack.recs_url, second_ids, second_genres)["catalog_size"] == 240
+        all_ids = set(first_ids) | set(second_ids)
+
+        user = new_id("user-")
+        first = recs(client, stack.recs_url, user).json()["item_ids"]
+        assert len(first) == 10 and len(set(first)) == 10 and set(first) <= all_ids
+
+        liked = first[:3]
+        interact(client, stack.collector_url, user, liked, ["like"] * 3)
+        interact(client, stack.collector_url, user, [first[3]], ["dislike"])
+
+        def like_visible() -> dict[str, float] | None:
+            arm = client.get(f"{stack.recs_url}/debug/items/{liked[0]}").json()
+            return arm if arm["likes"] >= 1 else None
+
+        arm, seconds = eventually(like_visible, timeout_s=2.0)
+        print(f"like visible in the bandit state /recs reads after {seconds * 1000:.0f} ms")
+        assert arm["impressions"] >= 1
+
+        # Other users' likes give BPR something to learn from.
+        for _ in range(5):
+            other = new_id("user-")
+            shown = recs(client, stack.recs_url, other).json()["item_ids"]
+            interact(client, stack.collector_url, other, shown[:4], ["like"] * 4)
+        eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= 24, 5)
+
+        version_before = client.get(f"{stack.recs_url}/status").json()["model_version"]
+        outcome = client.post(f"{stack.pipeline_url}/retrain").json()
+        assert outcome["trained"], outcome
+        status = client.get(f"{stack.recs_url}/status").json()
+        assert status["model_version"] == outcome["model_version"] > version_before
+        assert status["model"]["likes"] == 23  # 3 + 5*4 likes; the dislike is not a positive
+
+        answer = recs(client, stack.recs_url, user)
+        assert "bpr" in answer.headers["x-recommendation-sources"].split(",")
+        seen = set(first) | set(answer.json()["item_ids"])
+        assert len(seen) == 20
+        for _ in range(20):
+            items = recs(client, stack.recs_url, user).json()["item_ids"]
+            assert len(items) == 10 and not (set(items) & seen), "an item was shown twice"
+            seen |= set(items)
+        # 22 calls x 10 > 220 items: the last answers run out; nothing repeats and nothing unknown appears.
+        assert seen <= all_ids
+
+    # Every retrain is an MLflow run with its published version as a tag.
+    runs = mlflow.MlflowClient(stack.mlflow_url).search_runs(
+        [mlflow.MlflowClient(stack.mlflow_url).get_experiment_by_name(stack.tag).experiment_id],
+        filter_string=f"tags.model_version = '{outcome['model_version']}'",
+    )
+    assert len(runs) == 1
+    assert runs[0].data.metrics["likes"] == 23
+    assert runs[0].data.params["factors"] == "64"
+
+
+def test_catalog_exhaustion_returns_fewer_never_repeats(stack: ServiceStack) -> None:
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        ids, genres = catalog(25)
+        add_items(client, stack.recs_url, ids, genres)
+        user = new_id()
+        answers = [recs(client, stack.recs_url, user).json()["item_ids"] for _ in range(4)]
+        assert [len(a) for a in answers] == [10, 10, 5, 0]
+        flat = [i for a in answers for i in a]
+        assert sorted(flat) == sorted(ids)
+        assert recs(client, stack.recs_url, new_id(), k=3).json()["item_ids"].__len__() == 3
+
+
+def test_late_items_become_recommendable_without_restart(stack: ServiceStack) -> None:
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        early, early_genres = catalog(10)
+        add_items(client, stack.recs_url, early, early_genres)
+        user = new_id()
+        assert set(recs(client, stack.recs_url, user).json()["item_ids"]) == set(early)
+        late, late_genres = catalog(10)
+        add_items(client, stack.recs_url, late, late_genres)
+        # The late items get arms (and can be liked) without any restart.
+        assert set(recs(client, stack.recs_url, user).json()["item_ids"]) == set(late)
+        interact(client, stack.collector_url, user, late[:2], ["like", "like"])
+        eventually(lambda: client.get(f"{stack.recs_url}/debug/items/{late[0]}").json()["likes"] >= 1, 2.0)
+        # A repeated id updates its genres instead of duplicating the item.
+        result = add_items(client, stack.recs_url, [late[0]], [["Western"]])
+        assert result == {"added": 0, "updated": 1, "catalog_size": 20}
+        assert client.get(f"{stack.recs_url}/debug/items/{late[0]}").json()["genres"] == ["Western"]
