@@ -1,0 +1,143 @@
+"""One grading run end to end: prepare the deployment, run the load, judge it, compute references and score."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+
+from grader.ab import GroupComparison, compare_groups
+from grader.aggregate import MetricSummary, Window, summarize, windows_by_arrival
+from grader.catalog import Catalog, build_catalog
+from grader.config import K, RunConfig
+from grader.deployment import Experiment, GradingAborted, check_health, cleanup, fetch_experiment, load_catalog
+from grader.evaluation import CallOutcome, evaluate_user
+from grader.progress import load_progress
+from grader.reference import References, compute_references
+from grader.runner import ProgressCallback, make_client, run_in_processes, run_users
+from grader.scoring import Score, hardml_score
+from grader.simulation import Dataset, SimulatedUser, sample_users
+from grader.traces import UserTrace
+from recsys_core import movielens
+from recsys_core.settings import Settings
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    config: RunConfig
+    started_at: float
+    load_started_at: float
+    finished_at: float
+    catalog: Catalog
+    users: tuple[SimulatedUser, ...]
+    traces: tuple[UserTrace, ...]
+    outcomes: tuple[CallOutcome, ...]
+    summary: MetricSummary
+    score: Score
+    references: References
+    experiment: Experiment | None
+    comparison: GroupComparison | None
+    windows: tuple[Window, ...]
+
+    @property
+    def load_duration_s(self) -> float:
+        return self.finished_at - self.load_started_at
+
+
+def load_dataset(settings: Settings) -> Dataset:
+    try:
+        path = movielens.locate(settings)
+        return Dataset(movielens.load_movies(path), movielens.load_ratings(path))
+    except (OSError, ValueError, RuntimeError, httpx.HTTPError) as exc:
+        raise GradingAborted(f"cannot load MovieLens (set MOVIELENS_DIR): {type(exc).__name__}: {exc}") from exc
+
+
+async def prepare_deployment(
+    config: RunConfig, catalog: Catalog, console: Console, transport: httpx.AsyncBaseTransport | None
+) -> Experiment | None:
+    """Healthchecks, cleanup, the catalog; then what experiment (if any) the service runs."""
+    async with make_client(1, config.request_timeout_s, transport) as client:
+        await check_health(client, {"recommendations": config.recs_url, "event collector": config.events_url})
+        await cleanup(client, config.recs_url, config.admin_token)
+        await load_catalog(client, config.recs_url, catalog, config.add_items_batch, config.admin_token)
+        console.log(f"catalog loaded: {len(catalog)} items")
+        return await fetch_experiment(client, config.recs_url)
+
+
+async def run_load(
+    users: Sequence[SimulatedUser],
+    config: RunConfig,
+    on_call: ProgressCallback,
+    transport: httpx.AsyncBaseTransport | None,
+) -> list[UserTrace]:
+    if config.processes == 1:
+        return await run_users(users, config, config.concurrency, on_call, transport)
+    if transport is not None:
+        raise ValueError("an injected transport only works with processes=1")
+    # The worker processes are waited for in a thread so this event loop stays responsive.
+    return await asyncio.to_thread(run_in_processes, users, config, on_call)
+
+
+def _comparison(
+    experiment: Experiment | None, traces: Sequence[UserTrace], outcomes: Sequence[CallOutcome], catalog_size: int
+) -> GroupComparison | None:
+    """Per-group results when an experiment with at least two groups runs (per the config or the headers)."""
+    seen_groups = sorted({trace.group for trace in traces if trace.group})
+    if experiment is not None and len(experiment.groups) >= 2:
+        order = [group.name for group in experiment.groups]
+        control = experiment.control
+    elif len(seen_groups) >= 2:
+        order = seen_groups
+        control = "C" if "C" in seen_groups else seen_groups[0]
+    else:
+        return None
+    return compare_groups(traces, outcomes, order, control, catalog_size, K)
+
+
+async def grade(
+    config: RunConfig,
+    dataset: Dataset | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    console: Console | None = None,
+) -> GradeResult:
+    """Raises ``grader.deployment.GradingAborted`` when the deployment cannot be prepared."""
+    console = console or Console(quiet=not config.show_progress)
+    started_at = time.time()
+    dataset = dataset or load_dataset(Settings())
+    catalog = build_catalog(dataset.movies, config.seed)
+    users = sample_users(dataset.ratings, catalog, config.users, config.seed)
+
+    experiment = await prepare_deployment(config, catalog, console, transport)
+    if experiment is not None:
+        console.log(f"experiment {experiment.name!r}: groups {[g.name for g in experiment.groups]}")
+
+    load_started_at = time.time()
+    with load_progress(console, len(users) * config.calls_per_user, config.show_progress) as on_call:
+        traces = await run_load(users, config, on_call, transport)
+    finished_at = time.time()
+
+    user_by_arrival = {user.arrival: user for user in users}
+    outcomes = [o for trace in traces for o in evaluate_user(user_by_arrival[trace.arrival], trace, catalog, K)]
+    summary = summarize(outcomes, len(catalog), K)
+    return GradeResult(
+        config=config,
+        started_at=started_at,
+        load_started_at=load_started_at,
+        finished_at=finished_at,
+        catalog=catalog,
+        users=tuple(users),
+        traces=tuple(traces),
+        outcomes=tuple(outcomes),
+        summary=summary,
+        score=hardml_score(
+            summary.precision, summary.ndcg, summary.diversity, summary.coverage, summary.latency.mean_ms
+        ),
+        references=compute_references(users, catalog, config.calls_per_user, K),
+        experiment=experiment,
+        comparison=_comparison(experiment, traces, outcomes, len(catalog)),
+        windows=tuple(windows_by_arrival(outcomes, len(users))),
+    )

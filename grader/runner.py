@@ -1,0 +1,184 @@
+"""The load: simulated users asking ``/recs`` and reporting feedback to ``/interact``, concurrently.
+
+One asyncio loop per process with one ``httpx.AsyncClient``; at most ``concurrency`` users are active at once
+(a pool of workers taking users in arrival order). ``--processes P`` splits the users round-robin over P
+processes, each with its share of the concurrency, and merges the traces. The runner only records what it
+saw; judging the answers is ``grader.evaluation``'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+import httpx
+
+from grader.config import PauseRange, RunConfig
+from grader.simulation import SimulatedUser, react
+from grader.traces import GROUP_HEADER, CallTrace, UserTrace
+
+ProgressCallback = Callable[[int], None]
+
+
+def _no_progress(_calls: int) -> None:
+    return None
+
+
+def make_client(
+    concurrency: int, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    # Each active user has at most one request in flight, to one of the two services.
+    pool_size = 2 * concurrency + 4
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+        limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+    )
+
+
+def parse_recs_body(response: httpx.Response) -> tuple[tuple[str, ...], bool]:
+    """(item ids, whether the body had the contract's shape)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return (), False
+    items = payload.get("item_ids") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        return (), False
+    return tuple(items), True
+
+
+async def _pause(rng: random.Random, pause: PauseRange) -> None:
+    if pause.high_s > 0:
+        await asyncio.sleep(rng.uniform(pause.low_s, pause.high_s))
+
+
+async def _recommend(client: httpx.AsyncClient, recs_url: str, user_id: str, session: int, index: int) -> CallTrace:
+    started_at = time.time()
+    started = time.perf_counter()
+    try:
+        response = await client.get(f"{recs_url}/recs/{user_id}")
+    except httpx.HTTPError as exc:
+        return CallTrace(session, index, started_at, None, None, (), False, None, error=f"{type(exc).__name__}: {exc}")
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    group = response.headers.get(GROUP_HEADER) or None
+    if response.status_code != 200:
+        return CallTrace(session, index, started_at, latency_ms, response.status_code, (), False, group)
+    items, body_ok = parse_recs_body(response)
+    error = None if body_ok else "body is not {'item_ids': [str, ...]}"
+    return CallTrace(session, index, started_at, latency_ms, 200, items, body_ok, group, error=error)
+
+
+async def _interact(
+    client: httpx.AsyncClient, events_url: str, user_id: str, item_ids: Sequence[str], actions: Sequence[str]
+) -> int | None:
+    body = {"user_id": user_id, "item_ids": list(item_ids), "actions": list(actions), "timestamp": time.time()}
+    try:
+        response = await client.post(f"{events_url}/interact", json=body)
+    except httpx.HTTPError:
+        return None
+    return response.status_code
+
+
+async def simulate_user(
+    client: httpx.AsyncClient, user: SimulatedUser, config: RunConfig, on_call: ProgressCallback
+) -> UserTrace:
+    # Pauses are seeded per user so a rerun replays the same rhythm regardless of scheduling.
+    rng = random.Random(f"grader-pauses:{config.seed}:{user.arrival}")
+    calls: list[CallTrace] = []
+    for session in range(config.sessions):
+        if session > 0:
+            await _pause(rng, config.pause_between_sessions)
+        for call in range(config.calls_per_session):
+            if call > 0:
+                await _pause(rng, config.pause_in_session)
+            trace = await _recommend(client, config.recs_url, user.user_id, session, len(calls))
+            reaction = react(user, trace.item_ids) if trace.ok else None
+            if reaction:
+                status = await _interact(client, config.events_url, user.user_id, reaction.item_ids, reaction.actions)
+                trace = _with_interact(trace, status)
+            calls.append(trace)
+            on_call(1)
+    return UserTrace(user.arrival, user.user_id, tuple(calls))
+
+
+def _with_interact(trace: CallTrace, status: int | None) -> CallTrace:
+    return CallTrace(
+        trace.session,
+        trace.index,
+        trace.started_at,
+        trace.latency_ms,
+        trace.status,
+        trace.item_ids,
+        trace.body_ok,
+        trace.group,
+        interact_status=status,
+        interact_sent=True,
+        error=trace.error,
+    )
+
+
+async def run_users(
+    users: Sequence[SimulatedUser],
+    config: RunConfig,
+    concurrency: int,
+    on_call: ProgressCallback = _no_progress,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[UserTrace]:
+    """Every user's trace, in arrival order; users start in arrival order, ``concurrency`` at a time."""
+    traces: list[UserTrace] = []
+    pending: Iterator[SimulatedUser] = iter(sorted(users, key=lambda u: u.arrival))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        # A shared iterator is safe here: next() never awaits, so workers cannot interleave inside it.
+        for user in pending:
+            traces.append(await simulate_user(client, user, config, on_call))
+
+    async with (
+        make_client(concurrency, config.request_timeout_s, transport) as client,
+        asyncio.TaskGroup() as group,
+    ):
+        for _ in range(min(concurrency, len(users))):
+            group.create_task(worker(client))
+    return sorted(traces, key=lambda t: t.arrival)
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers that differ by at most one, larger first."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _process_main(
+    users: Sequence[SimulatedUser], config: RunConfig, concurrency: int, progress: queue.Queue[int]
+) -> list[UserTrace]:
+    return asyncio.run(run_users(users, config, concurrency, progress.put))
+
+
+def run_in_processes(
+    users: Sequence[SimulatedUser], config: RunConfig, on_call: ProgressCallback = _no_progress
+) -> list[UserTrace]:
+    """The load spread over ``config.processes`` processes (users round-robin in arrival order)."""
+    processes = max(1, min(config.processes, config.concurrency, len(users)))
+    ordered = sorted(users, key=lambda u: u.arrival)
+    shares = split_evenly(config.concurrency, processes)
+    # spawn, not fork: the parent may already run threads (the progress display, an event loop).
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+        progress: queue.Queue[int] = manager.Queue()
+        futures = [
+            pool.submit(_process_main, ordered[p::processes], config, shares[p], progress) for p in range(processes)
+        ]
+        while not all(future.done() for future in futures):
+            try:
+                on_call(progress.get(timeout=0.1))
+            except queue.Empty:
+                continue
+        while not progress.empty():
+            on_call(progress.get())
+        traces = [trace for future in futures for trace in future.result()]
+    return sorted(traces, key=lambda t: t.arrival)

@@ -1,0 +1,79 @@
+"""Welch's two-sample comparison of means: difference treatment - control with a t confidence interval.
+
+The degrees of freedom follow Welch-Satterthwaite:
+    df = (v_t/n_t + v_c/n_c)^2 / ((v_t/n_t)^2/(n_t-1) + (v_c/n_c)^2/(n_c-1))
+with v the unbiased sample variances. Samples are per-user values, so users (not calls, which are correlated
+within a user) are the independent units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from scipy import stats as scipy_stats
+
+
+@dataclass(frozen=True, slots=True)
+class WelchInterval:
+    control_mean: float
+    treatment_mean: float
+    diff: float
+    low: float
+    high: float
+    df: float
+    standard_error: float
+    n_control: int
+    n_treatment: int
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0."""
+        return self.low > 0 or self.high < 0
+
+    @property
+    def relative_diff(self) -> float | None:
+        return self.diff / self.control_mean if self.control_mean else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "significant": self.significant, "relative_diff": self.relative_diff}
+
+
+def _mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, sum((v - mean) ** 2 for v in values) / (n - 1)
+
+
+def welch_interval(
+    treatment: Sequence[float], control: Sequence[float], confidence: float = 0.95
+) -> WelchInterval | None:
+    """None when either sample has fewer than two values (no variance estimate)."""
+    if len(treatment) < 2 or len(control) < 2:
+        return None
+    mean_t, var_t = _mean_and_variance(treatment)
+    mean_c, var_c = _mean_and_variance(control)
+    share_t, share_c = var_t / len(treatment), var_c / len(control)
+    se = math.sqrt(share_t + share_c)
+    diff = mean_t - mean_c
+    if se == 0.0:
+        # Both samples constant: the difference is known exactly; df falls back to the pooled value.
+        return WelchInterval(
+            mean_c,
+            mean_t,
+            diff,
+            diff,
+            diff,
+            float(len(treatment) + len(control) - 2),
+            0.0,
+            len(control),
+            len(treatment),
+            confidence,
+        )
+    df = (share_t + share_c) ** 2 / (share_t**2 / (len(treatment) - 1) + share_c**2 / (len(control) - 1))
+    half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return WelchInterval(
+        mean_c, mean_t, diff, diff - half_width, diff + half_width, df, se, len(control), len(treatment), confidence
+    )

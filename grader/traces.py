@@ -1,0 +1,52 @@
+"""What the load run observed, raw: one record per ``/recs`` call. Everything else is computed from these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The response header that names the A/B group a user was served by.
+GROUP_HEADER = "X-Experiment-Group"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTrace:
+    session: int
+    # Position of the call among the user's calls, 0-based across sessions.
+    index: int
+    # Wall-clock start (epoch seconds): comparable across worker processes.
+    started_at: float
+    # None when no response came back (connection error, timeout).
+    latency_ms: float | None
+    status: int | None
+    item_ids: tuple[str, ...]
+    # False for a 200 whose body is not {"item_ids": [str, ...]}.
+    body_ok: bool
+    group: str | None
+    # None when there was nothing to report, so no /interact call was made.
+    interact_status: int | None = None
+    interact_sent: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.body_ok
+
+    @property
+    def interact_failed(self) -> bool:
+        return self.interact_sent and self.interact_status != 200
+
+
+@dataclass(frozen=True, slots=True)
+class UserTrace:
+    arrival: int
+    user_id: str
+    calls: tuple[CallTrace, ...]
+
+    @property
+    def group(self) -> str | None:
+        """The group of the user's first answer that named one (a user should never switch groups)."""
+        return next((call.group for call in self.calls if call.group), None)
+
+    @property
+    def switched_group(self) -> bool:
+        return len({call.group for call in self.calls if call.group}) > 1

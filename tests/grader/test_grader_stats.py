@@ -1,0 +1,49 @@
+"""Welch's interval against a hand-computed case and scipy's own Welch test."""
+
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+
+from grader.stats import welch_interval
+
+CONTROL = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, variance 5/3
+TREATMENT = [2.0, 4.0, 6.0]  # mean 4, variance 4
+
+
+def test_welch_hand_computed() -> None:
+    interval = welch_interval(TREATMENT, CONTROL)
+    assert interval is not None
+    assert interval.diff == 1.5
+    # se^2 = 4/3 + (5/3)/4 = 1.75
+    assert interval.standard_error == pytest.approx(1.75**0.5)
+    # df = 1.75^2 / ((4/3)^2/2 + (5/12)^2/3) = 3.0625 / (409/432) = 1323/409
+    assert interval.df == pytest.approx(1323 / 409)
+    # t(0.975, 1323/409) = 3.0557127104...; half width = t * sqrt(1.75)
+    assert interval.low == pytest.approx(1.5 - 3.055712710425896 * 1.75**0.5)
+    assert interval.high == pytest.approx(5.542327954923024)
+    assert not interval.significant
+    assert (interval.n_control, interval.n_treatment) == (4, 3)
+
+
+def test_welch_matches_scipy() -> None:
+    interval = welch_interval(TREATMENT, CONTROL)
+    reference = stats.ttest_ind(TREATMENT, CONTROL, equal_var=False)
+    low, high = reference.confidence_interval(0.95)
+    assert interval is not None
+    assert (interval.low, interval.high, interval.df) == pytest.approx((low, high, reference.df))
+
+
+def test_significant_when_interval_excludes_zero() -> None:
+    interval = welch_interval([10.0, 11.0, 12.0, 13.0], CONTROL)
+    assert interval is not None
+    assert interval.low > 0 and interval.significant
+    lower = welch_interval(CONTROL, [10.0, 11.0, 12.0, 13.0])
+    assert lower is not None and lower.high < 0 and lower.significant
+
+
+def test_degenerate_samples() -> None:
+    assert welch_interval([1.0], CONTROL) is None
+    constant = welch_interval([2.0, 2.0], [1.0, 1.0, 1.0])
+    assert constant is not None
+    assert (constant.low, constant.high, constant.significant) == (1.0, 1.0, True)

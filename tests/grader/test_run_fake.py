@@ -1,0 +1,188 @@
+"""The whole grading run against the in-process fake service: bookkeeping, error counts, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from grader.config import K, PauseRange, RunConfig
+from grader.deployment import GradingAborted
+from grader.grading import GradeResult, grade
+from grader.report import write_reports
+from grader.simulation import Dataset
+from tests.grader.fake_hardml import EXPERIMENT_NAME, ServedFake, create_fake_app
+
+NO_PAUSE = PauseRange(0.0, 0.0)
+USERS = 12
+SESSIONS, CALLS_PER_SESSION = 2, 3
+
+
+def _config(**overrides: object) -> RunConfig:
+    values: dict[str, object] = {
+        "recs_url": "http://recs.test",
+        "events_url": "http://events.test",
+        "users": USERS,
+        "concurrency": 4,
+        "seed": 7,
+        "sessions": SESSIONS,
+        "calls_per_session": CALLS_PER_SESSION,
+        "pause_in_session": NO_PAUSE,
+        "pause_between_sessions": NO_PAUSE,
+        "add_items_batch": 30,
+        "show_progress": False,
+    }
+    values.update(overrides)
+    return RunConfig(**values)  # type: ignore[arg-type]
+
+
+def assert_consistent(result: GradeResult, users: int, calls_per_user: int) -> None:
+    summary = result.summary
+    assert len(result.traces) == users
+    assert [t.arrival for t in result.traces] == list(range(users))
+    assert all(len(t.calls) == calls_per_user for t in result.traces)
+    assert summary.calls == users * calls_per_user
+    assert summary.slots == summary.calls * K
+    assert 0 <= summary.hits <= summary.slots
+    assert summary.precision == pytest.approx(summary.hits / summary.slots)
+    assert 0.0 <= summary.ndcg <= 1.0
+    assert summary.unique_items <= len(result.catalog)
+    # Hits only count first showings of relevant items, so the oracle is an upper bound, user by user.
+    assert summary.precision <= result.references.oracle.precision + 1e-12
+    assert result.references.oracle.calls == summary.calls
+    assert result.references.popularity.calls == summary.calls
+
+
+async def test_misbehaving_service_errors_are_counted(dataset: Dataset, tmp_path: Path) -> None:
+    app, state = create_fake_app(misbehave=True)
+    result = await grade(_config(), dataset=dataset, transport=httpx.ASGITransport(app=app))
+
+    assert_consistent(result, USERS, SESSIONS * CALLS_PER_SESSION)
+    errors = result.summary.errors
+    assert errors.non_200 == 1
+    assert errors.no_response == 0
+    assert errors.invalid_body == 0
+    assert errors.duplicates == USERS
+    assert errors.reshown == USERS
+    assert errors.unknown_ids == USERS
+    assert errors.wrong_length == USERS
+    assert errors.interact_failures == 1
+    assert errors.total == 1 + 4 * USERS + 1
+
+    # The service received exactly the catalog, once, after one cleanup, under opaque ids.
+    assert state.cleanups == 1
+    assert state.catalog == [item.item_id for item in result.catalog.items]
+    assert not any(item_id.isdigit() for item_id in state.catalog)
+    # Feedback: likes only for relevant items, dislikes only for disliked ones, one /interact per reaction.
+    users = {user.user_id: user for user in result.users}
+    for body in state.interactions:
+        user = users[body["user_id"]]
+        for item_id, action in zip(body["item_ids"], body["actions"], strict=True):
+            assert item_id in (user.relevant if action == "like" else user.disliked)
+    sent = sum(call.interact_sent for trace in result.traces for call in trace.calls)
+    assert sent == state.interact_requests == len(state.interactions) + 1
+    assert result.comparison is None
+
+    summary_path, html_path = write_reports(result, tmp_path / "report")
+    summary = json.loads(summary_path.read_text())
+    assert summary["errors"]["duplicates"] == USERS
+    assert summary["metrics"]["slots"] == result.summary.slots
+    assert summary["groups"] is None
+    assert 0 <= summary["score"]["total"] <= 50
+    assert "data:image/png;base64," in html_path.read_text()
+
+
+async def test_well_behaved_service_has_no_errors(dataset: Dataset) -> None:
+    app, _state = create_fake_app(misbehave=False)
+    result = await grade(_config(), dataset=dataset, transport=httpx.ASGITransport(app=app))
+    assert_consistent(result, USERS, SESSIONS * CALLS_PER_SESSION)
+    assert result.summary.errors.total == 0
+    assert result.summary.latency.count == result.summary.calls
+    # The fake shows everyone the catalog in load order: together they saw its first calls * k items.
+    assert result.summary.unique_items == SESSIONS * CALLS_PER_SESSION * K
+
+
+async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) -> None:
+    app, _state = create_fake_app(misbehave=False, experiment=True)
+    result = await grade(_config(users=30), dataset=dataset, transport=httpx.ASGITransport(app=app))
+    comparison = result.comparison
+    assert comparison is not None
+    assert comparison.control == "C"
+    assert set(comparison.groups) == {"C", "T1"}
+    assert sum(group.users for group in comparison.groups.values()) == 30
+    assert {(e.treatment, e.metric) for e in comparison.effects} == {
+        ("T1", "precision"),
+        ("T1", "ndcg"),
+        ("T1", "diversity"),
+        ("T1", "latency_ms"),
+    }
+    precision = next(e for e in comparison.effects if e.metric == "precision").interval
+    assert precision is not None
+    # T1 shows the catalog backwards, far from what the raters like: a clear loss.
+    assert precision.diff < 0 and precision.significant
+
+    _summary_path, html_path = write_reports(result, tmp_path)
+    html = html_path.read_text()
+    assert "&lt;b&gt;fake-experiment&lt;/b&gt;" in html
+    assert EXPERIMENT_NAME not in html
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["experiment"]["name"] == EXPERIMENT_NAME
+    assert set(summary["groups"]["groups"]) == {"C", "T1"}
+
+
+async def test_same_seed_same_run(dataset: Dataset) -> None:
+    results = []
+    for _ in range(2):
+        app, _state = create_fake_app(misbehave=False)
+        results.append(await grade(_config(), dataset=dataset, transport=httpx.ASGITransport(app=app)))
+    first, second = results
+    assert [u.user_id for u in first.users] == [u.user_id for u in second.users]
+    assert first.summary.hits == second.summary.hits
+    assert first.summary.ndcg == second.summary.ndcg
+
+
+async def test_unhealthy_service_aborts(dataset: Dataset) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if request.url.host == "events.test" else 200)
+
+    with pytest.raises(GradingAborted, match="event collector"):
+        await grade(_config(), dataset=dataset, transport=httpx.MockTransport(handler))
+
+
+async def test_load_over_two_processes(dataset: Dataset, served_fake: ServedFake) -> None:
+    config = _config(recs_url=served_fake.url, events_url=served_fake.url, processes=2, users=8)
+    result = await grade(config, dataset=dataset)
+    assert_consistent(result, 8, SESSIONS * CALLS_PER_SESSION)
+    assert result.summary.errors.total == 0
+    assert served_fake.state.recs_requests == result.summary.calls
+
+
+async def test_unusable_answers_are_classified(dataset: Dataset) -> None:
+    """Per user: call 1 gets no response, call 2 a body that is not JSON, call 3 an empty list."""
+    calls: dict[str, int] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/experiments":
+            return httpx.Response(404)
+        if not path.startswith("/recs/"):
+            return httpx.Response(200, json={})
+        user_id = path.removeprefix("/recs/")
+        calls[user_id] = calls.get(user_id, 0) + 1
+        if calls[user_id] == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if calls[user_id] == 2:
+            return httpx.Response(200, text="not json")
+        return httpx.Response(200, json={"item_ids": []})
+
+    config = _config(sessions=1, calls_per_session=3)
+    result = await grade(config, dataset=dataset, transport=httpx.MockTransport(handler))
+    assert_consistent(result, USERS, 3)
+    errors = result.summary.errors
+    assert (errors.no_response, errors.invalid_body, errors.wrong_length) == (USERS, USERS, USERS)
+    assert errors.total == 3 * USERS
+    assert result.summary.hits == 0
+    assert result.summary.latency.count == 2 * USERS
+    assert result.score.total == 0.0

@@ -1,0 +1,54 @@
+"""The grader against the real stack (services on real Redis and RabbitMQ), via the ``stack`` fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.config import K, PauseRange, RunConfig
+from grader.grading import grade
+from grader.report import write_reports
+
+USERS = 20
+NO_PAUSE = PauseRange(0.0, 0.0)
+
+
+@pytest.mark.integration
+async def test_grader_against_real_stack(stack: Any, tmp_path: Path) -> None:
+    config = RunConfig(
+        recs_url=stack.recs_url.rstrip("/"),
+        events_url=stack.collector_url.rstrip("/"),
+        users=USERS,
+        concurrency=5,
+        seed=11,
+        pause_in_session=NO_PAUSE,
+        pause_between_sessions=NO_PAUSE,
+        # A stack that protects /cleanup and /add_items may hand its token over; most do not set one.
+        admin_token=getattr(stack, "admin_token", None),
+        show_progress=False,
+    )
+    result = await grade(config)
+    summary = result.summary
+
+    assert len(result.traces) == USERS
+    assert summary.calls == USERS * config.calls_per_user
+    assert summary.slots == summary.calls * K
+    assert 0 <= summary.hits <= summary.slots
+    assert summary.precision == pytest.approx(summary.hits / summary.slots)
+    assert summary.precision <= result.references.oracle.precision + 1e-12
+    assert summary.latency.count == summary.calls
+    # A correct service breaks no rule of the contract.
+    assert summary.errors.total == 0, summary.errors.as_dict()
+    assert summary.unique_items >= K
+    if result.comparison is not None:
+        assert sum(group.users for group in result.comparison.groups.values()) == USERS
+        assert result.comparison.users_switching_group == 0
+
+    summary_path, html_path = write_reports(result, tmp_path)
+    written = json.loads(summary_path.read_text())
+    assert written["metrics"]["calls"] == summary.calls
+    assert written["catalog_size"] == len(result.catalog)
+    assert html_path.stat().st_size > 0
