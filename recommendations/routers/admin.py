@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from recommendations.deps import KeysDep, RedisDep, ServiceDep
 from recommendations.routers.recs import IdPath
+from recsys_core.schemas import MAX_K
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
 
@@ -103,3 +104,23 @@ async def item_debug(item_id: IdPath, service: ServiceDep) -> dict[str, Any]:
         "model_version": state.model_version,
         "in_model": state.model is not None and index < state.model.n_items,
     }
+
+
+@router.get("/debug/catalog")
+async def catalog_entries(
+    service: ServiceDep,
+    redis: RedisDep,
+    ids: Annotated[list[str], Query(max_length=MAX_K, description="item ids to describe")],
+) -> list[dict[str, Any]]:
+    """Titles and genres of some items (unknown ids are left out), e.g. to render a list of recommendations."""
+    state = await service.current_state()
+    known = [item_id for item_id in ids if item_id in state.catalog.index]
+    titles = await load_titles(redis, service.keys.for_generation(state.generation), known)
+    return [
+        {
+            "item_id": item_id,
+            "title": titles.get(item_id),
+            "genres": list(state.catalog.genres_of(state.catalog.index[item_id])),
+        }
+        for item_id in known
+    ]
