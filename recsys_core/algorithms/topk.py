@@ -15,7 +15,7 @@ def top_k_indices(scores: np.ndarray, k: int, exclude: np.ndarray | None = None)
     masked = scores.astype(np.float64, copy=True)
     if exclude is not None:
         masked[exclude[: masked.size]] = -np.inf
-    allowed = int(np.count_nonzero(np.isfinite(masked)))
+    allowed = int(np.count_nonzero(masked > -np.inf))
     k = min(k, allowed)
     if k == 0:
         return np.empty(0, dtype=np.int64)

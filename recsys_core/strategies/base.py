@@ -77,6 +77,8 @@ def merge_candidates(*lists: list[Candidate], n: int) -> list[Candidate]:
     """Concatenate ranked lists, keeping each item's first (best) appearance, up to ``n``."""
     seen: set[int] = set()
     merged: list[Candidate] = []
+    if n <= 0:
+        return merged
     for candidates in lists:
         for candidate in candidates:
             if candidate.index not in seen:

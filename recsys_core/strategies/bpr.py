@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,4 +31,6 @@ class BPRStrategy(Strategy):
         personal = candidates_from_scores(scores, ctx, n, "bpr", exclude=answered)
         if len(personal) >= n:
             return personal
-        return merge_candidates(personal, self.fallback.recommend(ctx, n), n=n)
+        # Items the user already answered stay out of the filler too.
+        rest = replace(ctx, profile=replace(ctx.profile, shown=ctx.profile.shown | answered))
+        return merge_candidates(personal, self.fallback.recommend(rest, n), n=n)

@@ -1,0 +1,224 @@
+"""A/B experiments: config validation, strategy building and the stable hash assignment."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import mmh3
+import pytest
+
+from recsys_core.algorithms.bandit import BetaThompson
+from recsys_core.experiments import (
+    BUCKETS,
+    Experiment,
+    ExperimentConfig,
+    ExperimentConfigError,
+    load_experiment,
+    parse_experiment,
+)
+from recsys_core.strategies.bandit import ThompsonStrategy
+from recsys_core.strategies.bpr import BPRStrategy
+
+THREE_GROUPS = """
+name: ranking-test
+groups:
+  - {name: A, strategy: thompson, share: 0.5}
+  - {name: B, strategy: bpr, share: 0.3, params: {beta_per_silent_impression: 1.0}}
+  - {name: C, strategy: thompson, share: 0.2, params: {prior_alpha: 2.0}}
+"""
+
+
+def _config(name: str = "exp", shares: tuple[float, ...] = (0.5, 0.5), strategy: str = "thompson") -> dict[str, Any]:
+    groups = [{"name": f"G{i}", "strategy": strategy, "share": share} for i, share in enumerate(shares)]
+    return {"name": name, "groups": groups}
+
+
+def _experiment(config: dict[str, Any] | str) -> Experiment:
+    return Experiment.from_config(parse_experiment(config, "test"))
+
+
+def _user_ids(n: int, seed: int = 1234) -> list[str]:
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+
+# --- configuration errors ----------------------------------------------------------------------------------
+
+
+def test_shares_not_adding_to_one() -> None:
+    with pytest.raises(ExperimentConfigError) as error:
+        parse_experiment(_config(shares=(0.5, 0.6)), "EXPERIMENT_CONFIG")
+    message = str(error.value)
+    assert "invalid experiment configuration in EXPERIMENT_CONFIG" in message
+    assert "group shares must add up to 1, got 1.1" in message
+    assert "G0=0.5" in message and "G1=0.6" in message
+
+
+def test_shares_within_float_tolerance_are_fine() -> None:
+    experiment = _experiment(_config(shares=(0.1,) * 10))
+    assert len(experiment.groups) == 10
+    assert [g.upper_bucket for g in experiment.groups] == [1000 * (i + 1) for i in range(10)]
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5])
+def test_share_out_of_range(share: float) -> None:
+    with pytest.raises(ExperimentConfigError):
+        parse_experiment(_config(shares=(share, 1.0 - share)), "test")
+
+
+def test_duplicate_group_names() -> None:
+    config = {"name": "x", "groups": [{"name": "A", "strategy": "thompson", "share": 0.5}] * 2}
+    with pytest.raises(ExperimentConfigError, match="group names must be unique"):
+        parse_experiment(config, "test")
+
+
+def test_unknown_strategy_names_the_known_ones() -> None:
+    with pytest.raises(ExperimentConfigError) as error:
+        _experiment(_config(name="exp-1", shares=(1.0,), strategy="magic"))
+    message = str(error.value)
+    assert "experiment 'exp-1', group 'G0'" in message
+    assert "unknown strategy 'magic'" in message
+    assert "known: bpr, thompson" in message
+
+
+def test_unknown_param_is_an_error() -> None:
+    config = _config(shares=(1.0,))
+    config["groups"][0]["params"] = {"exploration": 3}
+    with pytest.raises(ExperimentConfigError) as error:
+        _experiment(config)
+    assert "invalid parameters for strategy 'thompson'" in str(error.value)
+    assert "exploration" in str(error.value)
+
+
+def test_invalid_prior_is_an_error() -> None:
+    config = _config(shares=(1.0,), strategy="bpr")
+    config["groups"][0]["params"] = {"prior_alpha": 0}
+    with pytest.raises(ExperimentConfigError, match="Beta priors must be positive"):
+        _experiment(config)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["name: [unclosed", "just a string", "[1, 2]", "{}", '{"name": "x", "groups": []}', '{"name": "x", "extra": 1}'],
+)
+def test_malformed_configs(raw: str) -> None:
+    with pytest.raises(ExperimentConfigError, match="invalid experiment configuration in somewhere"):
+        parse_experiment(raw, "somewhere")
+
+
+# --- building ----------------------------------------------------------------------------------------------
+
+
+def test_groups_and_strategies_built() -> None:
+    experiment = _experiment(THREE_GROUPS)
+    assert experiment.name == "ranking-test"
+    assert [g.name for g in experiment.groups] == ["A", "B", "C"]
+    assert [g.strategy_name for g in experiment.groups] == ["thompson", "bpr", "thompson"]
+    assert [g.upper_bucket for g in experiment.groups] == [5000, 8000, BUCKETS]
+    assert experiment.control.name == "A"
+    a, b, c = (g.strategy for g in experiment.groups)
+    assert isinstance(a, ThompsonStrategy) and a.bandit == BetaThompson()
+    assert isinstance(b, BPRStrategy) and b.fallback == ThompsonStrategy(BetaThompson(beta_per_silent_impression=1.0))
+    assert isinstance(c, ThompsonStrategy) and c.bandit.prior_alpha == 2.0
+    assert experiment.describe()["groups"][1]["params"] == {"beta_per_silent_impression": 1.0}
+
+
+def test_single() -> None:
+    config = ExperimentConfig.single("bpr", {"prior_beta": 2.0})
+    assert config.name == "default"
+    assert [(g.name, g.strategy, g.share, g.params) for g in config.groups] == [("C", "bpr", 1.0, {"prior_beta": 2.0})]
+
+
+# --- assignment --------------------------------------------------------------------------------------------
+
+
+def test_bucket_is_the_documented_hash() -> None:
+    experiment = _experiment(THREE_GROUPS)
+    salt = mmh3.hash("ranking-test", signed=False)
+    assert experiment.salt_seed == salt
+    for user in _user_ids(50):
+        assert experiment.bucket(user) == mmh3.hash(user, seed=salt, signed=False) % BUCKETS
+
+
+def test_assignment_follows_bucket_boundaries() -> None:
+    experiment = _experiment(THREE_GROUPS)
+    for user in _user_ids(3000):
+        bucket = experiment.bucket(user)
+        expected = "A" if bucket < 5000 else "B" if bucket < 8000 else "C"
+        assert experiment.assign(user).name == expected
+
+
+def test_assignment_deterministic_across_instances() -> None:
+    first, second = _experiment(THREE_GROUPS), _experiment(THREE_GROUPS)
+    users = _user_ids(1000)
+    assert [first.assign(u).name for u in users] == [second.assign(u).name for u in users]
+    assert [first.assign(u).name for u in users] == [first.assign(u).name for u in users]
+
+
+def test_salt_reshuffles_users() -> None:
+    users = _user_ids(4000)
+    one = _experiment(_config(name="exp-one"))
+    two = _experiment(_config(name="exp-two"))
+    moved = sum(one.assign(u).name != two.assign(u).name for u in users) / len(users)
+    assert 0.4 < moved < 0.6  # independent 50/50 splits disagree half the time
+
+
+def test_group_proportions() -> None:
+    experiment = _experiment(THREE_GROUPS)
+    users = _user_ids(20_000, seed=99)
+    counts = Counter(experiment.assign(u).name for u in users)
+    for name, share in (("A", 0.5), ("B", 0.3), ("C", 0.2)):
+        assert abs(counts[name] / len(users) - share) < 0.02, (name, counts)
+
+
+# --- load_experiment ---------------------------------------------------------------------------------------
+
+
+def test_load_inline_yaml() -> None:
+    experiment = load_experiment(None, THREE_GROUPS, "thompson")
+    assert [g.name for g in experiment.groups] == ["A", "B", "C"]
+
+
+def test_load_inline_json_wins_over_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(THREE_GROUPS, encoding="utf-8")
+    inline = json.dumps(_config(name="from-json", shares=(0.25, 0.75)))
+    experiment = load_experiment(path, inline, "thompson")
+    assert experiment.name == "from-json"
+    assert [g.upper_bucket for g in experiment.groups] == [2500, BUCKETS]
+
+
+def test_load_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(THREE_GROUPS, encoding="utf-8")
+    assert load_experiment(path, None, "thompson").name == "ranking-test"
+    assert load_experiment(path, "", "thompson").name == "ranking-test"  # an empty inline value is "not set"
+
+
+def test_load_bad_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ngroups:\n  - {name: A, strategy: thompson, share: 0.7}\n", encoding="utf-8")
+    with pytest.raises(ExperimentConfigError, match=f"invalid experiment configuration in {path}"):
+        load_experiment(path, None, "thompson")
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentConfigError, match="cannot read EXPERIMENT_FILE"):
+        load_experiment(tmp_path / "missing.yaml", None, "thompson")
+
+
+def test_load_default_single_group() -> None:
+    experiment = load_experiment(None, None, "bpr")
+    assert experiment.name == "default"
+    assert [(g.name, g.strategy_name, g.upper_bucket) for g in experiment.groups] == [("C", "bpr", BUCKETS)]
+    assert isinstance(experiment.assign("anyone").strategy, BPRStrategy)
+
+
+def test_load_default_unknown_strategy() -> None:
+    with pytest.raises(ExperimentConfigError, match="unknown strategy 'nope'"):
+        load_experiment(None, None, "nope")

@@ -1,0 +1,219 @@
+"""Factor models (recsys_core.algorithms.factors) and offline evaluation (recsys_core.algorithms.evaluation)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_core.algorithms.evaluation import dcg_discounts, evaluate_at_k, recent_holdout_mask
+from recsys_core.algorithms.factors import BPRParams, FactorModel, item_neighbours, score_users, train_bpr
+
+# Four items; the last column is the bias BPR learns, which similarity must ignore (huge values here on purpose).
+ITEM_FACTORS = np.array(
+    [
+        [1.0, 0.0, 100.0],  # 0: points along x
+        [2.0, 0.1, -100.0],  # 1: almost the same direction as 0
+        [0.0, 1.0, 100.0],  # 2: orthogonal to 0
+        [-1.0, 0.0, 50.0],  # 3: opposite to 0
+    ],
+    dtype=np.float32,
+)
+
+
+def _model(n_items: int = 3) -> FactorModel:
+    return FactorModel(
+        version=9,
+        user_ids=np.array(["u1", "u2"]),
+        user_factors=np.array([[1.0, 2.0], [0.5, -1.0]], dtype=np.float32),
+        item_ids=np.array([f"i{i}" for i in range(n_items)]),
+        item_factors=np.arange(n_items * 2, dtype=np.float32).reshape(n_items, 2),
+        neighbour_indices=np.zeros((n_items, 1), dtype=np.int32),
+        neighbour_sims=np.ones((n_items, 1), dtype=np.float32),
+    )
+
+
+# --- FactorModel -------------------------------------------------------------------------------------------
+
+
+def test_user_index_built() -> None:
+    model = _model()
+    assert model.user_index == {"u1": 0, "u2": 1}
+    assert model.knows("u2")
+    assert not model.knows("u3")
+    assert model.n_items == 3
+
+
+def test_user_scores_known_user() -> None:
+    # item factors [[0,1],[2,3],[4,5]] . u1 [1,2] = [2, 8, 14]
+    scores = _model().user_scores("u1", 3)
+    assert scores is not None
+    np.testing.assert_allclose(scores, [2.0, 8.0, 14.0])
+
+
+def test_user_scores_unknown_user_is_none() -> None:
+    assert _model().user_scores("stranger", 3) is None
+
+
+def test_user_scores_items_newer_than_model_are_minus_inf() -> None:
+    scores = _model().user_scores("u2", 5)
+    assert scores is not None
+    # u2 [0.5, -1]: [-1, -2, -3], then two items the model never saw.
+    np.testing.assert_allclose(scores[:3], [-1.0, -2.0, -3.0])
+    assert np.all(np.isneginf(scores[3:]))
+
+
+def test_user_scores_catalog_smaller_than_model() -> None:
+    scores = _model().user_scores("u1", 2)
+    assert scores is not None
+    np.testing.assert_allclose(scores, [2.0, 8.0])
+
+
+def test_bytes_round_trip_rebuilds_user_index() -> None:
+    model = _model()
+    restored = FactorModel.from_bytes(model.to_bytes())
+    assert restored.version == 9
+    assert restored.user_ids.tolist() == ["u1", "u2"]
+    assert restored.item_ids.tolist() == ["i0", "i1", "i2"]
+    for name in ("user_factors", "item_factors", "neighbour_indices", "neighbour_sims"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(model, name))
+        assert getattr(restored, name).dtype == getattr(model, name).dtype
+    assert restored.user_index == {"u1": 0, "u2": 1}
+    np.testing.assert_allclose(restored.user_scores("u1", 4)[:3], [2.0, 8.0, 14.0])  # type: ignore[index]
+
+
+def test_model_without_users() -> None:
+    model = FactorModel(
+        version=1,
+        user_ids=np.array([], dtype=np.str_),
+        user_factors=np.zeros((0, 2), dtype=np.float32),
+        item_ids=np.array(["a"]),
+        item_factors=np.zeros((1, 2), dtype=np.float32),
+        neighbour_indices=np.zeros((1, 0), dtype=np.int32),
+        neighbour_sims=np.zeros((1, 0), dtype=np.float32),
+    )
+    restored = FactorModel.from_bytes(model.to_bytes())
+    assert restored.user_index == {}
+    assert restored.user_scores("anyone", 1) is None
+
+
+def test_score_users() -> None:
+    model = _model()
+    np.testing.assert_allclose(
+        score_users(model.user_factors, model.item_factors, [1, 0]), [[-1.0, -2.0, -3.0], [2.0, 8.0, 14.0]]
+    )
+
+
+# --- item_neighbours ---------------------------------------------------------------------------------------
+
+
+def test_item_neighbours_hand_made() -> None:
+    indices, sims = item_neighbours(ITEM_FACTORS, 2)
+    assert indices.shape == (4, 2) and sims.shape == (4, 2)
+    assert indices[0].tolist() == [1, 2]  # cos(0,1)≈0.9988, cos(0,2)=0, cos(0,3)=-1
+    assert indices[1][0] == 0
+    assert indices[2][0] == 1  # cos(2,1)=0.1/|(2,0.1)|≈0.05 beats 0 and 3 (cos 0)
+    assert indices[3].tolist() == [2, 1]  # cos(3,2)=0, cos(3,1)≈-0.9988, cos(3,0)=-1
+    cos_01 = 2.0 / math.hypot(2.0, 0.1)
+    np.testing.assert_allclose(sims[0], [cos_01, 0.0], atol=1e-6)
+    np.testing.assert_allclose(sims[3], [0.0, -cos_01], atol=1e-6)
+
+
+def test_item_neighbours_never_self_and_clipped() -> None:
+    indices, sims = item_neighbours(ITEM_FACTORS, 10)
+    assert indices.shape == (4, 3)
+    for item, row in enumerate(indices.tolist()):
+        assert sorted(row) == sorted(set(range(4)) - {item})
+    assert np.all(np.diff(sims, axis=1) <= 1e-7)  # best first
+    assert np.all(np.isfinite(sims))
+
+
+def test_item_neighbours_batching_gives_the_same_answer() -> None:
+    rng = np.random.default_rng(2)
+    factors = rng.normal(size=(37, 6)).astype(np.float32)
+    whole_idx, whole_sims = item_neighbours(factors, 5)
+    batch_idx, batch_sims = item_neighbours(factors, 5, batch=4)
+    np.testing.assert_array_equal(whole_idx, batch_idx)
+    np.testing.assert_allclose(whole_sims, batch_sims, rtol=1e-5)
+    assert not np.any(batch_idx == np.arange(37)[:, None])
+
+
+def test_item_neighbours_degenerate_sizes() -> None:
+    indices, sims = item_neighbours(ITEM_FACTORS[:1], 5)
+    assert indices.shape == (1, 0) and sims.shape == (1, 0)
+    indices, _ = item_neighbours(ITEM_FACTORS[:2], 5)
+    assert indices.tolist() == [[1], [0]]
+
+
+# --- train_bpr ---------------------------------------------------------------------------------------------
+
+
+LIKES = sp.csr_matrix(
+    np.array([[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0]], dtype=np.float32)
+)  # 3 users x 5 items
+
+
+def test_train_bpr_shapes_and_determinism() -> None:
+    params = BPRParams(factors=4, iterations=3)
+    users, items = train_bpr(LIKES, params)
+    assert users.shape == (3, 5)
+    assert items.shape == (5, 5)
+    assert users.dtype == items.dtype == np.float32
+    again_users, again_items = train_bpr(LIKES, params)
+    np.testing.assert_array_equal(users, again_users)
+    np.testing.assert_array_equal(items, again_items)
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+
+
+def test_recent_holdout_mask_picks_most_recent() -> None:
+    timestamps = np.array([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert recent_holdout_mask(timestamps, 0.4).tolist() == [True, False, True, False, False]
+    assert recent_holdout_mask(timestamps, 0.2).tolist() == [True, False, False, False, False]
+
+
+def test_recent_holdout_mask_bounds() -> None:
+    assert recent_holdout_mask(np.array([1.0]), 0.5).tolist() == [False]
+    assert recent_holdout_mask(np.array([]), 0.5).size == 0
+    assert not recent_holdout_mask(np.array([1.0, 2.0, 3.0]), 0.0).any()
+    # At least one when there are two or more...
+    assert recent_holdout_mask(np.array([1.0, 2.0, 3.0]), 0.01).tolist() == [False, False, True]
+    # ...and never everything: one entry always stays for training.
+    assert recent_holdout_mask(np.array([3.0, 1.0, 2.0]), 1.0).tolist() == [True, False, True]
+
+
+def test_dcg_discounts() -> None:
+    np.testing.assert_allclose(dcg_discounts(3), [1.0, 1 / math.log2(3), 0.5])
+
+
+def test_evaluate_at_k_hand_computed() -> None:
+    item_factors = np.eye(4)
+    user_factors = np.array([[4.0, 3.0, 2.0, 1.0], [0.0, 0.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    train = {0: np.array([0])}
+    heldout = {
+        0: np.array([2]),  # ranking 0,1,2,3 minus train item 0 -> top2 [1, 2]: hit at rank 2
+        1: np.array([3, 1]),  # ranking 3,2,... -> top2 [3, 2]: hit at rank 1 out of 2 relevant
+        2: np.array([], dtype=np.int64),  # no held-out items: not evaluated
+    }
+    metrics = evaluate_at_k(user_factors, item_factors, train, heldout, k=2)
+    assert metrics.users_evaluated == 2
+    assert metrics.precision_at_10 == pytest.approx(0.5)
+    ndcg_user0 = (1 / math.log2(3)) / 1.0
+    ndcg_user1 = 1.0 / (1.0 + 1 / math.log2(3))
+    assert metrics.ndcg_at_10 == pytest.approx((ndcg_user0 + ndcg_user1) / 2)
+
+
+def test_evaluate_at_k_perfect_and_empty() -> None:
+    item_factors = np.eye(3)
+    user_factors = np.array([[3.0, 2.0, 1.0]])
+    perfect = evaluate_at_k(user_factors, item_factors, {}, {0: np.array([0, 1])}, k=2)
+    assert (perfect.precision_at_10, perfect.ndcg_at_10, perfect.users_evaluated) == (1.0, 1.0, 1)
+    # Precision divides by k even when fewer than k items can be ranked.
+    short = evaluate_at_k(user_factors, item_factors, {}, {0: np.array([0])}, k=10)
+    assert short.precision_at_10 == pytest.approx(0.1)
+    assert short.ndcg_at_10 == pytest.approx(1.0)
+    nothing = evaluate_at_k(user_factors, item_factors, {}, {}, k=10)
+    assert (nothing.precision_at_10, nothing.ndcg_at_10, nothing.users_evaluated) == (0.0, 0.0, 0)

@@ -1,0 +1,185 @@
+"""The serving side's pure parts: Versions.behind, ReplicaMemory, popular_unseen, build_profile and the
+validation error formatting of recsys_io.http."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
+from recommendations.service import build_profile
+from recommendations.serving_state import ServingState, Versions
+from recommendations.user_store import Feedback, UserSnapshot
+from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.catalog import CatalogView
+from recsys_core.schemas import InteractRequest
+from recsys_io.http import describe_validation_errors
+
+BASE = Versions(generation=2, catalog=5, bandit=7, model=3)
+
+
+def _state(n_items: int, likes: list[float] | None = None, impressions: list[float] | None = None) -> ServingState:
+    catalog = CatalogView.build(1, [f"i{i}" for i in range(n_items)], {})
+    stats = ItemStats.empty(n_items)
+    if likes is not None and impressions is not None:
+        stats = ItemStats(
+            np.array(likes, dtype=np.float32), np.zeros(n_items, np.float32), np.array(impressions, np.float32)
+        )
+    return ServingState(generation=2, catalog=catalog, stats=stats, bandit_version=1, model=None, model_version=0)
+
+
+# --- Versions ----------------------------------------------------------------------------------------------
+
+
+def test_versions_same_is_not_behind() -> None:
+    assert not BASE.behind(BASE)
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        Versions(2, 6, 7, 3),
+        Versions(2, 5, 8, 3),
+        Versions(2, 5, 7, 4),
+        Versions(3, 0, 0, 0),
+        Versions(1, 5, 7, 3),  # a different generation is a reload, even an older number
+    ],
+)
+def test_versions_behind(wanted: Versions) -> None:
+    assert BASE.behind(wanted)
+
+
+@pytest.mark.parametrize("wanted", [Versions(2, 4, 7, 3), Versions(2, 5, 6, 3), Versions(2, 0, 0, 0)])
+def test_versions_not_behind_older(wanted: Versions) -> None:
+    assert not BASE.behind(wanted)
+
+
+def test_empty_serving_state_versions() -> None:
+    state = ServingState.empty()
+    assert state.versions == Versions(-1, 0, 0, 0)
+    assert state.versions.behind(Versions(0, 0, 0, 0))
+
+
+# --- ReplicaMemory -----------------------------------------------------------------------------------------
+
+
+def test_replica_memory_accumulates() -> None:
+    memory = ReplicaMemory()
+    memory.remember("u", ["a", "b"])
+    memory.remember("u", {"c"})
+    assert memory.shown("u") == {"a", "b", "c"}
+    assert memory.shown("other") == set()
+
+
+def test_replica_memory_lru_bound() -> None:
+    memory = ReplicaMemory(max_users=2)
+    memory.remember("a", ["1"])
+    memory.remember("b", ["2"])
+    memory.remember("a", ["3"])  # a is now the most recent
+    memory.remember("c", ["4"])  # evicts b, the least recently remembered
+    assert memory.shown("a") == {"1", "3"}
+    assert memory.shown("b") == set()
+    assert memory.shown("c") == {"4"}
+    memory.remember("d", [])
+    assert memory.shown("a") == set()
+    assert memory.shown("c") == {"4"}
+
+
+def test_replica_memory_pending_writes() -> None:
+    memory = ReplicaMemory(max_pending=2)
+    writes = [PendingWrite(1, f"u{i}", (f"i{i}",)) for i in range(3)]
+    for write in writes:
+        memory.add_pending(write)
+    taken = memory.take_pending()
+    assert taken == writes[:2]  # the third was over the bound
+    assert memory.take_pending() == []
+    memory.add_pending(writes[2])
+    memory.return_pending(taken)  # a failed flush puts them back, before anything newer
+    assert memory.take_pending() == [writes[0], writes[1], writes[2]]
+
+
+def test_replica_memory_forget_all() -> None:
+    memory = ReplicaMemory()
+    memory.remember("u", ["a"])
+    memory.add_pending(PendingWrite(1, "u", ("a",)))
+    memory.forget_all()
+    assert memory.shown("u") == set()
+    assert memory.take_pending() == []
+
+
+# --- popular_unseen ----------------------------------------------------------------------------------------
+
+
+def test_popular_unseen_orders_by_smoothed_like_rate() -> None:
+    # (likes + 1) / (impressions + 20) = [0.05, 0.2, 0.136, 0.083]
+    state = _state(4, likes=[0, 5, 2, 9], impressions=[0, 10, 2, 100])
+    assert popular_unseen(state, set(), 4) == ["i1", "i2", "i3", "i0"]
+    assert popular_unseen(state, set(), 2) == ["i1", "i2"]
+
+
+def test_popular_unseen_excludes_given_ids() -> None:
+    state = _state(4, likes=[0, 5, 2, 9], impressions=[0, 10, 2, 100])
+    assert popular_unseen(state, {"i1", "not-in-catalog"}, 2) == ["i2", "i3"]
+    assert popular_unseen(state, {"i0", "i1", "i2", "i3"}, 2) == []
+
+
+def test_popular_unseen_empty_catalog() -> None:
+    assert popular_unseen(ServingState.empty(), set(), 5) == []
+
+
+# --- build_profile -----------------------------------------------------------------------------------------
+
+
+def test_build_profile_latest_action_wins() -> None:
+    history = [
+        Feedback("i1", "like", 1.0),
+        Feedback("i2", "dislike", 2.0),
+        Feedback("i1", "dislike", 3.0),  # i1: liked, then disliked
+        Feedback("i4", "dislike", 4.0),
+        Feedback("i4", "like", 5.0),  # i4: disliked, then liked
+        Feedback("ghost", "like", 6.0),  # not in the catalog
+    ]
+    snapshot = UserSnapshot(BASE, shown=["i0", "i3", "ghost"], history=history)
+    profile = build_profile(_state(5), snapshot)
+    assert profile.liked.tolist() == [4]
+    # Ordered by the time of the latest answer: i2 (t=2) before i1 (t=3).
+    assert profile.disliked.tolist() == [2, 1]
+    assert profile.shown.tolist() == [True, False, False, True, False]
+    assert profile.n_feedback == 3
+
+
+def test_build_profile_empty() -> None:
+    profile = build_profile(_state(3), UserSnapshot(BASE, shown=[], history=[]))
+    assert profile.shown.tolist() == [False, False, False]
+    assert profile.liked.size == profile.disliked.size == 0
+
+
+# --- describe_validation_errors ----------------------------------------------------------------------------
+
+
+def test_describe_validation_errors_formatting() -> None:
+    errors = [
+        {"loc": ("body", "actions", 0), "msg": "Input should be 'like' or 'dislike'"},
+        {"loc": ("body",), "msg": "Value error, actions has 1 entries but item_ids has 2"},
+        {"loc": (), "msg": "whole body is wrong"},
+        {},
+    ]
+    assert describe_validation_errors(errors) == (
+        "body.actions.0: Input should be 'like' or 'dislike'; "
+        "body: actions has 1 entries but item_ids has 2; "
+        "whole body is wrong; "
+        "invalid value"
+    )
+    assert describe_validation_errors([]) == ""
+
+
+def test_describe_real_pydantic_errors() -> None:
+    with pytest.raises(ValidationError) as error:
+        InteractRequest.model_validate({"user_id": "u", "item_ids": ["a", "b"], "actions": ["like", "meh"]})
+    assert describe_validation_errors(error.value.errors()) == "actions.1: Input should be 'like' or 'dislike'"
+    with pytest.raises(ValidationError) as error:
+        InteractRequest.model_validate({"user_id": "u", "item_ids": ["a", "b"], "actions": ["like"]})
+    text = describe_validation_errors(error.value.errors())
+    assert text.startswith("actions has 1 entries but item_ids has 2")
+    assert "Value error" not in text
