@@ -1,0 +1,1 @@
+"""Runs the whole stack locally (``make run``); ``launcher.services`` describes it for compose as well."""

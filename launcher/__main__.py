@@ -1,0 +1,5 @@
+import sys
+
+from launcher.app import main
+
+sys.exit(main())

@@ -1,0 +1,237 @@
+"""``python -m launcher`` (``make run``): the whole stack on this machine, in one terminal.
+
+Order: Redis and RabbitMQ (reused when they answer, else started locally), then every service of
+``launcher.services.SERVICES`` in order, each waited for until its healthcheck answers; then the MovieLens
+catalog if the recommendations service has none; then the URL table. Ctrl-C/SIGTERM stops every child it
+started, newest first; a child dying on its own stops the rest and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from launcher import catalog, infra
+from launcher.config import (
+    Plan,
+    RunPaths,
+    child_env,
+    connect_host,
+    health_url,
+    infra_url,
+    is_loopback_url,
+    local_argv,
+    local_url,
+    plan_services,
+    service_port,
+    url_block,
+    url_port,
+)
+from launcher.processes import (
+    Output,
+    StartupError,
+    StopRequested,
+    Supervisor,
+    http_ok,
+    install_stop_handlers,
+    supervise,
+)
+from launcher.services import INFRASTRUCTURE, RECOMMENDATIONS, SERVICES, InfraSpec, ServiceSpec
+from recsys_core.settings import PROJECT_ROOT, Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_MISSING_DEPENDENCY = 2
+INFRA_STARTUP_TIMEOUT_S = 90.0
+
+
+class InfrastructureUnavailable(Exception):
+    """Redis or RabbitMQ neither answers nor can be started here; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    echo_children: bool
+    load_catalog: bool
+    timeout_s: float | None  # None: each service's own startup timeout
+    grace_s: float
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m launcher",
+        description="Start Redis/RabbitMQ (if needed), MLflow, the pipeline, the APIs and the web UI locally. "
+        "All configuration comes from the environment (see recsys_core/settings.py); "
+        "each service's output also goes to .run/logs/<service>.log.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not mirror service output here (logs only)")
+    parser.add_argument("--no-catalog", action="store_true", help="do not load MovieLens into an empty catalog")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds each service gets to become healthy")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on stop")
+    args = parser.parse_args(argv)
+    return Options(
+        echo_children=not args.quiet,
+        load_catalog=not args.no_catalog,
+        timeout_s=args.timeout,
+        grace_s=args.grace,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    settings = Settings()
+    output = Output(sys.stdout, echo_children=options.echo_children)
+    plan = plan_services(SERVICES)
+    if plan.missing:
+        names = ", ".join(f"{spec.name} ({spec.module}/__main__.py)" for spec in plan.missing)
+        output.say(f"cannot start the stack: these services are not in this checkout: {names}")
+        return EXIT_MISSING_DEPENDENCY
+    # Known up front, so the name column keeps one width from the first line on.
+    for name in [infra_spec.name for infra_spec in INFRASTRUCTURE] + [spec.name for spec in plan.to_start]:
+        output.register(name)
+    for spec in plan.skipped:
+        output.say(f"{spec.name} is optional and {spec.module}/__main__.py does not exist: not starting it")
+
+    paths = RunPaths.under(PROJECT_ROOT)
+    stop = threading.Event()
+    restore_signals = install_stop_handlers(stop)
+    try:
+        with Supervisor(paths.logs_dir, output, grace_s=options.grace_s) as supervisor:
+            code = run_stack(settings, plan, options, paths, supervisor, output, stop)
+            started_any = bool(supervisor.children)
+        if started_any:
+            output.say("all services stopped")
+        return code
+    finally:
+        restore_signals()
+
+
+def run_stack(
+    settings: Settings,
+    plan: Plan,
+    options: Options,
+    paths: RunPaths,
+    supervisor: Supervisor,
+    output: Output,
+    stop: threading.Event,
+) -> int:
+    # Passed through unchanged (PATH, locale, any setting the user exported); the wiring is layered on top.
+    inherited = dict(os.environ)
+    try:
+        check_ports_free(settings, plan.to_start)
+        for infra_spec in INFRASTRUCTURE:
+            ensure_infrastructure(infra_spec, settings, supervisor, output, stop, paths, inherited)
+        paths.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        for spec in plan.to_start:
+            start_service(spec, settings, options, supervisor, output, stop, paths, inherited)
+        if options.load_catalog and settings.load_catalog_on_start and RECOMMENDATIONS in plan.to_start:
+            load_catalog(settings, output, stop)
+    except StopRequested:
+        output.say("stop requested while starting")
+        return EXIT_OK
+    except StartupError as error:
+        output.say(error.report())
+        return EXIT_FAILED
+    except InfrastructureUnavailable as error:
+        output.say(str(error))
+        return EXIT_MISSING_DEPENDENCY
+    if stop.is_set():
+        return EXIT_OK
+    output.block(url_block(settings, plan.to_start))
+    output.say(f"service logs: {paths.logs_dir}/<service>.log   --   Ctrl-C stops everything")
+    return supervise(supervisor, output, stop)
+
+
+def check_ports_free(settings: Settings, services: Sequence[ServiceSpec]) -> None:
+    """Fails before anything starts: a leftover stack on a port would answer the healthcheck for a new child."""
+    host = connect_host(settings.host)
+    busy = [spec for spec in services if infra.tcp_listening(host, service_port(spec, settings), timeout_s=0.5)]
+    if busy:
+        details = ", ".join(f"{service_port(spec, settings)} ({spec.name}, {spec.env_var_for_port})" for spec in busy)
+        raise StartupError(
+            busy[0].name,
+            f"port(s) already in use: {details}; stop whatever listens there "
+            "(another stack still running?) or choose free ports with those variables",
+        )
+
+
+def ensure_infrastructure(
+    spec: InfraSpec,
+    settings: Settings,
+    supervisor: Supervisor,
+    output: Output,
+    stop: threading.Event,
+    paths: RunPaths,
+    inherited: dict[str, str],
+) -> None:
+    url = infra_url(spec, settings)
+    probe = infra.probe(spec, url)
+    if probe.healthy:
+        output.say(f"{spec.label} answers at {url} ({probe.detail}): using it")
+        return
+    if probe.listening:
+        raise InfrastructureUnavailable(f"{spec.label} at {url}: {probe.detail}")
+    if not is_loopback_url(url):
+        raise InfrastructureUnavailable(
+            f"{spec.label} does not answer at {url}; it is not on this machine, so it cannot be started here"
+        )
+    binary = infra.find_binary(spec)
+    if binary is None:
+        raise InfrastructureUnavailable(infra.install_instructions(spec, url))
+    server = infra.local_server(spec, binary, url_port(url, spec.default_port), paths.state_dir)
+    for path, content in server.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    output.say(f"{spec.label} does not answer at {url}: starting a local one ({binary})")
+    child = supervisor.start(spec.name, server.argv, {**inherited, **server.env}, cwd=PROJECT_ROOT)
+    supervisor.wait_ready(child, lambda: infra.probe(spec, url).healthy, url, INFRA_STARTUP_TIMEOUT_S, stop, poll_s=0.5)
+    output.say(f"{spec.label} is up at {url}")
+
+
+def start_service(
+    spec: ServiceSpec,
+    settings: Settings,
+    options: Options,
+    supervisor: Supervisor,
+    output: Output,
+    stop: threading.Event,
+    paths: RunPaths,
+    inherited: dict[str, str],
+) -> None:
+    argv = local_argv(spec, settings, sys.executable, paths)
+    child = supervisor.start(spec.name, argv, child_env(spec, settings, inherited), cwd=PROJECT_ROOT)
+    url = health_url(spec, settings)
+    timeout_s = options.timeout_s if options.timeout_s is not None else spec.startup_timeout_s
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        supervisor.wait_ready(child, http_ok(client, url), url, timeout_s, stop)
+    output.say(f"{spec.name} is healthy at {url}")
+
+
+def load_catalog(settings: Settings, output: Output, stop: threading.Event) -> None:
+    """Best effort: a failure is reported loudly but leaves the running stack up."""
+    recs_url = local_url(settings, service_port(RECOMMENDATIONS, settings))
+    try:
+        with httpx.Client(timeout=60.0, trust_env=False) as client:
+            result = catalog.ensure_catalog(
+                client,
+                recs_url,
+                catalog.movielens_movies(settings),
+                admin_token=settings.admin_token,
+                should_stop=stop.is_set,
+            )
+    except (httpx.HTTPError, PermissionError, OSError, RuntimeError, KeyError, ValueError) as error:
+        output.say(
+            f"WARNING: could not load the MovieLens catalog: {error!r}\n"
+            "the services keep running; retry with: .venv/bin/python -m launcher.catalog"
+        )
+        return
+    if result.loaded:
+        output.say(f"loaded {result.loaded} MovieLens movies; catalog_size={result.catalog_size}")
+    else:
+        output.say(f"catalog already loaded (catalog_size={result.catalog_size})")

@@ -1,0 +1,305 @@
+"""Child-process handling: start, mirror output, wait for health, notice deaths, stop in reverse order.
+
+Generic on purpose (it knows commands, not services), so tests drive it with dummy ``python -c`` children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO
+
+import httpx
+
+LAUNCHER = "launcher"
+_COLORS = ("36", "32", "33", "35", "34", "96", "92", "93", "95", "94")  # ANSI foreground colours
+_PR_SET_PDEATHSIG = 1
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived while the stack was still starting."""
+
+
+class StartupError(Exception):
+    """A child did not become healthy; carries what a human needs to see why."""
+
+    def __init__(self, service: str, reason: str, last_lines: Sequence[str] = (), log_path: Path | None = None):
+        self.service = service
+        self.reason = reason
+        self.last_lines = list(last_lines)
+        self.log_path = log_path
+        super().__init__(f"{service}: {reason}")
+
+    def report(self) -> str:
+        lines = [f"{self.service} failed to start: {self.reason}"]
+        if self.last_lines:
+            lines.append(f"last {len(self.last_lines)} lines of {self.service}'s output:")
+            lines += [f"    {line}" for line in self.last_lines]
+        if self.log_path is not None:
+            lines.append(f"full log: {self.log_path}")
+        return "\n".join(lines)
+
+
+class Output:
+    """One stream shared by the launcher and its children's output threads: whole lines, name-prefixed."""
+
+    def __init__(self, stream: IO[str], echo_children: bool = True, color: bool | None = None) -> None:
+        self._stream = stream
+        self._echo_children = echo_children
+        self._color = stream.isatty() if color is None else color
+        self._lock = threading.Lock()
+        self._width = len(LAUNCHER)
+        self._color_of: dict[str, str] = {}
+
+    def register(self, name: str) -> None:
+        with self._lock:
+            self._width = max(self._width, len(name))
+            self._color_of.setdefault(name, _COLORS[len(self._color_of) % len(_COLORS)])
+
+    def _prefix(self, name: str) -> str:
+        label = name.ljust(self._width)
+        if not self._color:
+            return f"{label} |"
+        code = "1" if name == LAUNCHER else self._color_of.get(name, "0")
+        return f"\033[{code}m{label} |\033[0m"
+
+    def say(self, text: str) -> None:
+        """A launcher message (always shown)."""
+        self._write(LAUNCHER, text)
+
+    def child_line(self, name: str, text: str) -> None:
+        if self._echo_children:
+            self._write(name, text)
+
+    def block(self, text: str) -> None:
+        """Unprefixed text, e.g. the URL table."""
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def _write(self, name: str, text: str) -> None:
+        with self._lock:
+            prefix = self._prefix(name)
+            for line in text.splitlines() or [""]:
+                self._stream.write(f"{prefix} {line}\n")
+            self._stream.flush()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    tail: deque[str]
+    reader: threading.Thread | None = None
+    stopped_by_us: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def last_lines(self, count: int = 20) -> list[str]:
+        return list(self.tail)[-count:]
+
+    def drain_output(self, timeout_s: float = 2.0) -> None:
+        """Waits for the output thread to copy what an exited child wrote last."""
+        if self.reader is not None:
+            self.reader.join(timeout=timeout_s)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the launcher is SIGKILLed, the kernel still SIGTERMs its children."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Supervisor:
+    """Owns the children it starts; leaving the ``with`` block stops all of them, newest first."""
+
+    def __init__(self, log_dir: Path, output: Output, grace_s: float = 10.0, tail_lines: int = 40) -> None:
+        self._log_dir = log_dir
+        self._output = output
+        self._grace_s = grace_s
+        self._tail_lines = tail_lines
+        self._children: list[Child] = []
+
+    @property
+    def children(self) -> tuple[Child, ...]:
+        return tuple(self._children)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> Child:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self._log_dir / f"{name}.log"
+        self._output.register(name)
+        popen = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group: the terminal's Ctrl-C reaches only the launcher, which then stops the
+            # children in order, and a signal to the group also reaches a child's own workers.
+            start_new_session=True,
+            # Only a prctl call runs between fork and exec, so preexec_fn's thread caveats do not apply.
+            preexec_fn=_die_with_parent,
+        )
+        child = Child(name, list(argv), popen, log_path, deque(maxlen=self._tail_lines))
+        child.reader = threading.Thread(target=self._pump, args=(child,), name=f"output-{name}", daemon=True)
+        child.reader.start()
+        self._children.append(child)
+        self._output.say(f"started {name} (pid {popen.pid}), log: {log_path}")
+        return child
+
+    def _pump(self, child: Child) -> None:
+        """Copies the child's output to its log file, the tail buffer and (optionally) the console."""
+        assert child.popen.stdout is not None
+        with child.log_path.open("wb") as log:
+            for raw in iter(child.popen.stdout.readline, b""):
+                log.write(raw)
+                log.flush()
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                child.tail.append(text)
+                self._output.child_line(child.name, text)
+
+    def wait_ready(
+        self,
+        child: Child,
+        is_ready: Callable[[], bool],
+        what: str,
+        timeout_s: float,
+        stop: threading.Event,
+        poll_s: float = 0.25,
+    ) -> None:
+        """Returns once ``is_ready()``; raises StartupError if the child dies or time runs out first.
+
+        ``what`` names the check in messages, e.g. the healthcheck URL.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if stop.is_set():
+                raise StopRequested
+            exit_code = child.exit_code()
+            if exit_code is not None:
+                child.drain_output()
+                raise StartupError(
+                    child.name, f"exited with code {exit_code} before {what} answered",
+                    child.last_lines(), child.log_path,
+                )  # fmt: skip
+            if is_ready():
+                return
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    child.name, f"{what} did not answer within {timeout_s:.0f}s",
+                    child.last_lines(), child.log_path,
+                )  # fmt: skip
+            stop.wait(poll_s)
+
+    def first_exited(self) -> Child | None:
+        """A child that ended although nobody asked it to."""
+        for child in self._children:
+            if not child.stopped_by_us and child.exit_code() is not None:
+                return child
+        return None
+
+    def stop_all(self) -> None:
+        for child in reversed(self._children):
+            self._stop(child)
+
+    def _stop(self, child: Child) -> None:
+        if child.stopped_by_us:
+            return
+        child.stopped_by_us = True
+        was_running = child.exit_code() is None
+        if was_running:
+            self._output.say(f"stopping {child.name} (pid {child.pid})")
+        # The whole group, even when the leader is gone: its workers may still be running.
+        self._signal_group(child, signal.SIGTERM)
+        try:
+            child.popen.wait(timeout=self._grace_s)
+        except subprocess.TimeoutExpired:
+            self._output.say(f"{child.name} did not stop within {self._grace_s:.0f}s: killing it")
+            self._signal_group(child, signal.SIGKILL)
+            child.popen.wait()
+        self._signal_group(child, signal.SIGKILL)  # leftovers of the group that ignored SIGTERM
+        child.drain_output()
+        if was_running:
+            self._output.say(f"{child.name} stopped (exit code {child.popen.returncode})")
+
+    @staticmethod
+    def _signal_group(child: Child, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signum)
+
+
+def http_ok(client: httpx.Client, url: str) -> Callable[[], bool]:
+    """A readiness check: ``url`` answers 200."""
+
+    def check() -> bool:
+        try:
+            return client.get(url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop`` instead of raising, so shutdown always runs the same orderly path.
+
+    Returns a function that puts the previous handlers back.
+    """
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def supervise(supervisor: Supervisor, output: Output, stop: threading.Event, poll_s: float = 0.5) -> int:
+    """Blocks until a stop is requested (returns 0) or a child dies on its own (reports it, returns 1).
+
+    The caller stops the remaining children (leaving the Supervisor's ``with`` block).
+    """
+    while not stop.wait(poll_s):
+        dead = supervisor.first_exited()
+        if dead is not None:
+            dead.drain_output()  # so its last words are in the tail
+            output.say(
+                f"{dead.name} exited unexpectedly (exit code {dead.exit_code()}); stopping the rest.\n"
+                + "\n".join([f"last lines of {dead.name}:", *(f"    {line}" for line in dead.last_lines())])
+                + f"\nfull log: {dead.log_path}"
+            )
+            return 1
+    output.say("stop requested: stopping all services")
+    return 0

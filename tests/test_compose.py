@@ -1,0 +1,242 @@
+"""docker-compose.yml and the Dockerfile agree with launcher/services.py, the one description of the stack.
+
+No Docker engine is needed: the file is parsed with PyYAML (``docker compose config`` also runs when the
+compose plugin is installed; it validates without a daemon).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from mlflow.server.security_utils import is_allowed_host_header
+
+from launcher.config import render_argv
+from launcher.services import INFRASTRUCTURE, MLFLOW, RABBITMQ, REDIS, SERVICES, ServiceSpec
+from recsys_core.settings import PROJECT_ROOT, Settings
+
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+# Where the compose file keeps MLflow's sqlite file and artifacts (a named volume).
+MLFLOW_DATA_DIR = "/data/mlflow"
+
+Service = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict) and isinstance(loaded.get("services"), dict)
+    return loaded
+
+
+def service_of(compose: dict[str, Any], name: str) -> Service:
+    services = compose["services"]
+    assert name in services, f"docker-compose.yml has no service {name!r} (has {sorted(services)})"
+    return services[name]
+
+
+def command_of(service: Service) -> list[str]:
+    command = service.get("command")
+    assert command, "no command"
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def published_ports(service: Service) -> dict[int, int]:
+    """container port -> host port, from short ("[ip:]host:container") or long syntax."""
+    mapping: dict[int, int] = {}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            mapping[int(entry["target"])] = int(entry["published"])
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        assert len(parts) >= 2, f"port {entry!r} is not published on the host"
+        mapping[int(parts[-1])] = int(parts[-2])
+    return mapping
+
+
+def healthcheck_command(service: Service) -> str:
+    check = service.get("healthcheck")
+    assert check, "no healthcheck"
+    assert not check.get("disable"), "healthcheck disabled"
+    test = check["test"]
+    parts = shlex.split(test) if isinstance(test, str) else list(test)
+    assert parts and parts[0] in ("CMD", "CMD-SHELL"), f"unexpected healthcheck test {test!r}"
+    return " ".join(parts[1:])
+
+
+def environment_of(service: Service) -> dict[str, str | None]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        return {key: value for key, _, value in (item.partition("=") for item in env)}
+    return {key: None if value is None else str(value) for key, value in env.items()}
+
+
+def flag_value(argv: list[str], flag: str) -> str:
+    assert flag in argv, f"{flag} missing from {argv}"
+    return argv[argv.index(flag) + 1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every launcher service, as a compose service
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_same_command_as_the_launcher(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    command = command_of(service_of(compose, spec.name))
+    if spec is MLFLOW:
+        # The allowed hosts differ by design (compose peers call it "mlflow"); checked separately below.
+        expected = render_argv(
+            spec,
+            python="python",
+            host="0.0.0.0",
+            port=str(spec.default_port),
+            mlflow_dir=MLFLOW_DATA_DIR,
+            mlflow_allowed_hosts=flag_value(command, "--allowed-hosts"),
+        )
+    else:
+        expected = ["python", "-m", spec.module]
+    assert command == expected
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_publishes_the_service_port(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    ports = published_ports(service_of(compose, spec.name))
+    # The container listens on the Settings default (compose sets no *_PORT), published under the same number.
+    assert Settings.model_fields[spec.port_setting].default == spec.default_port
+    assert ports.get(spec.default_port) == spec.default_port, ports
+    assert spec.env_var_for_port not in environment_of(service_of(compose, spec.name))
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_healthcheck_probes_the_service_endpoint(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    command = healthcheck_command(service_of(compose, spec.name))
+    assert f"http://127.0.0.1:{spec.default_port}{spec.health_path}'" in command, command
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_waits_for_healthy_dependencies(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    depends_on = service_of(compose, spec.name).get("depends_on", {})
+    if spec.depends_on:
+        assert isinstance(depends_on, dict), "depends_on must use the long form to carry a condition"
+    for dependency in spec.depends_on:
+        assert dependency in depends_on, f"{spec.name} does not depend on {dependency}"
+        assert depends_on[dependency].get("condition") == "service_healthy"
+        # The dependency must have a healthcheck, or "service_healthy" can never be reached.
+        healthcheck_command(service_of(compose, dependency))
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_has_the_services_own_env(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    env = environment_of(service_of(compose, spec.name))
+    assert {key: env.get(key) for key, _ in spec.env} == dict(spec.env)
+
+
+@pytest.mark.parametrize("spec", [s for s in SERVICES if s is not MLFLOW], ids=lambda spec: spec.name)
+def test_env_points_at_the_compose_hostnames(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    env = environment_of(service_of(compose, spec.name))
+    assert {key.lower() for key in env} - {"pythonunbuffered"} <= set(Settings.model_fields), "unknown variable"
+    assert urlsplit(env["REDIS_URL"] or "").hostname == REDIS.name
+    assert urlsplit(env["AMQP_URL"] or "").hostname == RABBITMQ.name
+    assert env["HOST"] == "0.0.0.0"
+    for peer in SERVICES:
+        if peer.url_setting:
+            assert env[peer.url_setting.upper()] == f"http://{peer.name}:{peer.default_port}"
+
+
+def test_python_services_share_one_image_built_here(compose: dict[str, Any]) -> None:
+    images = {service_of(compose, spec.name).get("image") for spec in SERVICES}
+    builds = {str(service_of(compose, spec.name).get("build")) for spec in SERVICES}
+    assert len(images) == 1 and None not in images
+    assert builds == {"."}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# infrastructure and data
+
+
+@pytest.mark.parametrize("spec", INFRASTRUCTURE, ids=lambda spec: spec.name)
+def test_infrastructure_has_an_image_and_a_healthcheck(compose: dict[str, Any], spec: Any) -> None:
+    service = service_of(compose, spec.name)
+    assert str(service.get("image", "")).startswith(f"{spec.name}:")
+    healthcheck_command(service)
+
+
+def test_redis_is_durable(compose: dict[str, Any]) -> None:
+    redis = service_of(compose, REDIS.name)
+    command = command_of(redis)
+    assert flag_value(command, "--appendonly") == "yes"
+    assert named_volume_at(compose, redis, "/data")
+
+
+def test_mlflow_keeps_its_data_on_a_volume(compose: dict[str, Any]) -> None:
+    mlflow = service_of(compose, MLFLOW.name)
+    assert named_volume_at(compose, mlflow, MLFLOW_DATA_DIR)
+    assert flag_value(command_of(mlflow), "--backend-store-uri") == f"sqlite:///{MLFLOW_DATA_DIR}/mlflow.db"
+
+
+def test_mlflow_accepts_its_compose_hostname(compose: dict[str, Any]) -> None:
+    """MLflow 3 answers 403 to Host headers it does not know; /health is exempt, so only this catches it."""
+    allowed = flag_value(command_of(service_of(compose, MLFLOW.name)), "--allowed-hosts").split(",")
+    tracking_uri = environment_of(service_of(compose, "pipeline"))["MLFLOW_TRACKING_URI"] or ""
+    assert is_allowed_host_header(allowed, urlsplit(tracking_uri).netloc)
+    assert is_allowed_host_header(allowed, f"localhost:{MLFLOW.default_port}")
+    assert not is_allowed_host_header(allowed, "attacker.example:8080")
+
+
+def named_volume_at(compose: dict[str, Any], service: Service, target: str) -> bool:
+    declared = compose.get("volumes") or {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":") if isinstance(volume, str) else (volume["source"], ":", "")
+        mount = rest.split(":")[0] if isinstance(volume, str) else volume["target"]
+        if mount == target and source in declared:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Dockerfile
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())  # join continuation lines
+    instructions = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, argument = stripped.partition(" ")
+            instructions.append((keyword.upper(), argument.strip()))
+    return instructions
+
+
+def test_dockerfile_is_python_311_installing_the_project_as_non_root() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE)
+    bases = [argument for keyword, argument in instructions if keyword == "FROM"]
+    assert bases and re.fullmatch(r"python:3\.11(\.\d+)?-slim(\S*)?", bases[-1].split()[0]), bases
+    runs = " ".join(argument for keyword, argument in instructions if keyword == "RUN")
+    assert "pyproject.toml" in runs and "pip install" in runs
+    users = [argument for keyword, argument in instructions if keyword == "USER"]
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = {line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
+    assert {".venv", ".git", ".env", ".mlflow", ".run", ".data"} <= ignored
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    """Runs only where the compose plugin exists; `config` validates without a Docker engine."""
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("the docker compose plugin is not installed here")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,540 @@
+"""The launcher: its pure parts (specs, wiring, ids, batching) and its process handling on dummy children.
+
+Nothing here starts the real stack; the process tests run small ``python`` HTTP servers and sleepers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from mlflow.server.security_utils import is_allowed_host_header
+
+from launcher import catalog, config, infra
+from launcher.processes import Output, StartupError, StopRequested, Supervisor, http_ok, supervise
+from launcher.services import (
+    INFRASTRUCTURE,
+    MLFLOW,
+    RABBITMQ,
+    RECOMMENDATIONS,
+    REDIS,
+    SERVICES,
+    WEBAPP,
+    ServiceSpec,
+    service_by_name,
+)
+from recsys_core.movielens import Movie
+from recsys_core.schemas import ID_PATTERN, AddItemsRequest
+from recsys_core.settings import PROJECT_ROOT, Settings
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def make_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    """Settings from exactly ``env``: the caller's environment and any .env file are ignored."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_server_argv(port: int, directory: Path) -> list[str]:
+    """A dummy service: answers 200 on / once it is listening."""
+    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)]
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_until(predicate: object, timeout_s: float = 10.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the service specs
+
+
+def test_service_names_are_unique_and_distinct_from_infrastructure() -> None:
+    names = [spec.name for spec in SERVICES] + [spec.name for spec in INFRASTRUCTURE]
+    assert len(names) == len(set(names))
+
+
+def test_every_dependency_starts_earlier_or_is_infrastructure() -> None:
+    started: set[str] = {spec.name for spec in INFRASTRUCTURE}
+    for spec in SERVICES:
+        unknown = set(spec.depends_on) - started
+        assert not unknown, f"{spec.name} depends on {unknown}, which are not started before it"
+        started.add(spec.name)
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_spec_default_port_is_the_settings_default(spec: ServiceSpec) -> None:
+    assert Settings.model_fields[spec.port_setting].default == spec.default_port
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_spec_refers_to_real_settings_and_a_module(spec: ServiceSpec) -> None:
+    if spec.url_setting is not None:
+        assert spec.url_setting in Settings.model_fields
+    assert spec.health_path.startswith("/")
+    assert re.fullmatch(r"[a-z_][a-z0-9_.]*", spec.module)
+
+
+def test_the_expected_services_and_ports() -> None:
+    ports = {spec.name: spec.default_port for spec in SERVICES}
+    assert ports == {"mlflow": 8080, "pipeline": 5002, "recommendations": 5001, "event_collector": 5000,
+                     "webapp": 8000}  # fmt: skip
+    assert service_by_name("recommendations") is RECOMMENDATIONS
+    assert [spec.name for spec in SERVICES if spec.optional] == ["webapp"]
+    with pytest.raises(KeyError):
+        service_by_name("nope")
+
+
+def test_infrastructure_specs_name_their_settings() -> None:
+    assert [(spec.name, spec.url_setting) for spec in INFRASTRUCTURE] == [
+        ("redis", "redis_url"),
+        ("rabbitmq", "amqp_url"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# wiring: URLs, env, argv
+
+
+def test_connect_host_maps_wildcards_to_loopback() -> None:
+    assert config.connect_host("0.0.0.0") == "127.0.0.1"
+    assert config.connect_host("::") == "127.0.0.1"
+    assert config.connect_host("10.1.2.3") == "10.1.2.3"
+
+
+def test_urls_follow_the_ports_when_not_set_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(monkeypatch, RECS_PORT="15001", MLFLOW_PORT="18080", HOST="0.0.0.0")
+    env = config.stack_env(settings)
+    assert env["RECS_PORT"] == "15001"
+    assert env["RECS_URL"] == "http://127.0.0.1:15001"
+    assert env["COLLECTOR_URL"] == "http://127.0.0.1:5000"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:18080"
+    assert env["MLFLOW_PUBLIC_URL"] == "http://127.0.0.1:18080"
+    # The bind address is passed on unchanged: only clients are redirected to loopback.
+    assert env["HOST"] == "0.0.0.0"
+    assert config.health_url(RECOMMENDATIONS, settings) == "http://127.0.0.1:15001/healthcheck"
+    assert config.health_url(MLFLOW, settings) == "http://127.0.0.1:18080/health"
+
+
+def test_an_explicit_url_wins_over_the_derived_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(
+        monkeypatch, RECS_PORT="15001", RECS_URL="http://recs.internal:80/", MLFLOW_PUBLIC_URL="http://ml.example"
+    )
+    env = config.stack_env(settings)
+    assert env["RECS_URL"] == "http://recs.internal:80"
+    assert env["MLFLOW_PUBLIC_URL"] == "http://ml.example"
+    # The healthcheck still goes to the process the launcher starts.
+    assert config.health_url(RECOMMENDATIONS, settings) == "http://127.0.0.1:15001/healthcheck"
+
+
+def test_stack_env_carries_the_deployment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(
+        monkeypatch,
+        REDIS_URL="redis://127.0.0.1:6390/3",
+        AMQP_URL="amqp://u:p@127.0.0.1:5673/",
+        REDIS_PREFIX="launchertest-1",
+        EVENTS_QUEUE="launchertest-1",
+        MOVIELENS_DIR="/data/ml",
+    )
+    env = config.stack_env(settings)
+    assert env["REDIS_URL"] == "redis://127.0.0.1:6390/3"
+    assert env["AMQP_URL"] == "amqp://u:p@127.0.0.1:5673/"
+    assert env["REDIS_PREFIX"] == "launchertest-1"
+    assert env["EVENTS_QUEUE"] == "launchertest-1"
+    assert env["MOVIELENS_DIR"] == "/data/ml"
+    # Every variable is one Settings reads back (a typo would silently be ignored by the services).
+    assert {key.lower() for key in env} <= set(Settings.model_fields)
+
+
+def test_child_env_layers_inherited_then_wiring_then_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(monkeypatch, RECS_PORT="15001")
+    inherited = {"PATH": "/usr/bin", "RECS_URL": "http://stale:1", "PYTHONUNBUFFERED": "0"}
+    env = config.child_env(RECOMMENDATIONS, settings, inherited)
+    assert env["PATH"] == "/usr/bin"
+    assert env["RECS_URL"] == "http://127.0.0.1:15001"
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_local_argv_fills_every_placeholder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = make_settings(monkeypatch, MLFLOW_PORT="18080")
+    paths = config.RunPaths.under(tmp_path)
+    for spec in SERVICES:
+        argv = config.local_argv(spec, settings, "/venv/bin/python", paths)
+        assert argv[0] == "/venv/bin/python"
+        assert not [part for part in argv if "{" in part and "[[]" not in part], argv
+    mlflow_argv = config.local_argv(MLFLOW, settings, "/venv/bin/python", paths)
+    assert mlflow_argv[1:4] == ["-m", "mlflow", "server"]
+    assert mlflow_argv[mlflow_argv.index("--port") + 1] == "18080"
+    assert mlflow_argv[mlflow_argv.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path}/.mlflow/mlflow.db"
+    assert config.local_argv(RECOMMENDATIONS, settings, "py", paths) == ["py", "-m", "recommendations"]
+
+
+def test_render_argv_names_a_missing_value() -> None:
+    with pytest.raises(KeyError, match="mlflow_dir"):
+        config.render_argv(MLFLOW, python="python", host="h", port="1", mlflow_allowed_hosts="*")
+
+
+def test_mlflow_allows_local_and_configured_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(monkeypatch, HOST="0.0.0.0", MLFLOW_PUBLIC_URL="http://ml.example.org:8080")
+    allowed = config.mlflow_allowed_hosts(settings, ["http://tracker.lan:18080"]).split(",")
+    # Checked with MLflow's own matcher, the one its middleware uses.
+    for host in ("localhost:8080", "127.0.0.1:18080", "192.168.1.5:8080", "ml.example.org:8080", "tracker.lan:18080"):
+        assert is_allowed_host_header(allowed, host), host
+    assert not is_allowed_host_header(allowed, "attacker.example:8080")
+
+
+def test_plan_starts_present_modules_and_skips_a_missing_optional_one() -> None:
+    present = {spec.module: True for spec in SERVICES} | {WEBAPP.module: False}
+    plan = config.plan_services(SERVICES, present)
+    assert WEBAPP not in plan.to_start
+    assert plan.skipped == (WEBAPP,)
+    assert plan.missing == ()
+    assert [spec.name for spec in plan.to_start] == ["mlflow", "pipeline", "recommendations", "event_collector"]
+
+
+def test_plan_reports_a_missing_required_module() -> None:
+    present = {spec.module: True for spec in SERVICES} | {RECOMMENDATIONS.module: False}
+    assert config.plan_services(SERVICES, present).missing == (RECOMMENDATIONS,)
+
+
+def test_module_has_main_looks_for_dunder_main() -> None:
+    assert config.module_has_main("launcher")
+    assert config.module_has_main("mlflow")
+    assert not config.module_has_main("recsys_core")
+    assert not config.module_has_main("no_such_module_anywhere")
+
+
+def test_url_block_lists_each_started_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(monkeypatch, RECS_PORT="15001", WEBAPP_PORT="18000")
+    block = config.url_block(settings, SERVICES)
+    assert "Recommendations API  http://127.0.0.1:15001" in block
+    assert "http://127.0.0.1:18000" in block
+    assert "MLflow" in block
+
+
+# ---------------------------------------------------------------------------------------------------------
+# catalog: ids and batches
+
+
+def test_movie_item_ids_are_deterministic_opaque_uuids() -> None:
+    first = catalog.movie_item_id(1)
+    assert first == catalog.movie_item_id(1)
+    assert uuid.UUID(first).version == 5
+    assert re.fullmatch(ID_PATTERN, first)
+    assert len({catalog.movie_item_id(movie_id) for movie_id in range(1, 2001)}) == 2000
+
+
+def test_movie_item_id_is_pinned() -> None:
+    """Changing the namespace would silently re-key every catalog already loaded."""
+    assert uuid.UUID("649a5746-5cbd-5918-83de-f9583c92c54d") == catalog.MOVIELENS_NAMESPACE
+    assert catalog.movie_item_id(1) == "af193c2a-94fb-5d00-9be6-d9eab0d36afd"
+
+
+def _movies(count: int) -> list[Movie]:
+    return [Movie(movie_id, f"Movie {movie_id} (1999)", ("Drama",) if movie_id % 2 else ()) for movie_id in
+            range(1, count + 1)]  # fmt: skip
+
+
+def test_catalog_batches_split_keep_order_and_validate() -> None:
+    movies = _movies(2500)
+    batches = list(catalog.catalog_batches(movies, 1000))
+    assert [len(batch["item_ids"]) for batch in batches] == [1000, 1000, 500]
+    flat_ids = [item_id for batch in batches for item_id in batch["item_ids"]]
+    assert flat_ids == [catalog.movie_item_id(movie.movie_id) for movie in movies]
+    assert batches[0]["genres"][:2] == [["Drama"], []]
+    assert batches[2]["titles"][-1] == "Movie 2500 (1999)"
+    for batch in batches:
+        AddItemsRequest.model_validate(batch)  # the service's own request schema accepts every batch
+
+
+def test_catalog_batches_truncate_what_the_schema_refuses() -> None:
+    movie = Movie(7, "x" * 2000, tuple(f"g{i}" for i in range(100)))
+    (batch,) = catalog.catalog_batches([movie])
+    AddItemsRequest.model_validate(batch)
+
+
+def test_catalog_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        list(catalog.catalog_batches(_movies(3), 0))
+
+
+class FakeRecs:
+    """An in-memory /status + /add_items, for httpx.MockTransport."""
+
+    def __init__(self, catalog_size: int = 0, token: str | None = None) -> None:
+        self.catalog_size = catalog_size
+        self.token = token
+        self.posted: list[dict[str, object]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/status":
+            return httpx.Response(200, json={"catalog_size": self.catalog_size, "other": 1})
+        if request.url.path == "/add_items":
+            if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+                return httpx.Response(401, json={"detail": "unauthorized"})
+            body = json.loads(request.content)
+            self.posted.append(body)
+            self.catalog_size += len(body["item_ids"])
+            return httpx.Response(200, json={"added": len(body["item_ids"]), "updated": 0})
+        return httpx.Response(404)
+
+
+def test_ensure_catalog_loads_an_empty_catalog_with_the_token() -> None:
+    fake = FakeRecs(token="s3cret")
+    with httpx.Client(transport=httpx.MockTransport(fake)) as client:
+        result = catalog.ensure_catalog(client, "http://recs", lambda: _movies(2100), admin_token="s3cret")
+    assert result == catalog.CatalogResult(loaded=2100, catalog_size=2100)
+    assert [len(body["item_ids"]) for body in fake.posted] == [1000, 1000, 100]  # type: ignore[arg-type]
+
+
+def test_ensure_catalog_leaves_an_existing_catalog_alone() -> None:
+    fake = FakeRecs(catalog_size=5)
+
+    def must_not_load() -> list[Movie]:
+        raise AssertionError("movies were read although the catalog exists")
+
+    with httpx.Client(transport=httpx.MockTransport(fake)) as client:
+        result = catalog.ensure_catalog(client, "http://recs", must_not_load)
+    assert result == catalog.CatalogResult(loaded=0, catalog_size=5)
+    assert fake.posted == []
+
+
+def test_ensure_catalog_explains_a_refused_token() -> None:
+    fake = FakeRecs(token="right")
+    with (
+        httpx.Client(transport=httpx.MockTransport(fake)) as client,
+        pytest.raises(PermissionError, match="ADMIN_TOKEN"),
+    ):
+        catalog.ensure_catalog(client, "http://recs", lambda: _movies(3), admin_token="wrong")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# infrastructure recipes
+
+
+def test_local_redis_is_a_foreground_throwaway() -> None:
+    server = infra.local_server(REDIS, "/usr/bin/redis-server", 16390, Path("/tmp/x"))
+    argv = server.argv
+    assert argv[0] == "/usr/bin/redis-server"
+    assert argv[argv.index("--port") + 1] == "16390"
+    assert argv[argv.index("--daemonize") + 1] == "no"
+    assert argv[argv.index("--save") + 1] == ""
+
+
+def test_local_rabbitmq_gets_its_own_node_and_folders(tmp_path: Path) -> None:
+    server = infra.local_server(RABBITMQ, "/usr/lib/rabbitmq/bin/rabbitmq-server", 15673, tmp_path)
+    assert server.env["RABBITMQ_NODE_PORT"] == "15673"
+    assert server.env["RABBITMQ_NODENAME"] != "rabbit@localhost"
+    assert server.env["RABBITMQ_MNESIA_BASE"].startswith(str(tmp_path))
+    assert server.env["RABBITMQ_CONFIG_FILE"].startswith(str(tmp_path))
+    assert "listeners.tcp.default = 127.0.0.1:15673\n" in server.files.values()
+    assert "[].\n" in server.files.values()
+
+
+def test_install_instructions_say_how() -> None:
+    text = infra.install_instructions(REDIS, "redis://127.0.0.1:6379/0")
+    assert "apt-get install redis-server" in text
+    assert "REDIS_URL" in text
+    assert "apt-get install rabbitmq-server" in infra.install_instructions(RABBITMQ, "amqp://x")
+
+
+def test_only_loopback_urls_can_be_started_here() -> None:
+    assert config.is_loopback_url("redis://127.0.0.1:6379/0")
+    assert config.is_loopback_url("amqp://guest:guest@localhost:5672/")
+    assert not config.is_loopback_url("redis://redis:6379/0")
+
+
+def test_probes_see_a_closed_port_as_not_listening() -> None:
+    port = free_port()
+    assert infra.probe(REDIS, f"redis://127.0.0.1:{port}/0") == infra.Probe(False, False, "nothing listens there")
+    assert not infra.probe(RABBITMQ, f"amqp://guest:guest@127.0.0.1:{port}/").listening
+
+
+def test_find_binary_falls_back_to_path() -> None:
+    assert infra.find_binary(REDIS, which=lambda name: f"/opt/bin/{name}") == "/opt/bin/redis-server"
+    assert infra.find_binary(REDIS, which=lambda name: None) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# process handling on dummy children
+
+
+def test_children_become_healthy_and_stop_in_reverse_order(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    ports = [free_port(), free_port()]
+    with Supervisor(tmp_path / "logs", output, grace_s=5) as supervisor, httpx.Client(trust_env=False) as client:
+        children = [
+            supervisor.start(f"dummy{i}", http_server_argv(port, tmp_path), dict(os.environ))
+            for i, port in enumerate(ports)
+        ]
+        for child, port in zip(children, ports, strict=True):
+            url = f"http://127.0.0.1:{port}/"
+            supervisor.wait_ready(child, http_ok(client, url), url, 20, threading.Event())
+    assert all(child.exit_code() is not None for child in children)
+    text = stream.getvalue()
+    assert text.index("stopping dummy1") < text.index("stopping dummy0")
+    assert (tmp_path / "logs" / "dummy0.log").read_text().count("GET /") >= 1
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    stubborn = textwrap.dedent(
+        """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM", flush=True)
+        time.sleep(120)
+        """
+    )
+    output = Output(io.StringIO(), color=False)
+    supervisor = Supervisor(tmp_path, output, grace_s=1.0)
+    child = supervisor.start("stubborn", [sys.executable, "-c", stubborn], dict(os.environ))
+    assert wait_until(lambda: "ignoring SIGTERM" in child.tail)
+    started = time.monotonic()
+    supervisor.stop_all()
+    assert child.popen.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 10
+
+
+def test_wait_ready_reports_a_child_that_dies_with_its_last_lines(tmp_path: Path) -> None:
+    output = Output(io.StringIO(), color=False)
+    with Supervisor(tmp_path, output) as supervisor:
+        child = supervisor.start("crasher", [sys.executable, "-c", "print('no config'); raise SystemExit(3)"],
+                                 dict(os.environ))  # fmt: skip
+        with pytest.raises(StartupError) as raised:
+            supervisor.wait_ready(child, lambda: False, "http://x/healthcheck", 20, threading.Event())
+    assert raised.value.service == "crasher"
+    assert "exited with code 3" in raised.value.reason
+    assert raised.value.last_lines == ["no config"]
+    assert "crasher.log" in raised.value.report()
+
+
+def test_wait_ready_times_out_naming_the_service(tmp_path: Path) -> None:
+    output = Output(io.StringIO(), color=False)
+    with Supervisor(tmp_path, output, grace_s=2) as supervisor:
+        child = supervisor.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        with pytest.raises(StartupError, match=r"sleeper: http://x/h did not answer within 1s"):
+            supervisor.wait_ready(child, lambda: False, "http://x/h", 1, threading.Event(), poll_s=0.05)
+
+
+def test_wait_ready_gives_up_when_a_stop_is_requested(tmp_path: Path) -> None:
+    output = Output(io.StringIO(), color=False)
+    stop = threading.Event()
+    stop.set()
+    with Supervisor(tmp_path, output, grace_s=2) as supervisor:
+        child = supervisor.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        with pytest.raises(StopRequested):
+            supervisor.wait_ready(child, lambda: False, "http://x/h", 30, stop)
+
+
+def test_supervise_reports_an_unexpected_exit(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    with Supervisor(tmp_path, output, grace_s=2) as supervisor:
+        supervisor.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        supervisor.start("flaky", [sys.executable, "-c", "import time; time.sleep(0.5); print('out of memory')"],
+                         dict(os.environ))  # fmt: skip
+        code = supervise(supervisor, output, threading.Event(), poll_s=0.1)
+    assert code == 1
+    text = stream.getvalue()
+    assert "flaky exited unexpectedly (exit code 0)" in text
+    assert "out of memory" in text
+    assert "stopping steady" in text
+
+
+SUPERVISED_SCRIPT = """
+import os, sys, threading
+from pathlib import Path
+from launcher.processes import Output, Supervisor, http_ok, install_stop_handlers, supervise
+import httpx
+
+log_dir, port_a, port_b = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+output = Output(sys.stdout, color=False)
+stop = threading.Event()
+install_stop_handlers(stop)
+with Supervisor(log_dir, output, grace_s=5) as supervisor:
+    pids = []
+    for name, port in (("first", port_a), ("second", port_b)):
+        argv = [sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1", "--directory", str(log_dir)]
+        child = supervisor.start(name, argv, dict(os.environ))
+        with httpx.Client(trust_env=False) as client:
+            url = f"http://127.0.0.1:{port}/"
+            supervisor.wait_ready(child, http_ok(client, url), url, 20, stop)
+        pids.append(child.pid)
+    output.say("READY " + " ".join(map(str, pids)))
+    code = supervise(supervisor, output, stop, poll_s=0.1)
+output.say("EXIT " + str(code))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_launcher_stops_every_child(tmp_path: Path, signum: signal.Signals) -> None:
+    script = tmp_path / "supervised.py"
+    script.write_text(SUPERVISED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), str(free_port()), str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    lines: list[str] = []
+    pids: list[int] = []
+    try:
+        for line in launcher.stdout:
+            lines.append(line)
+            if "READY" in line:
+                pids = [int(pid) for pid in line.split("READY", 1)[1].split()]
+                break
+        assert len(pids) == 2, "".join(lines)
+        assert all(psutil.pid_exists(pid) for pid in pids)
+        launcher.send_signal(signum)
+        rest, _ = launcher.communicate(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    transcript = "".join(lines) + rest
+    assert launcher.returncode == 0, transcript
+    assert all(is_gone(pid) for pid in pids), transcript
+    assert transcript.index("stopping second") < transcript.index("stopping first")
+    assert "EXIT 0" in transcript
