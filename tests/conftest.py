@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.stack import ROOT, ServiceStack, start_mlflow
+from tests.support.stack import ROOT, ServiceStack, start_mlflow, stop_process_group
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -25,11 +24,7 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("mlflow")
     process, url = start_mlflow(folder)
     yield url
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process_group(process)
 
 
 @pytest.fixture
