@@ -19,6 +19,7 @@ from recsys_core import lua
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
+from recsys_core.strategies.base import ItemNeighbours
 from recsys_io.redis_client import as_int, as_str
 
 
@@ -72,6 +73,28 @@ class BanditSnapshotPublisher:
             args=[state.generation, stats.to_bytes()],
         )
         self._last_signature = signature
+        return None if int(version) == lua.STALE_GENERATION else int(version)
+
+
+class CoLikesPublisher:
+    """Publishes co-like neighbours (computed in a worker thread) whenever new likes arrived."""
+
+    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._script = redis.register_script(lua.PUBLISH_SNAPSHOT)
+        self._published_at: tuple[int, int] | None = None
+
+    def is_stale(self, state: RunState) -> bool:
+        return self._published_at != (state.generation, state.applied_events)
+
+    async def publish(self, state: RunState, neighbours: ItemNeighbours, events_seen: int) -> int | None:
+        run = self._keys.for_generation(state.generation)
+        blob = await asyncio.to_thread(neighbours.to_bytes)
+        version = await self._script(
+            keys=[self._keys.generation, run.co_likes, run.co_likes_version], args=[state.generation, blob]
+        )
+        self._published_at = (state.generation, events_seen)
         return None if int(version) == lua.STALE_GENERATION else int(version)
 
 

@@ -23,10 +23,10 @@ from redis.asyncio import Redis
 
 from pipeline.consumer import EventConsumer
 from pipeline.event_store import STALE, STORED, EventStore, GroupedEvent
-from pipeline.publishing import BanditSnapshotPublisher, ModelPublisher
+from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
 from pipeline.state import RunState
 from pipeline.tracking import MlflowTracker, RetrainRecord
-from pipeline.training import TrainingOutput, fit_model
+from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
 from recsys_core.algorithms.factors import BPRParams, FactorModel
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
@@ -77,6 +77,9 @@ class PipelineRuntime:
         self._events = EventStore(redis, self.keys)
         self._snapshots = BanditSnapshotPublisher(redis, self.keys)
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
+        self._co_likes = CoLikesPublisher(redis, self.keys)
+        self._co_likes_task: asyncio.Task[None] | None = None
+        self._next_co_likes_at = 0.0
         self._tracker = MlflowTracker(
             settings.mlflow_tracking_uri, settings.deployment_name, settings.mlflow_public_url
         )
@@ -122,6 +125,8 @@ class PipelineRuntime:
 
     async def stop(self) -> None:
         self._scheduler.shutdown(wait=False)
+        if self._co_likes_task is not None:
+            self._co_likes_task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,9 +160,31 @@ class PipelineRuntime:
                 version = await self._snapshots.publish_if_changed(self._state)
                 if version is not None:
                     self.metrics.bandit_version.set(version)
+                self._maybe_refresh_co_likes()
             except REDIS_UNAVAILABLE as error:
                 log.warning("redis unavailable in housekeeping: %s", error)
             await asyncio.sleep(self.settings.bandit_publish_interval_s)
+
+    def _maybe_refresh_co_likes(self) -> None:
+        """Recompute co-like neighbours in a worker thread every ``co_likes_interval_s`` when likes arrived."""
+        now = time.monotonic()
+        running = self._co_likes_task is not None and not self._co_likes_task.done()
+        if running or now < self._next_co_likes_at or not self._co_likes.is_stale(self._state):
+            return
+        self._next_co_likes_at = now + self.settings.co_likes_interval_s
+        self._co_likes_task = asyncio.create_task(self._refresh_co_likes(self._state))
+
+    async def _refresh_co_likes(self, state: RunState) -> None:
+        try:
+            events_seen = state.applied_events
+            columns = state.log.columns()
+            catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
+            neighbours = await asyncio.to_thread(
+                co_likes_from_log, columns, catalog_ids, self.settings.co_likes_neighbours
+            )
+            await self._co_likes.publish(state, neighbours, events_seen)
+        except REDIS_UNAVAILABLE as error:
+            log.warning("could not publish co-like neighbours: %s", error)
 
     # --- consumption ---
     async def handle_batch(self, events: list[EventMessage]) -> None:

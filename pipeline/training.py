@@ -14,8 +14,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.state import LIKE, TrainingColumns
+from recsys_core.algorithms.co_likes import co_like_neighbours
 from recsys_core.algorithms.evaluation import OfflineMetrics, evaluate_at_k, recent_holdout_mask
 from recsys_core.algorithms.factors import BPRParams, item_neighbours, train_bpr
+from recsys_core.strategies.base import ItemNeighbours
 
 N_NEIGHBOURS = 20
 
@@ -62,6 +64,12 @@ def latest_likes(columns: TrainingColumns, catalog_index: dict[str, int]) -> Lik
         timestamps=columns.timestamps[keep],
         user_ids=columns.user_ids,
     )
+
+
+def co_likes_from_log(columns: TrainingColumns, catalog_ids: list[str], n_neighbours: int) -> ItemNeighbours:
+    """Co-like neighbours of the catalog items from every user's current likes."""
+    likes = latest_likes(columns, {item_id: i for i, item_id in enumerate(catalog_ids)})
+    return co_like_neighbours(likes.users, likes.items, len(catalog_ids), n_neighbours)
 
 
 def _matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:

@@ -51,7 +51,8 @@ def build_profile(state: ServingState, snapshot: UserSnapshot) -> UserProfile:
         latest[feedback.item_id] = feedback.action
     liked = catalog.indices_of(i for i, action in latest.items() if action == "like")
     disliked = catalog.indices_of(i for i, action in latest.items() if action == "dislike")
-    return UserProfile(shown=catalog.mask_of(snapshot.shown), liked=liked, disliked=disliked)
+    actions = np.array([1 if f.action == "like" else -1 for f in snapshot.history], dtype=np.int8)
+    return UserProfile(shown=catalog.mask_of(snapshot.shown), liked=liked, disliked=disliked, recent_actions=actions)
 
 
 class RecommendationService:
@@ -103,6 +104,8 @@ class RecommendationService:
             model=state.model,
             profile=profile,
             rng=np.random.default_rng(),
+            k=k,
+            co_likes=state.co_likes,
         )
         wanted = k * self.settings.candidates_per_slot
         chosen: list[str] = []

@@ -17,6 +17,7 @@ from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
+from recsys_core.strategies.base import ItemNeighbours
 from recsys_io.catalog import load_catalog
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,18 @@ class Versions:
     catalog: int
     bandit: int
     model: int
+    co_likes: int = 0
 
     def behind(self, wanted: Versions) -> bool:
         """True when ``wanted`` has something newer (versions only grow inside a generation)."""
         if wanted.generation != self.generation:
             return True
-        return wanted.catalog > self.catalog or wanted.bandit > self.bandit or wanted.model > self.model
+        return (
+            wanted.catalog > self.catalog
+            or wanted.bandit > self.bandit
+            or wanted.model > self.model
+            or wanted.co_likes > self.co_likes
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +51,18 @@ class ServingState:
     bandit_version: int
     model: FactorModel | None
     model_version: int
+    co_likes: ItemNeighbours | None = None
+    co_likes_version: int = 0
 
     @classmethod
-    def empty(cls) -> ServingState:
-        return cls(-1, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
+    def empty(cls, generation: int = -1) -> ServingState:
+        return cls(generation, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
 
     @property
     def versions(self) -> Versions:
-        return Versions(self.generation, self.catalog.version, self.bandit_version, self.model_version)
+        return Versions(
+            self.generation, self.catalog.version, self.bandit_version, self.model_version, self.co_likes_version
+        )
 
 
 class ServingStateCache:
@@ -79,7 +90,7 @@ class ServingStateCache:
     async def _reload(self, state: ServingState, wanted: Versions) -> ServingState:
         run = self._keys.for_generation(wanted.generation)
         if wanted.generation != state.generation:
-            state = ServingState(wanted.generation, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
+            state = ServingState.empty(wanted.generation)
         catalog = state.catalog
         if wanted.catalog > catalog.version:
             catalog = await load_catalog(self._redis, run)
@@ -93,8 +104,15 @@ class ServingStateCache:
             # A blob retired between the pointer read and now keeps the previous model until the next version.
             model = await self._load_model(run.model_blob(wanted.model)) or model
             model_version = wanted.model
+        co_likes, co_likes_version = state.co_likes, state.co_likes_version
+        if wanted.co_likes > co_likes_version:
+            blob = await self._redis.get(run.co_likes)
+            co_likes = ItemNeighbours.from_bytes(blob) if blob else None
+            co_likes_version = wanted.co_likes
         return replace(
             state,
+            co_likes=co_likes,
+            co_likes_version=co_likes_version,
             catalog=catalog,
             stats=stats.padded(len(catalog)),
             bandit_version=bandit_version,

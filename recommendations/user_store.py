@@ -47,10 +47,11 @@ class UserStore:
             pipe.get(run.catalog_version)
             pipe.get(run.bandit_version)
             pipe.get(run.model_current)
+            pipe.get(run.co_likes_version)
             pipe.smembers(run.user_shown(user_id))
             pipe.lrange(run.user_history(user_id), 0, -1)
-            current, catalog, bandit, model, shown, history = await pipe.execute()
-        versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model))
+            current, catalog, bandit, model, co_likes, shown, history = await pipe.execute()
+        versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
         feedback = []
         for raw in reversed(history):
             entry = orjson.loads(raw)
@@ -66,10 +67,11 @@ class UserStore:
             pipe.get(run.catalog_version)
             pipe.get(run.bandit_version)
             pipe.get(run.model_current)
-            current, catalog, bandit, model = await pipe.execute()
+            pipe.get(run.co_likes_version)
+            current, catalog, bandit, model, co_likes = await pipe.execute()
         if as_int(current) != generation:
             return await self.read_versions()
-        return Versions(generation, as_int(catalog), as_int(bandit), as_int(model))
+        return Versions(generation, as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
 
     async def claim(
         self, generation: int, user_id: str, group: str, candidates: list[tuple[str, str]], k: int

@@ -117,6 +117,16 @@ class RunKeys:
         """int: INCR'd whenever a new snapshot is written."""
         return f"{self.base}:bandit:version"
 
+    @property
+    def co_likes(self) -> str:
+        """bytes: an .npz of each item's top co-like neighbours (rows aligned with the catalog index)."""
+        return f"{self.base}:co_likes:blob"
+
+    @property
+    def co_likes_version(self) -> str:
+        """int: INCR'd whenever new co-like neighbours are written."""
+        return f"{self.base}:co_likes:version"
+
     # --- models ---
     @property
     def model_current(self) -> str:

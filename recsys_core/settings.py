@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     consume_batch_size: int = 256
     consume_batch_wait_s: float = 0.005
     bandit_publish_interval_s: float = 0.2
+    co_likes_interval_s: float = 2.0
+    co_likes_neighbours: int = 20
     retrain_interval_s: float = 30.0
     min_new_events_to_retrain: int = 1
     models_to_keep: int = 2
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
     # Experiments: a YAML/JSON file, or inline JSON in EXPERIMENT_CONFIG.
     experiment_file: Path | None = None
     experiment_config: str | None = None
-    default_strategy: str = "bpr"
+    default_strategy: str = "blend"
 
     # --- data ---
     movielens_dir: Path | None = None

@@ -6,8 +6,9 @@ user's profile) and returns ranked candidates. It never sees Redis; the service 
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -19,17 +20,46 @@ from recsys_core.catalog import CatalogView
 
 
 @dataclass(frozen=True, slots=True)
+class ItemNeighbours:
+    """Each item's top neighbours (rows aligned with the catalog index; newer items have no row)."""
+
+    indices: np.ndarray  # (n, m) int32
+    similarities: np.ndarray  # (n, m) float32
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, indices=self.indices, similarities=self.similarities)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> ItemNeighbours:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            return cls(arrays["indices"], arrays["similarities"])
+
+
+@dataclass(frozen=True, slots=True)
 class UserProfile:
     """What we know of one user, in catalog indices."""
 
     shown: np.ndarray  # bool mask over the catalog: never recommend these again
     liked: np.ndarray  # int indices, oldest first
     disliked: np.ndarray  # int indices, oldest first
+    # The user's answers in order (+1 like, -1 dislike), oldest first, for session awareness.
+    recent_actions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
 
     @classmethod
     def empty(cls, n_items: int) -> UserProfile:
         none = np.empty(0, dtype=np.int64)
         return cls(np.zeros(n_items, dtype=bool), none, none.copy())
+
+    def dislike_streak(self) -> int:
+        """How many of the latest answers in a row were dislikes."""
+        streak = 0
+        for action in self.recent_actions[::-1].tolist():
+            if action >= 0:
+                break
+            streak += 1
+        return streak
 
     @property
     def n_feedback(self) -> int:
@@ -44,6 +74,10 @@ class RecommendationContext:
     model: FactorModel | None
     profile: UserProfile
     rng: np.random.Generator
+    # How many items the answer holds; strategies may rank more (spares for the atomic claim).
+    k: int = 10
+    # Fresh item-to-item neighbours from co-likes (published by the pipeline), if any.
+    co_likes: ItemNeighbours | None = None
 
     @property
     def n_items(self) -> int:

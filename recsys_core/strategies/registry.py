@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recsys_core.algorithms.bandit import BetaThompson
 from recsys_core.strategies.bandit import ThompsonStrategy
 from recsys_core.strategies.base import Strategy
+from recsys_core.strategies.blend import BlendParams, BlendStrategy
 from recsys_core.strategies.bpr import BPRStrategy
 
 
@@ -39,10 +40,15 @@ def _bpr(params: Mapping[str, Any]) -> Strategy:
     return BPRStrategy(fallback=_thompson(params))
 
 
+def _blend(params: Mapping[str, Any]) -> Strategy:
+    return BlendStrategy(BlendParams(**params))
+
+
 STRATEGY_BUILDERS: Mapping[str, Callable[[Mapping[str, Any]], Strategy]] = MappingProxyType(
     {
         "thompson": _thompson,
         "bpr": _bpr,
+        "blend": _blend,
     }
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import mlflow
 import pytest
@@ -12,7 +14,9 @@ from tests.support.stack import ServiceStack
 pytestmark = pytest.mark.integration
 
 
-def test_full_flow_like_to_bandit_to_bpr(stack: ServiceStack) -> None:
+def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceStack]) -> None:
+    # The first serving path: BPR for users the model knows, Thompson samples otherwise.
+    stack = stack_factory(DEFAULT_STRATEGY="bpr").start()
     with httpx.Client(timeout=30) as client:
         assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
         first_ids, first_genres = catalog(120)

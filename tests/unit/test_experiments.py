@@ -83,7 +83,7 @@ def test_unknown_strategy_names_the_known_ones() -> None:
     message = str(error.value)
     assert "experiment 'exp-1', group 'G0'" in message
     assert "unknown strategy 'magic'" in message
-    assert "known: bpr, thompson" in message
+    assert "known: blend, bpr, thompson" in message
 
 
 def test_unknown_param_is_an_error() -> None:

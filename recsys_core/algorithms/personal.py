@@ -1,0 +1,127 @@
+"""Personal and content signals over the catalog, each a score vector (higher = more likely liked).
+
+All functions are pure numpy over the catalog's genre matrix, the global evidence and one user's profile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def genre_like_rates(
+    genre_matrix: np.ndarray, likes: np.ndarray, impressions: np.ndarray, smoothing: float
+) -> np.ndarray:
+    """Like rate per impression of each genre, shrunk towards the global rate by ``smoothing`` impressions."""
+    total_likes = float(likes.sum())
+    total_impressions = float(impressions.sum())
+    global_rate = (total_likes + 1.0) / (total_impressions + 100.0)
+    genre_likes = likes @ genre_matrix
+    genre_impressions = impressions @ genre_matrix
+    return (genre_likes + smoothing * global_rate) / (genre_impressions + smoothing)
+
+
+def genre_prior_means(
+    genre_matrix: np.ndarray, likes: np.ndarray, impressions: np.ndarray, smoothing: float
+) -> np.ndarray:
+    """Each item's expected like rate from its genres alone: what an item nobody has seen yet is worth.
+
+    The geometric mean of the item's genre rates (items without genres get the global rate).
+    """
+    total_likes = float(likes.sum())
+    total_impressions = float(impressions.sum())
+    global_rate = (total_likes + 1.0) / (total_impressions + 100.0)
+    if genre_matrix.shape[1] == 0:
+        return np.full(genre_matrix.shape[0], global_rate)
+    log_rates = np.log(genre_like_rates(genre_matrix, likes, impressions, smoothing))
+    counts = genre_matrix.sum(axis=1)
+    mean_log = (genre_matrix @ log_rates) / np.maximum(counts, 1)
+    return np.where(counts > 0, np.exp(mean_log), global_rate)
+
+
+def taste_scores(
+    genre_matrix: np.ndarray,
+    liked: np.ndarray,
+    disliked: np.ndarray,
+    population_likes: np.ndarray,
+    smoothing: float,
+    dislike_weight: float,
+) -> np.ndarray:
+    """How much more than the population this user likes each item's genres (a smoothed log-lift).
+
+    The user's genre distribution of likes is shrunk towards the population's by ``smoothing`` pseudo-likes,
+    so one like moves little and a clear pattern moves a lot; dislikes subtract their genres' share.
+    """
+    n_items, n_genres = genre_matrix.shape
+    if n_genres == 0 or (liked.size == 0 and disliked.size == 0):
+        return np.zeros(n_items)
+    population = population_likes @ genre_matrix + 1.0
+    population = population / population.sum()
+    user_likes = genre_matrix[liked].sum(axis=0) if liked.size else np.zeros(n_genres)
+    user = (user_likes + smoothing * population) / (liked.size + smoothing)
+    lift = np.log(user / population)
+    if disliked.size and dislike_weight:
+        share = genre_matrix[disliked].sum(axis=0) / (disliked.size + smoothing)
+        lift = lift - dislike_weight * share
+    counts = genre_matrix.sum(axis=1)
+    return (genre_matrix @ lift) / np.maximum(counts, 1)
+
+
+def neighbour_scores(
+    n_items: int, anchors: np.ndarray, neighbour_indices: np.ndarray, neighbour_sims: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, best anchor) per item: the summed similarity to the anchor items, and which anchor gave most.
+
+    ``neighbour_indices``/``neighbour_sims`` hold each item's top neighbours (rows beyond them are unknown).
+    """
+    scores = np.zeros(n_items)
+    best_anchor = np.full(n_items, -1, dtype=np.int64)
+    best_sim = np.zeros(n_items)
+    for anchor in anchors.tolist():
+        if anchor >= neighbour_indices.shape[0]:
+            continue
+        rows = neighbour_indices[anchor]
+        sims = np.maximum(neighbour_sims[anchor].astype(np.float64), 0.0)
+        valid = rows < n_items
+        rows, sims = rows[valid], sims[valid]
+        np.add.at(scores, rows, sims)
+        better = sims > best_sim[rows]
+        best_sim[rows[better]] = sims[better]
+        best_anchor[rows[better]] = anchor
+    return scores, best_anchor
+
+
+def mmr_rerank(
+    candidates: np.ndarray,
+    relevance: np.ndarray,
+    genre_matrix: np.ndarray,
+    k: int,
+    diversity_weight: float,
+    genre_cap: int,
+) -> np.ndarray:
+    """Greedy maximal-marginal-relevance selection of ``k`` of ``candidates`` (best first).
+
+    Each step picks the candidate maximising ``(1 - w) * relevance - w * max genre-Jaccard to the picked``,
+    skipping items that would put any genre in more than ``genre_cap`` picked items (while others remain).
+    ``relevance`` is aligned with ``candidates`` and should be on a 0..1 scale.
+    """
+    if candidates.size == 0 or k <= 0:
+        return candidates[:0]
+    genres = genre_matrix[candidates].astype(np.float64)
+    sizes = genres.sum(axis=1)
+    picked: list[int] = []
+    max_similarity = np.zeros(candidates.size)
+    genre_counts = np.zeros(genre_matrix.shape[1])
+    available = np.ones(candidates.size, dtype=bool)
+    for _ in range(min(k, candidates.size)):
+        objective = (1.0 - diversity_weight) * relevance - diversity_weight * max_similarity
+        within_cap = available & ~((genres > 0) & (genre_counts >= genre_cap)).any(axis=1)
+        pool = within_cap if within_cap.any() else available
+        choice = int(np.flatnonzero(pool)[np.argmax(objective[pool])])
+        picked.append(choice)
+        available[choice] = False
+        genre_counts += genres[choice]
+        overlap = genres @ genres[choice]
+        union = sizes + sizes[choice] - overlap
+        similarity = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+        max_similarity = np.maximum(max_similarity, similarity)
+    return candidates[np.array(picked, dtype=np.int64)]

@@ -1,0 +1,217 @@
+"""The production strategy: a Thompson bandit on like rate per impression, personalised and re-ranked.
+
+Every component has a weight or a switch, so experiments can compare the blend with parts of it turned off:
+
+* bandit: one posterior sample per request of each item's like rate per impression; an item's prior mean
+  comes from its genres' observed like rates (``genre_prior_strength``), so unexplored items of liked genres
+  are tried first; arms for late items exist from the start (the evidence arrays are padded);
+* taste: the user's genre lift over the population, updated online from their likes and dislikes;
+* neighbours: "because you liked X" from item-to-item neighbours (co-likes, and BPR item factors), with the
+  neighbours of disliked items pushed down;
+* bpr: the user's BPR scores when the model knows the user;
+* session: after a run of dislikes the personal signals step back and the list broadens;
+* exploration: a budget of slots for items shown fewer than ``explore_below`` times, matched to the taste;
+* diversity: an MMR re-rank of the head with a cap on any one genre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_core.algorithms.personal import genre_prior_means, mmr_rerank, neighbour_scores, taste_scores
+from recsys_core.algorithms.topk import top_k_indices
+from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
+
+# How many times the answer size the MMR re-rank considers.
+MMR_POOL_FACTOR = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BlendParams:
+    # bandit: Beta(strength * mean + likes, strength * (1 - mean) + silent + dislike weights)
+    prior_strength: float = 20.0
+    prior_mean: float = 0.005
+    genre_prior_strength: float = 0.0  # 0 = every item starts at prior_mean
+    # A dislike says the user watched the film: measured to raise, not lower, an item's global estimate.
+    alpha_per_dislike: float = 2.0
+    beta_per_dislike: float = 0.0
+    beta_per_silent_impression: float = 1.0
+    # Subtract this many posterior standard deviations from the exploitation sample: thin evidence (one lucky
+    # like) must not outrank well-measured items; exploration slots still sample optimistically.
+    exploit_pessimism: float = 0.5
+    # personal components (0 switches one off)
+    taste_weight: float = 0.0
+    taste_smoothing: float = 5.0
+    taste_dislike_weight: float = 1.0
+    neighbour_weight: float = 0.5
+    dislike_neighbour_weight: float = 0.0
+    neighbour_recency_decay: float = 0.8
+    bpr_weight: float = 0.1
+    # session awareness: this many dislikes in a row switch personal signals off for the request
+    dislike_streak: int = 0
+    # exploration budget: expected slots per answer for items shown fewer than explore_below times
+    explore_slots: float = 1.0
+    explore_below: int = 1_000_000
+    # diversity: 0 = plain ranking
+    diversity_weight: float = 0.0
+    genre_cap: int = 10
+
+    def __post_init__(self) -> None:
+        if self.prior_strength <= 0 or not 0 < self.prior_mean < 1:
+            raise ValueError("prior_strength must be positive and prior_mean in (0, 1)")
+        weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)
+        if min(weights) < 0 or self.explore_slots < 0 or not 0 <= self.diversity_weight < 1:
+            raise ValueError("weights and explore_slots must be >= 0, diversity_weight in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    total: np.ndarray
+    explore: np.ndarray  # what exploration ranks by: a plain posterior sample plus the personal lift
+    personal: np.ndarray
+    source: np.ndarray  # per item: index into SOURCES
+
+
+SOURCES = ("bandit", "taste", "neighbour", "bpr")
+
+
+@dataclass(frozen=True, slots=True)
+class BlendStrategy(Strategy):
+    name = "blend"
+    params: BlendParams = BlendParams()
+
+    def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
+        if ctx.n_items == 0 or n <= 0:
+            return []
+        scores = self._score(ctx)
+        k = min(ctx.k, n)
+        n_explore = self._explore_count(ctx, k)
+        explore = self._explore(ctx, scores, n_explore) if n_explore else np.empty(0, dtype=np.int64)
+        exclude = ctx.profile.shown.copy()
+        exclude[explore] = True
+        head = self._head(ctx, scores, k - explore.size, exclude)
+        exclude[head] = True
+        spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
+        candidates = [Candidate(int(i), SOURCES[scores.source[i]]) for i in head]
+        candidates += [Candidate(int(i), "explore") for i in explore]
+        candidates += [Candidate(int(i), SOURCES[scores.source[i]]) for i in spares]
+        return candidates
+
+    # --- scoring ---
+    def _score(self, ctx: RecommendationContext) -> _Scores:
+        p = self.params
+        stats, n_items = ctx.stats, ctx.n_items
+        if p.genre_prior_strength > 0 and ctx.catalog.genre_matrix.shape[1]:
+            prior_mean = genre_prior_means(
+                ctx.catalog.genre_matrix, stats.likes, stats.impressions, p.genre_prior_strength
+            )
+        else:
+            prior_mean = np.full(n_items, p.prior_mean)
+        prior_mean = np.clip(prior_mean, 1e-4, 0.999)
+        silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
+        alpha = p.prior_strength * prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
+        beta = p.prior_strength * (1 - prior_mean) + p.beta_per_silent_impression * silent
+        beta = beta + p.beta_per_dislike * stats.dislikes
+        sample = ctx.rng.beta(alpha, beta)
+        if p.exploit_pessimism:
+            total = alpha + beta
+            std = np.sqrt(alpha * beta / (total * total * (total + 1)))
+            sample = sample - p.exploit_pessimism * std
+        bandit = np.log(np.maximum(sample, 0.0) + 1e-6)
+        # Exploration draws from the plain posterior: optimism where the evidence is thin.
+        optimistic = np.log(ctx.rng.beta(alpha, beta) + 1e-6) if p.exploit_pessimism else bandit
+
+        components = np.zeros((len(SOURCES), n_items))
+        profile = ctx.profile
+        switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
+        if p.taste_weight:
+            dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
+            components[1] = p.taste_weight * taste_scores(
+                ctx.catalog.genre_matrix,
+                profile.liked,
+                profile.disliked,
+                stats.likes,
+                p.taste_smoothing,
+                dislike_weight,
+            )
+        if not switched_off:
+            if p.neighbour_weight or p.dislike_neighbour_weight:
+                components[2] = self._neighbour_component(ctx)
+            if p.bpr_weight and ctx.model is not None:
+                components[3] = self._bpr_component(ctx)
+        personal = components[1:].sum(axis=0)
+        # The source of an item is the personal component that lifted it most, if any lifted it at all.
+        strongest = components[1:].argmax(axis=0) + 1
+        source = np.where(components[1:].max(axis=0) > 0.05, strongest, 0)
+        return _Scores(bandit + personal, optimistic + personal, personal, source)
+
+    def _neighbour_component(self, ctx: RecommendationContext) -> np.ndarray:
+        p = self.params
+        n_items = ctx.n_items
+        total = np.zeros(n_items)
+        for table in self._neighbour_tables(ctx):
+            liked = ctx.profile.liked
+            if liked.size and p.neighbour_weight:
+                # Recent likes pull harder: each like's weight decays with the number of likes after it.
+                for position, anchor in enumerate(liked.tolist()):
+                    weight = p.neighbour_recency_decay ** (liked.size - 1 - position)
+                    score, _ = neighbour_scores(n_items, np.array([anchor]), table.indices, table.similarities)
+                    total += p.neighbour_weight * weight * score
+            if ctx.profile.disliked.size and p.dislike_neighbour_weight:
+                score, _ = neighbour_scores(n_items, ctx.profile.disliked, table.indices, table.similarities)
+                total -= p.dislike_neighbour_weight * score
+        return total
+
+    @staticmethod
+    def _neighbour_tables(ctx: RecommendationContext) -> list[ItemNeighbours]:
+        tables = []
+        if ctx.co_likes is not None:
+            tables.append(ctx.co_likes)
+        model = ctx.model
+        if model is not None and model.neighbour_indices.size:
+            tables.append(ItemNeighbours(model.neighbour_indices, model.neighbour_sims))
+        return tables
+
+    def _bpr_component(self, ctx: RecommendationContext) -> np.ndarray:
+        assert ctx.model is not None
+        scores = ctx.model.user_scores(ctx.user_id, ctx.n_items)
+        if scores is None:
+            return np.zeros(ctx.n_items)
+        known = np.isfinite(scores) & ~ctx.profile.shown
+        if known.sum() < 2:
+            return np.zeros(ctx.n_items)
+        standardized = np.zeros(ctx.n_items)
+        values = scores[known]
+        standardized[known] = (values - values.mean()) / (values.std() + 1e-9)
+        return self.params.bpr_weight * standardized
+
+    # --- exploration and the head ---
+    def _explore_count(self, ctx: RecommendationContext, k: int) -> int:
+        budget = self.params.explore_slots
+        whole = int(budget)
+        count = whole + int(ctx.rng.random() < budget - whole)
+        return min(count, k)
+
+    def _explore(self, ctx: RecommendationContext, scores: _Scores, count: int) -> np.ndarray:
+        """Under-shown unseen items, most promising first by a posterior sample and the user's taste."""
+        under_shown = (ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown
+        if not under_shown.any():
+            return np.empty(0, dtype=np.int64)
+        promise = np.where(under_shown, scores.explore, -np.inf)
+        return top_k_indices(promise, count)
+
+    def _head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
+        if count <= 0:
+            return np.empty(0, dtype=np.int64)
+        p = self.params
+        if p.diversity_weight <= 0 and p.genre_cap >= count:
+            return top_k_indices(scores.total, count, exclude)
+        pool = top_k_indices(scores.total, count * MMR_POOL_FACTOR, exclude)
+        if pool.size == 0:
+            return pool
+        values = scores.total[pool]
+        spread = values.max() - values.min()
+        relevance = (values - values.min()) / spread if spread > 0 else np.ones(pool.size)
+        return mmr_rerank(pool, relevance, ctx.catalog.genre_matrix, count, p.diversity_weight, p.genre_cap)
