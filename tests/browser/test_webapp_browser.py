@@ -1,0 +1,169 @@
+"""The debug page in real headless Chromium (Debian's), against a real stack."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser.conftest import MALICIOUS_TITLE, Catalog
+from tests.browser.helpers import eventually
+from tests.support.stack import ServiceStack, free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+CARD_IDS_JS = "() => [...document.querySelectorAll('#recs .card')].map(card => card.dataset.itemId)"
+# True once the page shows a full list of cards none of which is in `old`.
+NEW_CARDS_JS = """(old) => {
+  const ids = [...document.querySelectorAll('#recs .card')].map(card => card.dataset.itemId);
+  return ids.length === 10 && ids.every(id => !old.includes(id));
+}"""
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[sync_api.Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make browser`) to run the browser tests")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page_problems() -> list[str]:
+    """Uncaught script errors and console errors of the test's page (a test may clear expected ones)."""
+    return []
+
+
+@pytest.fixture
+def page(chromium: sync_api.Browser, page_problems: list[str]) -> Iterator[sync_api.Page]:
+    """A fresh page; any uncaught script error or console error left in ``page_problems`` fails the test."""
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("pageerror", lambda error: page_problems.append(f"page error: {error}"))
+    page.on("console", lambda message: page_problems.append(message.text) if message.type == "error" else None)
+    yield page
+    context.close()
+    assert not page_problems, page_problems
+
+
+def card_ids(page: sync_api.Page) -> list[str]:
+    return page.evaluate(CARD_IDS_JS)
+
+
+def start_new_user(page: sync_api.Page, webapp_url: str) -> None:
+    page.goto(webapp_url)
+    page.click("#new-user")
+    sync_api.expect(page.locator("#recs .card")).to_have_count(10)
+
+
+def test_like_refreshes_recommendations_history_and_status(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page, artifacts_dir: Path
+) -> None:
+    start_new_user(page, webapp_stack.url("webapp"))
+    first = card_ids(page)
+    assert len(set(first)) == 10 and set(first) <= set(catalog.ids)
+    titles = page.locator("#recs .card h3").all_text_contents()
+    assert titles == [catalog.titles[item_id] for item_id in first]
+    assert page.locator("#group").text_content() not in ("", "–")
+    sync_api.expect(page.locator("#status-catalog-size")).to_have_text(str(len(catalog.ids)))
+
+    liked = next(item_id for item_id in first if item_id != catalog.malicious_id)
+    page.locator(f'#recs .card[data-item-id="{liked}"] button.like').click()
+
+    # A new /recs call: ten new items, none of them shown before.
+    page.wait_for_function(NEW_CARDS_JS, arg=first)
+    second = card_ids(page)
+    assert len(set(second)) == 10 and not set(second) & set(first)
+
+    # The like went collector -> queue -> pipeline -> Redis and is listed by title once stored.
+    stored = page.locator("#history li.entry:not(.pending)", has_text=catalog.titles[liked])
+    sync_api.expect(stored).to_have_count(1)
+    sync_api.expect(stored.locator(".action")).to_have_text("Like")
+
+    # Other users' likes and a retrain: the status panel shows the model, its metrics and the MLflow run.
+    version = _train_a_model(webapp_stack)
+    sync_api.expect(page.locator("#status-model")).to_contain_text(f"v{version}")
+    sync_api.expect(page.locator("#status-metrics")).to_contain_text("likes")
+    run_link = page.locator("#status-mlflow a")
+    sync_api.expect(run_link).to_have_attribute(
+        "href", re.compile(f"^{re.escape(webapp_stack.mlflow_url)}/#/experiments/")
+    )
+    sync_api.expect(page.locator("#status-pipeline")).to_contain_text("alive")
+    sync_api.expect(page.locator("#error")).to_be_hidden()
+    page.mouse.move(0, 0)  # no hover highlight on a card in the screenshot
+    page.screenshot(path=str(artifacts_dir / "webapp.png"), full_page=True)
+
+
+def test_malicious_title_is_rendered_as_text(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page, artifacts_dir: Path
+) -> None:
+    start_new_user(page, webapp_stack.url("webapp"))
+    card = page.locator(f'#recs .card[data-item-id="{catalog.malicious_id}"]')
+    shown: list[str] = []
+    # Page through the catalog until the hostile item is recommended (it has to be: nothing repeats).
+    while card.count() == 0:
+        shown += card_ids(page)
+        assert len(shown) < len(catalog.ids), "the malicious item was never recommended"
+        page.click("#more")
+        page.wait_for_function(NEW_CARDS_JS, arg=shown)
+
+    sync_api.expect(card.locator("h3")).to_have_text(MALICIOUS_TITLE)
+    assert page.locator("#recs img, #recs script").count() == 0
+    page.screenshot(path=str(artifacts_dir / "webapp-escaping.png"), full_page=True)
+
+    card.locator("button.like").click()
+    stored = page.locator("#history li.entry:not(.pending) .entry-title")
+    sync_api.expect(stored).to_have_text([MALICIOUS_TITLE])
+    assert page.locator("#history img, #history script").count() == 0
+    assert page.evaluate("() => window.__xss") is None
+
+
+def test_backend_down_shows_an_error_not_a_blank_page(
+    webapp_stack: ServiceStack, page: sync_api.Page, page_problems: list[str], artifacts_dir: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    webapp = webapp_stack.start_service(
+        "webapp", port=free_port(), label="webapp-down", RECS_URL=dead, COLLECTOR_URL=dead, PIPELINE_URL=dead
+    )
+    page.goto(f"{webapp.url}/?user_id=user-{uuid.uuid4()}")
+    sync_api.expect(page.locator("#error")).to_be_visible()
+    sync_api.expect(page.locator("#error")).to_contain_text("recommendations is unreachable")
+    sync_api.expect(page.locator("#status-error")).to_contain_text("Status unavailable")
+    sync_api.expect(page.locator("h1")).to_contain_text("Recommendations")
+    page.screenshot(path=str(artifacts_dir / "webapp-backend-down.png"), full_page=True)
+    # The browser logs each failed /api call; those are expected here, anything else is not.
+    assert all("status of 503" in problem for problem in page_problems), page_problems
+    page_problems.clear()
+
+
+def _train_a_model(stack: ServiceStack) -> int:
+    with httpx.Client(timeout=30) as client:
+        applied = client.get(f"{stack.pipeline_url}/status").json()["events_applied"]
+        for _ in range(3):
+            user = f"user-{uuid.uuid4()}"
+            shown = client.get(f"{stack.recs_url}/recs/{user}").json()["item_ids"][:3]
+            body = {"user_id": user, "item_ids": shown, "actions": ["like"] * 3}
+            assert client.post(f"{stack.collector_url}/interact", json=body).status_code == 200
+        eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= applied + 9, 10)
+        outcome = client.post(f"{stack.pipeline_url}/retrain").json()
+        assert outcome["trained"], outcome
+        return int(outcome["model_version"])

@@ -1,0 +1,1 @@
+"""One router per concern, joined in ``webapp.app``."""
