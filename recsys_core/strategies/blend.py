@@ -22,6 +22,7 @@ import numpy as np
 
 from recsys_core.algorithms.personal import genre_prior_means, mmr_rerank, neighbour_scores, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
+from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
 
 # How many times the answer size the MMR re-rank considers.
@@ -72,6 +73,14 @@ class _Scores:
     explore: np.ndarray  # what exploration ranks by: a plain posterior sample plus the personal lift
     personal: np.ndarray
     source: np.ndarray  # per item: index into SOURCES
+    anchor: np.ndarray  # per item: the liked item whose neighbour it is (-1: none)
+
+    def label(self, index: int, catalog: CatalogView) -> str:
+        """Why an item is recommended, e.g. "bandit" or "neighbour:<liked item id>"."""
+        source = SOURCES[self.source[index]]
+        if source == "neighbour" and self.anchor[index] >= 0:
+            return f"neighbour:{catalog.item_ids[self.anchor[index]]}"
+        return source
 
 
 SOURCES = ("bandit", "taste", "neighbour", "bpr")
@@ -94,9 +103,9 @@ class BlendStrategy(Strategy):
         head = self._head(ctx, scores, k - explore.size, exclude)
         exclude[head] = True
         spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
-        candidates = [Candidate(int(i), SOURCES[scores.source[i]]) for i in head]
+        candidates = [Candidate(int(i), scores.label(i, ctx.catalog)) for i in head]
         candidates += [Candidate(int(i), "explore") for i in explore]
-        candidates += [Candidate(int(i), SOURCES[scores.source[i]]) for i in spares]
+        candidates += [Candidate(int(i), scores.label(i, ctx.catalog)) for i in spares]
         return candidates
 
     # --- scoring ---
@@ -124,6 +133,7 @@ class BlendStrategy(Strategy):
         optimistic = np.log(ctx.rng.beta(alpha, beta) + 1e-6) if p.exploit_pessimism else bandit
 
         components = np.zeros((len(SOURCES), n_items))
+        anchor = np.full(n_items, -1, dtype=np.int64)
         profile = ctx.profile
         switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
         if p.taste_weight:
@@ -138,31 +148,38 @@ class BlendStrategy(Strategy):
             )
         if not switched_off:
             if p.neighbour_weight or p.dislike_neighbour_weight:
-                components[2] = self._neighbour_component(ctx)
+                components[2], anchor = self._neighbour_component(ctx)
             if p.bpr_weight and ctx.model is not None:
                 components[3] = self._bpr_component(ctx)
         personal = components[1:].sum(axis=0)
         # The source of an item is the personal component that lifted it most, if any lifted it at all.
         strongest = components[1:].argmax(axis=0) + 1
         source = np.where(components[1:].max(axis=0) > 0.05, strongest, 0)
-        return _Scores(bandit + personal, optimistic + personal, personal, source)
+        return _Scores(bandit + personal, optimistic + personal, personal, source, anchor)
 
-    def _neighbour_component(self, ctx: RecommendationContext) -> np.ndarray:
+    def _neighbour_component(self, ctx: RecommendationContext) -> tuple[np.ndarray, np.ndarray]:
+        """(lift, anchor): the summed neighbour lift per item and the liked item that contributed most."""
         p = self.params
         n_items = ctx.n_items
         total = np.zeros(n_items)
+        anchor_of = np.full(n_items, -1, dtype=np.int64)
+        best = np.zeros(n_items)
+        liked, disliked = ctx.profile.liked, ctx.profile.disliked
         for table in self._neighbour_tables(ctx):
-            liked = ctx.profile.liked
             if liked.size and p.neighbour_weight:
                 # Recent likes pull harder: each like's weight decays with the number of likes after it.
                 for position, anchor in enumerate(liked.tolist()):
-                    weight = p.neighbour_recency_decay ** (liked.size - 1 - position)
+                    weight = p.neighbour_weight * p.neighbour_recency_decay ** (liked.size - 1 - position)
                     score, _ = neighbour_scores(n_items, np.array([anchor]), table.indices, table.similarities)
-                    total += p.neighbour_weight * weight * score
-            if ctx.profile.disliked.size and p.dislike_neighbour_weight:
-                score, _ = neighbour_scores(n_items, ctx.profile.disliked, table.indices, table.similarities)
+                    contribution = weight * score
+                    total += contribution
+                    stronger = contribution > best
+                    best[stronger] = contribution[stronger]
+                    anchor_of[stronger] = anchor
+            if disliked.size and p.dislike_neighbour_weight:
+                score, _ = neighbour_scores(n_items, disliked, table.indices, table.similarities)
                 total -= p.dislike_neighbour_weight * score
-        return total
+        return total, anchor_of
 
     @staticmethod
     def _neighbour_tables(ctx: RecommendationContext) -> list[ItemNeighbours]:

@@ -77,7 +77,7 @@ def test_after_a_like_a_neighbour_of_the_liked_item_ranks_first() -> None:
     ctx = _ctx(catalog, shown=[2], liked=[2], actions=[1], co_likes=co_likes)
     ranked = _blend(neighbour_weight=1.0).recommend(ctx, 3)
     assert [c.index for c in ranked[:2]] == [6, 5]
-    assert ranked[0].source == "neighbour"
+    assert ranked[0].source == "neighbour:i2"  # "because you liked i2"
     # Without the like (or with the component off) item 6 has no special place.
     plain = _blend(neighbour_weight=1.0).recommend(_ctx(catalog, co_likes=co_likes), 8)
     assert all(c.source == "bandit" for c in plain)
@@ -143,11 +143,12 @@ def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
     strategy = _blend(neighbour_weight=1.0, dislike_streak=3)
     kept = strategy.recommend(_ctx(catalog, shown=[1, 2], liked=[1], actions=[1, -1], co_likes=co_likes), 3)
     assert kept[0].index == 7
+    assert kept[0].source == "neighbour:i1"
     switched = strategy.recommend(
         _ctx(catalog, shown=[1, 2, 3, 4], liked=[1], disliked=[2, 3, 4], actions=[1, -1, -1, -1], co_likes=co_likes),
         3,
     )
-    assert all(c.source != "neighbour" for c in switched)
+    assert all(not c.source.startswith("neighbour") for c in switched)
 
 
 def test_never_returns_shown_items_and_fills_up_to_n() -> None:
