@@ -8,36 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def genre_like_rates(
-    genre_matrix: np.ndarray, likes: np.ndarray, impressions: np.ndarray, smoothing: float
-) -> np.ndarray:
-    """Like rate per impression of each genre, shrunk towards the global rate by ``smoothing`` impressions."""
-    total_likes = float(likes.sum())
-    total_impressions = float(impressions.sum())
-    global_rate = (total_likes + 1.0) / (total_impressions + 100.0)
-    genre_likes = likes @ genre_matrix
-    genre_impressions = impressions @ genre_matrix
-    return (genre_likes + smoothing * global_rate) / (genre_impressions + smoothing)
-
-
-def genre_prior_means(
-    genre_matrix: np.ndarray, likes: np.ndarray, impressions: np.ndarray, smoothing: float
-) -> np.ndarray:
-    """Each item's expected like rate from its genres alone: what an item nobody has seen yet is worth.
-
-    The geometric mean of the item's genre rates (items without genres get the global rate).
-    """
-    total_likes = float(likes.sum())
-    total_impressions = float(impressions.sum())
-    global_rate = (total_likes + 1.0) / (total_impressions + 100.0)
-    if genre_matrix.shape[1] == 0:
-        return np.full(genre_matrix.shape[0], global_rate)
-    log_rates = np.log(genre_like_rates(genre_matrix, likes, impressions, smoothing))
-    counts = genre_matrix.sum(axis=1)
-    mean_log = (genre_matrix @ log_rates) / np.maximum(counts, 1)
-    return np.where(counts > 0, np.exp(mean_log), global_rate)
-
-
 def taste_scores(
     genre_matrix: np.ndarray,
     liked: np.ndarray,

@@ -2,9 +2,9 @@
 
 Every component has a weight or a switch, so experiments can compare the blend with parts of it turned off:
 
-* bandit: one posterior sample per request of each item's like rate per impression; an item's prior mean
-  comes from its genres' observed like rates (``genre_prior_strength``), so unexplored items of liked genres
-  are tried first; arms for late items exist from the start (the evidence arrays are padded);
+* bandit: one posterior sample per request of each item's like rate per impression; arms for late items exist
+  from the start (the evidence arrays are padded). (A prior mean per genre was measured to hurt: genre like
+  rates are dominated by a few blockbusters and steer exploration into the wrong corners.);
 * taste: the user's genre lift over the population, updated online from their likes and dislikes;
 * neighbours: "because you liked X" from item-to-item neighbours (co-likes, and BPR item factors), with the
   neighbours of disliked items pushed down;
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_core.algorithms.personal import genre_prior_means, mmr_rerank, neighbour_scores, taste_scores
+from recsys_core.algorithms.personal import mmr_rerank, neighbour_scores, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
@@ -34,7 +34,6 @@ class BlendParams:
     # bandit: Beta(strength * mean + likes, strength * (1 - mean) + silent + dislike weights)
     prior_strength: float = 20.0
     prior_mean: float = 0.005
-    genre_prior_strength: float = 0.0  # 0 = every item starts at prior_mean
     # A dislike says the user watched the film: measured to raise, not lower, an item's global estimate.
     alpha_per_dislike: float = 2.0
     beta_per_dislike: float = 0.0
@@ -112,13 +111,7 @@ class BlendStrategy(Strategy):
     def _score(self, ctx: RecommendationContext) -> _Scores:
         p = self.params
         stats, n_items = ctx.stats, ctx.n_items
-        if p.genre_prior_strength > 0 and ctx.catalog.genre_matrix.shape[1]:
-            prior_mean = genre_prior_means(
-                ctx.catalog.genre_matrix, stats.likes, stats.impressions, p.genre_prior_strength
-            )
-        else:
-            prior_mean = np.full(n_items, p.prior_mean)
-        prior_mean = np.clip(prior_mean, 1e-4, 0.999)
+        prior_mean = p.prior_mean
         silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
         alpha = p.prior_strength * prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
         beta = p.prior_strength * (1 - prior_mean) + p.beta_per_silent_impression * silent
