@@ -42,7 +42,7 @@ class BlendParams:
     # like) must not outrank well-measured items; exploration slots still sample optimistically.
     exploit_pessimism: float = 0.5
     # personal components (0 switches one off)
-    taste_weight: float = 0.0
+    taste_weight: float = 0.5
     taste_smoothing: float = 5.0
     taste_dislike_weight: float = 1.0
     neighbour_weight: float = 0.5
