@@ -48,7 +48,10 @@ class EventPublisher:
     async def _connect_until_up(self) -> None:
         while True:
             try:
-                connection = await aio_pika.connect_robust(self._amqp_url, timeout=self._timeout_s)
+                # reconnect_interval: after a broker outage, publishing resumes within about a second (default 5 s).
+                connection = await aio_pika.connect_robust(
+                    self._amqp_url, timeout=self._timeout_s, reconnect_interval=RECONNECT_DELAY_S
+                )
                 async with connection.channel() as channel:
                     await declare_events_queue(channel, self._queue_name)
             except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:

@@ -59,7 +59,9 @@ class EventConsumer:
     async def _subscribe(self) -> None:
         while True:
             try:
-                connection = await aio_pika.connect_robust(self._amqp_url, timeout=5)
+                connection = await aio_pika.connect_robust(
+                    self._amqp_url, timeout=5, reconnect_interval=RECONNECT_DELAY_S
+                )
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=self._prefetch)
                 queue = await declare_events_queue(channel, self._queue_name)

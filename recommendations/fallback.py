@@ -47,6 +47,10 @@ class ReplicaMemory:
         if len(self._pending) < self._max_pending:
             self._pending.append(write)
 
+    def has_pending(self) -> bool:
+        """True while some fallback answer has not been written back to Redis yet."""
+        return bool(self._pending)
+
     def take_pending(self) -> list[PendingWrite]:
         pending, self._pending = self._pending, []
         return pending

@@ -64,10 +64,16 @@ class RecommendationService:
         self.users = UserStore(redis, self.keys)
         self.memory = ReplicaMemory()
         self._redis = redis
+        self._flush_lock = asyncio.Lock()
 
     async def recommend(self, user_id: str, k: int) -> Answer:
         group = self.experiment.assign(user_id)
         try:
+            if self.memory.has_pending() or self._flush_lock.locked():
+                # Answers served in fallback mode must reach the shown sets before a normal answer reads them.
+                await self.flush_fallback_writes()
+                if self.memory.has_pending():
+                    return self._fallback(user_id, k, group.name)  # Redis is still unreachable
             return await self._recommend(user_id, k, group.name)
         except REDIS_UNAVAILABLE as error:
             log.warning("redis unavailable, answering /recs from the fallback: %s", error)
@@ -150,18 +156,20 @@ class RecommendationService:
 
     async def flush_fallback_writes(self) -> int:
         """Write items served in fallback mode into the users' shown sets (called periodically)."""
-        pending = self.memory.take_pending()
-        if not pending:
-            return 0
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for write in pending:
-                    pipe.sadd(self.keys.for_generation(write.generation).user_shown(write.user_id), *write.item_ids)
-                await pipe.execute()
-        except REDIS_UNAVAILABLE:
-            self.memory.return_pending(pending)
-            return 0
-        return len(pending)
+        async with self._flush_lock:  # a request waits for a flush in progress instead of overtaking it
+            pending = self.memory.take_pending()
+            if not pending:
+                return 0
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for write in pending:
+                        shown = self.keys.for_generation(write.generation).user_shown(write.user_id)
+                        pipe.sadd(shown, *write.item_ids)
+                    await pipe.execute()
+            except REDIS_UNAVAILABLE:
+                self.memory.return_pending(pending)
+                return 0
+            return len(pending)
 
     async def run_fallback_flusher(self, interval_s: float = 1.0) -> None:
         while True:

@@ -73,7 +73,8 @@ class InteractRequest(BaseModel):
     user_id: UserId
     item_ids: list[ItemId] = Field(min_length=1, max_length=MAX_INTERACTIONS_PER_EVENT)
     actions: list[Action] = Field(min_length=1, max_length=MAX_INTERACTIONS_PER_EVENT)
-    timestamp: float | None = Field(default=None, ge=0)
+    # strict: a boolean or a numeric string is not a time (JSON integers are still accepted).
+    timestamp: float | None = Field(default=None, ge=0, strict=True)
 
     @model_validator(mode="after")
     def _aligned(self) -> InteractRequest:

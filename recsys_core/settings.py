@@ -6,11 +6,12 @@ argument), so tests start a service on their own Redis DB, key prefix and queue 
 
 from __future__ import annotations
 
-from functools import cached_property
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,8 @@ class Settings(BaseSettings):
     mlflow_public_url: str = "http://127.0.0.1:8080"
     # When set, /cleanup and /add_items require "Authorization: Bearer <token>".
     admin_token: str | None = None
-    cors_origins: list[str] = Field(default_factory=list)
+    # Comma-separated or a JSON list; NoDecode lets the validator below see the raw text.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 8 * 1024 * 1024
 
     # --- input limits ---
@@ -96,13 +98,12 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
-
-    @cached_property
-    def mlflow_experiment_name(self) -> str:
-        return self.deployment_name
 
 
 def get_settings() -> Settings:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,26 +56,32 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
-        response_started = False
+        response_started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    # Answer here: FastAPI turns any error while it reads the body into its own 400.
+                    if not response_started and not refused:
+                        refused = True
+                        await self._refuse(send)
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return  # the 413 is out; whatever the app answers to the aborted read is dropped
             response_started = response_started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
-            if not response_started:
+            if not response_started and not refused:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
@@ -110,6 +117,90 @@ def install_common(app: FastAPI, settings: Settings, service_name: str) -> None:
             allow_headers=["Content-Type", "Authorization"],
         )
     install_metrics(app, service_name)
+    document_common_errors(app)
+
+
+# --- OpenAPI: the answers every route can give, described as they are sent ---------------------------------
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+}
+# What ``_validation_error`` sends: one readable sentence, plus the structured errors.
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail", "description": "one sentence per problem, naming the field"},
+        "errors": {
+            "type": "array",
+            "title": "Errors",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "type": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                },
+            },
+        },
+    },
+}
+# Routes that never touch a dependency, so never answer 503.
+NEVER_UNAVAILABLE = frozenset({"/healthcheck", "/experiments"})
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+
+
+def document_common_errors(app: FastAPI) -> None:
+    """Make /openapi.json tell the truth about the errors the shared handlers send.
+
+    FastAPI documents 422 as its default body (``detail`` is a list); ours is a sentence plus ``errors``. It
+    knows nothing of the middleware and handlers installed here: 413 (body too large) and 400 (bytes that are
+    not JSON text, FastAPI's own answer) on every route with a body, 503 (a dependency is unreachable) on
+    routes that use one, 401 on routes behind the admin token.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorResponse"] = ERROR_SCHEMA
+        components["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+        operation_ids: set[str] = set()
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if method not in HTTP_METHODS:
+                    continue
+                # A route with several methods gets one id from FastAPI; an operation id must be unique.
+                if operation.get("operationId") in operation_ids:
+                    base = operation["operationId"].rpartition("_")[0]
+                    operation["operationId"] = f"{base}_{method}"
+                operation_ids.add(operation.get("operationId", ""))
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault("400", _error_response("The body could not be decoded (not UTF-8 JSON)"))
+                    responses.setdefault("413", _error_response("The request body is larger than MAX_BODY_BYTES"))
+                if path not in NEVER_UNAVAILABLE:
+                    unavailable = responses.setdefault("503", _error_response("A dependency is unreachable"))
+                    unavailable.setdefault("content", _error_response("")["content"])
+                if operation.get("security"):
+                    responses.setdefault("401", _error_response("Missing or wrong Authorization: Bearer token"))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_metrics(app: FastAPI, service_name: str) -> CollectorRegistry:
@@ -148,15 +239,32 @@ def _route_template(app: FastAPI, scope: Scope) -> str:
     return "unmatched"
 
 
-def admin_guard(settings: Settings) -> Callable[[Request], None]:
-    """A dependency: when ADMIN_TOKEN is set, the request must carry ``Authorization: Bearer <token>``."""
+# Declared on the routes only when ADMIN_TOKEN is set (see ``admin_guard``); a missing header is our 401.
+_ADMIN_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="the deployment's ADMIN_TOKEN")
+AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_ADMIN_BEARER)]
 
-    def require_admin(request: Request) -> None:
-        if not settings.admin_token:
-            return
-        supplied = request.headers.get("authorization", "")
-        expected = f"Bearer {settings.admin_token}"
-        if not hmac.compare_digest(supplied.encode(), expected.encode()):
-            raise HTTPException(status_code=401, detail="this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
+
+def admin_guard(settings: Settings) -> Callable[..., None]:
+    """A dependency: when ADMIN_TOKEN is set, the request must carry ``Authorization: Bearer <token>``.
+
+    Only then is the route declared as secured in the OpenAPI document (an HTTP bearer scheme), so the spec
+    says what the deployment does.
+    """
+    token = settings.admin_token
+    if not token:
+
+        def open_to_all() -> None:
+            return None
+
+        return open_to_all
+
+    def require_admin(credentials: AdminCredentials) -> None:
+        supplied = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(supplied.encode(), token.encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="this endpoint needs Authorization: Bearer <ADMIN_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return require_admin

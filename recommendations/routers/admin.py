@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from recommendations.deps import KeysDep, RedisDep, ServiceDep
 from recommendations.routers.recs import IdPath
-from recsys_core.schemas import MAX_K
+from recsys_core.schemas import MAX_K, ErrorResponse
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
 
@@ -85,7 +85,10 @@ async def user_debug(user_id: IdPath, redis: RedisDep, keys: KeysDep, service: S
     }
 
 
-@router.get("/debug/items/{item_id}")
+@router.get(
+    "/debug/items/{item_id}",
+    responses={404: {"model": ErrorResponse, "description": "The item is not in the catalog"}},
+)
 async def item_debug(item_id: IdPath, service: ServiceDep) -> dict[str, Any]:
     """One item's arm as /recs on this replica reads it now: evidence and the control bandit's posterior mean."""
     state = await service.current_state()

@@ -1,0 +1,126 @@
+"""Redis unreachable from the recommendations service: fallback answers or 503s, never a hang or a 500.
+
+Items served in fallback mode never repeat what this replica showed the user, and once Redis is back they
+are written to the user's shown set, so the normal path never shows them again either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.integration.helpers import add_items, catalog, eventually, new_id
+from tests.support.proxy import TcpProxy
+from tests.support.stack import REDIS_URL, ServiceStack
+
+pytestmark = pytest.mark.integration
+
+# A functional bound on a hang (Redis timeouts are 1 s), not a speed benchmark.
+ANSWER_BOUND_S = 3.0
+CATALOG_SIZE = 60
+K = 10
+
+
+def _timed_get(client: httpx.Client, url: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = client.get(url)
+    return response, time.monotonic() - started
+
+
+def _assert_503_json(response: httpx.Response, seconds: float) -> None:
+    assert response.status_code == 503, f"{response.status_code} {response.text}"
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["detail"]
+    assert seconds < ANSWER_BOUND_S, f"a 503 took {seconds:.2f}s"
+
+
+def _shown_in_redis(stack: ServiceStack, user: str) -> set[str]:
+    return {member.decode() for member in stack.redis.smembers(stack.run_key(f"user:{user}:shown"))}
+
+
+def test_recs_serve_from_the_fallback_while_redis_is_down(
+    stack_factory: Callable[..., ServiceStack], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    proxy = proxy_for(REDIS_URL)
+    stack = stack_factory().start("pipeline", "event_collector")
+    recs = stack.start_service("recommendations", REDIS_URL=proxy.url_for(REDIS_URL)).url
+    user, other = new_id("user-"), new_id("user-")
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{recs}/cleanup").status_code == 200
+        ids, genres = catalog(CATALOG_SIZE)
+        add_items(client, recs, ids, genres)
+        before: list[str] = []
+        for _ in range(2):  # warm-up: the replica caches the catalog and remembers what it showed
+            response = client.get(f"{recs}/recs/{user}", params={"k": K})
+            assert response.status_code == 200 and "X-Fallback" not in response.headers
+            before += response.json()["item_ids"]
+        assert len(set(before)) == 2 * K
+
+        cut = proxy.pause()
+        fallback: list[str] = []
+        fallback_answers = unavailable = 0
+        slowest = 0.0
+        for user_id in (user, user, user, other, other):
+            response, seconds = _timed_get(client, f"{recs}/recs/{user_id}?k={K}")
+            slowest = max(slowest, seconds)
+            assert seconds < ANSWER_BOUND_S, f"/recs took {seconds:.2f}s while Redis was down"
+            assert response.status_code in (200, 503), f"{response.status_code} {response.text}"
+            if response.status_code == 503:
+                _assert_503_json(response, seconds)
+                unavailable += 1
+                continue
+            assert response.headers.get("X-Fallback"), "a 200 during the outage must say it came from the fallback"
+            items = response.json()["item_ids"]
+            assert len(items) == len(set(items)) == K
+            assert set(items) <= set(ids)
+            fallback_answers += 1
+            if user_id == user:
+                assert not set(items) & set(before), "the fallback repeated an item shown before the outage"
+                assert not set(items) & set(fallback), "the fallback repeated one of its own answers"
+                fallback += items
+        assert fallback_answers >= 1, "this replica had the catalog cached: it should answer from the fallback"
+
+        for method, path, body in (
+            ("POST", "/add_items", {"item_ids": [new_id("item-")]}),
+            ("GET", "/status", None),
+            ("GET", "/ready", None),
+        ):
+            started = time.monotonic()
+            response = client.request(method, f"{recs}{path}", json=body)
+            _assert_503_json(response, time.monotonic() - started)
+        assert client.get(f"{recs}/healthcheck").status_code == 200
+
+        proxy.resume()
+        # Right after the outage: a normal answer (no X-Fallback), without any restart.
+        started = time.monotonic()
+
+        def normal_answer() -> list[str] | None:
+            response = client.get(f"{recs}/recs/{user}", params={"k": K})
+            assert response.status_code in (200, 503), f"{response.status_code} {response.text}"
+            if response.status_code != 200 or response.headers.get("X-Fallback"):
+                return None
+            return response.json()["item_ids"]
+
+        after, _ = eventually(normal_answer, timeout_s=15, interval_s=0.05)
+        recovered_s = time.monotonic() - started
+        # The fallback answers are written back by a background flusher (or before the first normal answer).
+        try:
+            shown, _ = eventually(lambda: (s := _shown_in_redis(stack, user)) >= set(fallback) and s, timeout_s=5)
+        except AssertionError:
+            shown = _shown_in_redis(stack, user)
+        rest = set(ids) - set(before) - set(fallback)
+        print(
+            f"outage cut {cut} connections; {fallback_answers} fallback answers and {unavailable} 503s "
+            f"(slowest {slowest * 1000:.0f} ms), 3 admin/status calls 503; normal again {recovered_s:.1f}s after "
+            f"Redis came back; the user saw {len(before)} before, {len(fallback)} in fallback, {len(after)} after; "
+            f"{len(shown)} in the shown set"
+        )
+        assert not set(after) & set(fallback), "an item served in fallback mode was shown again after the outage"
+        assert not set(after) & set(before)
+        assert set(fallback) <= shown, "the items served during the outage were not written back to Redis"
+        assert set(after) <= rest and len(after) == min(K, len(rest))
+        response = client.get(f"{recs}/status")
+        assert response.status_code == 200

@@ -1,0 +1,88 @@
+"""ADMIN_TOKEN guards /cleanup and /add_items (401 without the right bearer token); /recs and /interact stay open."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.security.conftest import ADMIN_TOKEN
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+WRONG_CREDENTIALS = [
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Bearer wrong-token"},
+    {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
+    {"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"},
+    {"Authorization": f"Basic {ADMIN_TOKEN}"},
+    {"Authorization": ADMIN_TOKEN},
+    {"X-Admin-Token": ADMIN_TOKEN},
+]
+RIGHT = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def _guarded_calls(recs_url: str) -> list[tuple[str, str, dict[str, object] | None]]:
+    return [
+        ("GET", f"{recs_url}/cleanup", None),
+        ("POST", f"{recs_url}/cleanup", None),
+        ("POST", f"{recs_url}/add_items", {"item_ids": ["admin-item-1", "admin-item-2"]}),
+    ]
+
+
+def test_admin_routes_need_the_bearer_token(locked_stack: ServiceStack) -> None:
+    refused = 0
+    with httpx.Client(timeout=30) as client:
+        before = client.get(f"{locked_stack.recs_url}/status").json()
+        for method, url, body in _guarded_calls(locked_stack.recs_url):
+            for headers in WRONG_CREDENTIALS:
+                response = client.request(method, url, json=body, headers=headers)
+                assert response.status_code == 401, f"{method} {url} with {headers}: {response.status_code}"
+                assert response.headers["www-authenticate"].lower().startswith("bearer")
+                detail = response.json()["detail"]
+                assert "Authorization: Bearer" in detail
+                assert ADMIN_TOKEN not in response.text
+                refused += 1
+        # None of the refused calls had an effect: no new run, no items added.
+        status = client.get(f"{locked_stack.recs_url}/status").json()
+        assert (status["generation"], status["catalog_size"]) == (before["generation"], before["catalog_size"])
+        accepted = 0
+        for method, url, body in _guarded_calls(locked_stack.recs_url):
+            response = client.request(method, url, json=body, headers=RIGHT)
+            assert response.status_code == 200, f"{method} {url}: {response.status_code} {response.text}"
+            accepted += 1
+        status = client.get(f"{locked_stack.recs_url}/status").json()
+        assert (status["generation"], status["catalog_size"]) == (before["generation"] + 2, 2)
+    print(f"{refused} calls without the right token -> 401; {accepted} with it -> 200")
+
+
+def test_public_routes_stay_open_with_a_token_set(locked_stack: ServiceStack) -> None:
+    with httpx.Client(timeout=30) as client:
+        recs = client.get(f"{locked_stack.recs_url}/recs/open-user")
+        interact = client.post(
+            f"{locked_stack.collector_url}/interact",
+            json={"user_id": "open-user", "item_ids": ["admin-item-1"], "actions": ["like"]},
+        )
+        others = [client.get(f"{locked_stack.recs_url}{path}") for path in ("/healthcheck", "/status", "/experiments")]
+    assert recs.status_code == 200, recs.text
+    assert interact.status_code == 200, interact.text
+    assert [r.status_code for r in others] == [200, 200, 200]
+    print("/recs, /interact, /healthcheck, /status and /experiments answer 200 without a token")
+
+
+def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStack, open_stack: ServiceStack) -> None:
+    locked = httpx.get(f"{locked_stack.recs_url}/openapi.json", timeout=30).json()
+    secured = sorted(
+        f"{method.upper()} {path}"
+        for path, item in locked["paths"].items()
+        for method, operation in item.items()
+        if operation.get("security")
+    )
+    assert secured == ["GET /cleanup", "POST /add_items", "POST /cleanup"]
+    assert locked["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
+    assert "401" in locked["paths"]["/add_items"]["post"]["responses"]
+    unlocked = httpx.get(f"{open_stack.recs_url}/openapi.json", timeout=30).json()
+    assert not any(op.get("security") for item in unlocked["paths"].values() for op in item.values())
+    print(f"secured with ADMIN_TOKEN: {secured}; none without it")
