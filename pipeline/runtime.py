@@ -287,7 +287,7 @@ class PipelineRuntime:
         record = RetrainRecord(
             generation=state.generation,
             model_version=version,
-            params={**asdict(params), **self._bandit_params()},
+            params={**asdict(params), **self._strategy_params()},
             metrics={**metrics, "retrain_seconds": total_seconds},
             model_blob=blob,
         )
@@ -304,12 +304,11 @@ class PipelineRuntime:
         )
         return RetrainOutcome(True, "published", version, output.train_seconds, run_id)
 
-    def _bandit_params(self) -> dict[str, str | int | float]:
+    def _strategy_params(self) -> dict[str, str | int | float]:
+        """The control group's strategy and every parameter of it (bandit priors included)."""
         control = self.experiment.control
-        return {
-            "strategy": control.strategy_name,
-            **{f"strategy.{k}": v for k, v in self.experiment.config.groups[0].params.items()},
-        }
+        described = {f"strategy.{k}": v for k, v in control.strategy.describe().items()}
+        return {"experiment": self.experiment.name, "strategy": control.strategy_name, **described}
 
     @staticmethod
     def _training_metrics(output: TrainingOutput) -> dict[str, float]:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from recommendations.metrics import RecsMetrics
 from recommendations.routers import admin, catalog, health, maintenance, recs
 from recommendations.service import RecommendationService
 from recsys_core.experiments import load_experiment
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        service = RecommendationService(settings, redis, experiment)
+        service = RecommendationService(settings, redis, experiment, RecsMetrics(app.state.metrics_registry))
         app.state.settings = settings
         app.state.redis = redis
         app.state.service = service

@@ -10,6 +10,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
+from recommendations.metrics import RecsMetrics
 from recommendations.serving_state import ServingState, ServingStateCache
 from recommendations.user_store import UserSnapshot, UserStore
 from recsys_core.experiments import Experiment
@@ -56,17 +57,29 @@ def build_profile(state: ServingState, snapshot: UserSnapshot) -> UserProfile:
 
 
 class RecommendationService:
-    def __init__(self, settings: Settings, redis: Redis, experiment: Experiment) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis, experiment: Experiment, metrics: RecsMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.experiment = experiment
         self.keys = GlobalKeys(settings.redis_prefix)
         self.cache = ServingStateCache(redis, self.keys)
         self.users = UserStore(redis, self.keys)
         self.memory = ReplicaMemory()
+        self.metrics = metrics
         self._redis = redis
         self._flush_lock = asyncio.Lock()
 
     async def recommend(self, user_id: str, k: int) -> Answer:
+        answer = await self._answer(user_id, k)
+        if self.metrics is not None:
+            state = self.cache.state
+            self.metrics.observe(
+                answer.group, answer.sources, answer.fallback, state.model_version, state.bandit_version
+            )
+        return answer
+
+    async def _answer(self, user_id: str, k: int) -> Answer:
         group = self.experiment.assign(user_id)
         try:
             if self.memory.has_pending() or self._flush_lock.locked():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from recsys_core.algorithms.bandit import BetaThompson
 from recsys_core.strategies.base import Candidate, RecommendationContext, Strategy, candidates_from_scores
@@ -14,6 +14,9 @@ class ThompsonStrategy(Strategy):
 
     name = "thompson"
     bandit: BetaThompson = field(default_factory=BetaThompson)
+
+    def describe(self) -> dict[str, object]:
+        return asdict(self.bandit)
 
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
         scores = self.bandit.sample(ctx.stats, ctx.n_items, ctx.rng)

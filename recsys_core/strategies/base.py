@@ -98,6 +98,10 @@ class Strategy(ABC):
     @abstractmethod
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]: ...
 
+    def describe(self) -> dict[str, object]:
+        """Every parameter of the strategy, flat (logged with each retrain so a run says what served)."""
+        return {}
+
 
 def candidates_from_scores(
     scores: np.ndarray, ctx: RecommendationContext, n: int, source: str, exclude: np.ndarray | None = None

@@ -16,7 +16,7 @@ Every component has a weight or a switch, so experiments can compare the blend w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -89,6 +89,9 @@ SOURCES = ("bandit", "taste", "neighbour", "bpr")
 class BlendStrategy(Strategy):
     name = "blend"
     params: BlendParams = BlendParams()
+
+    def describe(self) -> dict[str, object]:
+        return asdict(self.params)
 
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
         if ctx.n_items == 0 or n <= 0:

@@ -21,6 +21,9 @@ class BPRStrategy(Strategy):
     name = "bpr"
     fallback: Strategy = field(default_factory=ThompsonStrategy)
 
+    def describe(self) -> dict[str, object]:
+        return {f"fallback.{key}": value for key, value in self.fallback.describe().items()}
+
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
         scores = ctx.model.user_scores(ctx.user_id, ctx.n_items) if ctx.model is not None else None
         if scores is None:

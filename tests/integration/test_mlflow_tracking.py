@@ -1,0 +1,71 @@
+"""Every retrain is an MLflow run nested under its run's parent; MLflow down never stops training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import mlflow
+import pytest
+
+from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
+from tests.support.stack import ServiceStack, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _seed_likes(client: httpx.Client, stack: ServiceStack, users: int = 4) -> None:
+    ids, genres = catalog(60)
+    add_items(client, stack.recs_url, ids, genres)
+    for _ in range(users):
+        user = new_id()
+        shown = recs(client, stack.recs_url, user).json()["item_ids"]
+        interact(client, stack.collector_url, user, shown[:3], ["like", "like", "dislike"])
+    eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= users * 3, 10)
+
+
+def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(stack: ServiceStack) -> None:
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        _seed_likes(client, stack)
+        first = client.post(f"{stack.pipeline_url}/retrain").json()
+        second = client.post(f"{stack.pipeline_url}/retrain").json()
+        assert first["trained"] and second["trained"] and first["mlflow_run_id"] and second["mlflow_run_id"]
+        client.get(f"{stack.recs_url}/cleanup")  # a new run: a new parent
+        _seed_likes(client, stack)
+        third = client.post(f"{stack.pipeline_url}/retrain").json()
+
+    tracking = mlflow.MlflowClient(stack.mlflow_url)
+    experiment = tracking.get_experiment_by_name(stack.tag)
+    assert experiment is not None
+    runs = {r.info.run_id: r for r in tracking.search_runs([experiment.experiment_id])}
+    first_run, second_run, third_run = (runs[o["mlflow_run_id"]] for o in (first, second, third))
+    parent = first_run.data.tags["mlflow.parentRunId"]
+    assert second_run.data.tags["mlflow.parentRunId"] == parent
+    assert third_run.data.tags["mlflow.parentRunId"] != parent
+    assert runs[parent].data.tags["generation"] != third_run.data.tags["generation"]
+    data = second_run.data
+    assert data.tags["model_version"] == str(second["model_version"])
+    assert data.params["strategy"] == "blend" and data.params["strategy.prior_strength"] == "20.0"
+    assert data.params["factors"] == "64" and data.params["iterations"] == "60"
+    for metric in ("training_seconds", "users", "items", "events", "offline_precision_at_10", "offline_ndcg_at_10"):
+        assert metric in data.metrics, metric
+    assert data.metrics["users"] == 4 and data.metrics["items"] == 60 and data.metrics["likes"] == 8
+    artifacts = [a.path for a in tracking.list_artifacts(second_run.info.run_id, "model")]
+    assert artifacts == [f"model/model-v{second['model_version']}.npz"]
+
+
+def test_mlflow_down_training_and_serving_go_on_and_it_is_logged_once(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    stack: ServiceStack = stack_factory(MLFLOW_TRACKING_URI=closed).start()
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        _seed_likes(client, stack)
+        outcomes = [client.post(f"{stack.pipeline_url}/retrain").json() for _ in range(3)]
+        assert all(o["trained"] and o["mlflow_run_id"] is None for o in outcomes)
+        assert client.get(f"{stack.recs_url}/status").json()["model_version"] == outcomes[-1]["model_version"]
+        assert len(recs(client, stack.recs_url, new_id()).json()["item_ids"]) == 10
+    log = stack.services["pipeline"].log_path.read_text()
+    assert log.count("unreachable; retrains go on untracked") == 1, log[-3000:]
