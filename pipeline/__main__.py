@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from recsys_core.logging import configure_logging
-from recsys_core.settings import Settings
-
-
-def main() -> None:
-    settings = Settings()
-    configure_logging()
-    uvicorn.run(
-        "pipeline.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.pipeline_port,
-        log_level="warning",
-        access_log=False,
-    )
-
+from recsys_io.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("pipeline.app:create_app", port_setting="pipeline_port")

@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from recsys_core.logging import configure_logging
-from recsys_core.settings import Settings
-
-
-def main() -> None:
-    settings = Settings()
-    configure_logging()
-    uvicorn.run(
-        "recommendations.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.recs_port,
-        workers=settings.recs_workers,
-        log_level="warning",
-        access_log=False,
-    )
-
+from recsys_io.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("recommendations.app:create_app", port_setting="recs_port", workers_setting="recs_workers")
