@@ -1,0 +1,74 @@
+"""A/B experiments come from configuration: a broken one is refused at start-up with the reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.integration.helpers import add_items, catalog, eventually, interact, new_id
+from tests.support.stack import ROOT, ServiceStack
+
+pytestmark = pytest.mark.integration
+
+TWO_GROUPS = {
+    "name": "exp-int",
+    "groups": [
+        {"name": "C", "strategy": "blend", "share": 0.5},
+        {"name": "T1", "strategy": "thompson", "share": 0.5},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"name": "x", "groups": [{"name": "C", "strategy": "blend", "share": 0.7}]}, "must add up to 1"),
+        ({"name": "x", "groups": [{"name": "C", "strategy": "magic", "share": 1.0}]}, "unknown strategy 'magic'"),
+        (
+            {"name": "x", "groups": [{"name": "C", "strategy": "blend", "share": 1.0, "params": {"nope": 1}}]},
+            "unexpected keyword argument 'nope'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("service", ["recommendations", "pipeline"])
+def test_a_broken_experiment_is_refused_at_start_up(
+    stack_factory: Callable[..., ServiceStack], service: str, config: dict[str, object], expected: str
+) -> None:
+    stack = stack_factory()
+    env = stack.env(EXPERIMENT_CONFIG=json.dumps(config))
+    result = subprocess.run(
+        [sys.executable, "-m", service], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def test_groups_are_stable_recorded_with_recommendations_and_events(stack_factory: Callable[..., ServiceStack]) -> None:
+    stack = stack_factory(EXPERIMENT_CONFIG=json.dumps(TWO_GROUPS)).start()
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        assert client.get(f"{stack.recs_url}/experiments").json()["name"] == "exp-int"
+        ids, genres = catalog(80)
+        add_items(client, stack.recs_url, ids, genres)
+        groups: dict[str, str] = {}
+        for _ in range(40):
+            user = new_id()
+            first = client.get(f"{stack.recs_url}/recs/{user}")
+            again = client.get(f"{stack.recs_url}/recs/{user}")
+            assert first.headers["x-experiment-group"] == again.headers["x-experiment-group"]
+            groups[user] = first.headers["x-experiment-group"]
+            interact(client, stack.collector_url, user, first.json()["item_ids"][:1], ["like"])
+        assert set(groups.values()) == {"C", "T1"}
+        eventually(lambda: client.get(f"{stack.recs_url}/status").json()["events_stored"] >= 40, 10)
+    # Every recommendation and every stored event carries the user's group.
+    for _, fields in stack.redis.xrange(stack.run_key("recs:log")):
+        assert fields[b"group"].decode() == groups[fields[b"user"].decode()]
+    events = stack.redis.xrange(stack.run_key("events"))
+    assert len(events) == 40
+    for _, fields in events:
+        assert fields[b"group"].decode() == groups[fields[b"user"].decode()]
