@@ -16,10 +16,18 @@ class CatalogView:
     # (n_items, n_genres) booleans; row i describes item_ids[i].
     genre_matrix: np.ndarray
     index: dict[str, int] = field(repr=False, compare=False, default_factory=dict)
+    # Float views computed once, so per-request scoring does no bool-to-float conversions:
+    genre_float: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    # Row i averages over item i's genres: genre_mean @ per_genre_values = each item's mean over its genres.
+    genre_mean: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if not self.index and self.item_ids:
             object.__setattr__(self, "index", {item_id: i for i, item_id in enumerate(self.item_ids)})
+        as_float = self.genre_matrix.astype(np.float32)
+        counts = np.maximum(as_float.sum(axis=1, keepdims=True), 1.0)
+        object.__setattr__(self, "genre_float", as_float)
+        object.__setattr__(self, "genre_mean", as_float / counts)
 
     @classmethod
     def empty(cls) -> CatalogView:

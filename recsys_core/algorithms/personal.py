@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys_core.catalog import CatalogView
+
 
 def taste_scores(
-    genre_matrix: np.ndarray,
+    catalog: CatalogView,
     liked: np.ndarray,
     disliked: np.ndarray,
     population_likes: np.ndarray,
@@ -21,19 +23,19 @@ def taste_scores(
     The user's genre distribution of likes is shrunk towards the population's by ``smoothing`` pseudo-likes,
     so one like moves little and a clear pattern moves a lot; dislikes subtract their genres' share.
     """
-    n_items, n_genres = genre_matrix.shape
+    n_items, n_genres = catalog.genre_matrix.shape
     if n_genres == 0 or (liked.size == 0 and disliked.size == 0):
         return np.zeros(n_items)
-    population = population_likes @ genre_matrix + 1.0
+    genres = catalog.genre_float
+    population = population_likes @ genres + 1.0
     population = population / population.sum()
-    user_likes = genre_matrix[liked].sum(axis=0) if liked.size else np.zeros(n_genres)
+    user_likes = genres[liked].sum(axis=0) if liked.size else np.zeros(n_genres)
     user = (user_likes + smoothing * population) / (liked.size + smoothing)
     lift = np.log(user / population)
     if disliked.size and dislike_weight:
-        share = genre_matrix[disliked].sum(axis=0) / (disliked.size + smoothing)
+        share = genres[disliked].sum(axis=0) / (disliked.size + smoothing)
         lift = lift - dislike_weight * share
-    counts = genre_matrix.sum(axis=1)
-    return (genre_matrix @ lift) / np.maximum(counts, 1)
+    return catalog.genre_mean @ lift
 
 
 def neighbour_scores(

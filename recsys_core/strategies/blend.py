@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.personal import mmr_rerank, neighbour_scores, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
@@ -68,11 +69,12 @@ class BlendParams:
 
 @dataclass(frozen=True, slots=True)
 class _Scores:
-    total: np.ndarray
-    explore: np.ndarray  # what exploration ranks by: a plain posterior sample plus the personal lift
+    total: np.ndarray  # the exploitation score: a (pessimistic) posterior sample in log space + personal lift
     personal: np.ndarray
     source: np.ndarray  # per item: index into SOURCES
     anchor: np.ndarray  # per item: the liked item whose neighbour it is (-1: none)
+    alpha: np.ndarray  # the posterior, for exploration's own (plain) sample
+    beta: np.ndarray
 
     def label(self, index: int, catalog: CatalogView) -> str:
         """Why an item is recommended, e.g. "bandit" or "neighbour:<liked item id>"."""
@@ -111,47 +113,50 @@ class BlendStrategy(Strategy):
         return candidates
 
     # --- scoring ---
+    def _posterior(self, stats: ItemStats) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
+        alpha = p.prior_strength * p.prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
+        beta = p.prior_strength * (1 - p.prior_mean) + p.beta_per_silent_impression * silent
+        return alpha, beta + p.beta_per_dislike * stats.dislikes
+
     def _score(self, ctx: RecommendationContext) -> _Scores:
         p = self.params
-        stats, n_items = ctx.stats, ctx.n_items
-        prior_mean = p.prior_mean
-        silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
-        alpha = p.prior_strength * prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
-        beta = p.prior_strength * (1 - prior_mean) + p.beta_per_silent_impression * silent
-        beta = beta + p.beta_per_dislike * stats.dislikes
+        n_items = ctx.n_items
+        alpha, beta = self._posterior(ctx.stats)
         sample = ctx.rng.beta(alpha, beta)
         if p.exploit_pessimism:
             total = alpha + beta
-            std = np.sqrt(alpha * beta / (total * total * (total + 1)))
-            sample = sample - p.exploit_pessimism * std
+            sample -= p.exploit_pessimism * np.sqrt(alpha * beta / (total * total * (total + 1)))
         bandit = np.log(np.maximum(sample, 0.0) + 1e-6)
-        # Exploration draws from the plain posterior: optimism where the evidence is thin.
-        optimistic = np.log(ctx.rng.beta(alpha, beta) + 1e-6) if p.exploit_pessimism else bandit
 
-        components = np.zeros((len(SOURCES), n_items))
+        # Personal lifts in log space; each item's source is the component that lifted it most (if > 0.05).
+        personal = np.zeros(n_items)
+        strongest = np.full(n_items, 0.05)
+        source = np.zeros(n_items, dtype=np.int8)
         anchor = np.full(n_items, -1, dtype=np.int64)
+
+        def add(component: np.ndarray, source_index: int) -> None:
+            np.add(personal, component, out=personal)
+            stronger = component > strongest
+            strongest[stronger] = component[stronger]
+            source[stronger] = source_index
+
         profile = ctx.profile
         switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
-        if p.taste_weight:
+        if p.taste_weight and (profile.liked.size or profile.disliked.size):
             dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
-            components[1] = p.taste_weight * taste_scores(
-                ctx.catalog.genre_matrix,
-                profile.liked,
-                profile.disliked,
-                stats.likes,
-                p.taste_smoothing,
-                dislike_weight,
+            taste = taste_scores(
+                ctx.catalog, profile.liked, profile.disliked, ctx.stats.likes, p.taste_smoothing, dislike_weight
             )
+            add(p.taste_weight * taste, SOURCES.index("taste"))
         if not switched_off:
-            if p.neighbour_weight or p.dislike_neighbour_weight:
-                components[2], anchor = self._neighbour_component(ctx)
-            if p.bpr_weight and ctx.model is not None:
-                components[3] = self._bpr_component(ctx)
-        personal = components[1:].sum(axis=0)
-        # The source of an item is the personal component that lifted it most, if any lifted it at all.
-        strongest = components[1:].argmax(axis=0) + 1
-        source = np.where(components[1:].max(axis=0) > 0.05, strongest, 0)
-        return _Scores(bandit + personal, optimistic + personal, personal, source, anchor)
+            if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
+                lift, anchor = self._neighbour_component(ctx)
+                add(lift, SOURCES.index("neighbour"))
+            if p.bpr_weight and ctx.model is not None and ctx.model.knows(ctx.user_id):
+                add(self._bpr_component(ctx), SOURCES.index("bpr"))
+        return _Scores(bandit + personal, personal, source, anchor, alpha, beta)
 
     def _neighbour_component(self, ctx: RecommendationContext) -> tuple[np.ndarray, np.ndarray]:
         """(lift, anchor): the summed neighbour lift per item and the liked item that contributed most."""
@@ -208,12 +213,17 @@ class BlendStrategy(Strategy):
         return min(count, k)
 
     def _explore(self, ctx: RecommendationContext, scores: _Scores, count: int) -> np.ndarray:
-        """Under-shown unseen items, most promising first by a posterior sample and the user's taste."""
-        under_shown = (ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown
-        if not under_shown.any():
-            return np.empty(0, dtype=np.int64)
-        promise = np.where(under_shown, scores.explore, -np.inf)
-        return top_k_indices(promise, count)
+        """Under-shown unseen items, most promising first by a plain posterior sample and the user's lift.
+
+        The plain sample (no pessimism) is optimistic where the evidence is thin; it is drawn only for the
+        under-shown items.
+        """
+        candidates = np.flatnonzero((ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown)
+        if candidates.size == 0:
+            return candidates
+        sample = ctx.rng.beta(scores.alpha[candidates], scores.beta[candidates])
+        promise = np.log(sample + 1e-6) + scores.personal[candidates]
+        return candidates[top_k_indices(promise, count)]
 
     def _head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
         if count <= 0:

@@ -217,9 +217,9 @@ def test_neighbour_scores_sum_similarities_and_remember_the_best_anchor() -> Non
 
 
 def test_taste_scores_by_hand() -> None:
-    genre_matrix = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=bool)
+    catalog = _catalog([["A"], ["B"], ["A"], ["B"]])
     population = np.array([1.0, 1.0, 1.0, 1.0])  # equal likes per genre before the +1: (2+1)/(6) each
-    scores = taste_scores(genre_matrix, np.array([0]), np.array([], dtype=np.int64), population, 1.0, 0.0)
+    scores = taste_scores(catalog, np.array([0]), np.array([], dtype=np.int64), population, 1.0, 0.0)
     # user share: genre 0 = (1 + 0.5)/(1 + 1) = 0.75, genre 1 = 0.25; lift = log(share / 0.5)
     np.testing.assert_allclose(scores, [np.log(1.5), np.log(0.5), np.log(1.5), np.log(0.5)])
 
