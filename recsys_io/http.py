@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -13,7 +13,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_core.settings import Settings
@@ -203,6 +202,39 @@ def document_common_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class RequestMetrics:
+    """Pure ASGI middleware: latency by route template (Starlette's ``@app.middleware`` costs ~0.3 ms a request).
+
+    The router records the matched route in the (shared) scope, so the template is read after the call.
+    """
+
+    def __init__(self, app: ASGIApp, service_name: str, histogram: Histogram) -> None:
+        self.app = app
+        self.service_name = service_name
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(self.service_name, scope["method"], route, status).observe(
+                time.perf_counter() - started
+            )
+
+
 def install_metrics(app: FastAPI, service_name: str) -> CollectorRegistry:
     """Request latency histograms by route template, in a registry owned by this app (not a global)."""
     registry = CollectorRegistry()
@@ -214,29 +246,13 @@ def install_metrics(app: FastAPI, service_name: str) -> CollectorRegistry:
         buckets=LATENCY_BUCKETS,
     )
     app.state.metrics_registry = registry
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        latency.labels(service_name, request.method, _route_template(app, request.scope), response.status_code).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(RequestMetrics, service_name=service_name, histogram=latency)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return registry
-
-
-def _route_template(app: FastAPI, scope: Scope) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "unknown")
-    return "unmatched"
 
 
 # Declared on the routes only when ADMIN_TOKEN is set (see ``admin_guard``); a missing header is our 401.
