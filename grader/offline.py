@@ -40,8 +40,7 @@ from recsys_core.strategies.base import (
     ItemNeighbours,
     RecommendationContext,
     UserProfile,
-    merge_candidates,
-    random_unseen,
+    rank_with_fill,
 )
 from recsys_core.strategies.registry import build_strategy
 
@@ -210,7 +209,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             co_likes=world.co_likes,
         )
         wanted = K * config.candidates_per_slot
-        ranked = merge_candidates(strategy.recommend(ctx, wanted), random_unseen(ctx, wanted), n=wanted)
+        ranked = rank_with_fill(strategy, ctx, wanted)
         shown = [view.item_ids[c.index] for c in ranked[:K]]
         run.lists.append(shown)
         run.shown.update(shown)

@@ -20,8 +20,7 @@ from recsys_core.strategies.base import (
     Candidate,
     RecommendationContext,
     UserProfile,
-    merge_candidates,
-    random_unseen,
+    rank_with_fill,
 )
 from recsys_io.redis_client import REDIS_UNAVAILABLE
 
@@ -131,7 +130,7 @@ class RecommendationService:
         sources: list[str] = []
         offered = profile.shown.copy()
         for _ in range(MAX_CLAIM_ROUNDS):
-            ranked = merge_candidates(strategy.recommend(ctx, wanted), random_unseen(ctx, wanted), n=wanted)
+            ranked = rank_with_fill(strategy, ctx, wanted)
             if not ranked:
                 break
             claimed = await self.users.claim(

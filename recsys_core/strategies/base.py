@@ -134,3 +134,14 @@ def random_unseen(ctx: RecommendationContext, n: int, source: str = "fill") -> l
         return []
     picked = ctx.rng.choice(unseen, size=min(n, unseen.size), replace=False)
     return [Candidate(int(i), source) for i in picked]
+
+
+def rank_with_fill(strategy: Strategy, ctx: RecommendationContext, n: int) -> list[Candidate]:
+    """The strategy's ranking, topped up with random unseen items when it has fewer than ``n``.
+
+    Every answer is then full whenever the catalog still has unseen items, whatever the strategy knows.
+    """
+    ranked = strategy.recommend(ctx, n)
+    if len(ranked) >= n:
+        return ranked[:n]
+    return merge_candidates(ranked, random_unseen(ctx, n), n=n)

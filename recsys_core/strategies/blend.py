@@ -70,11 +70,10 @@ class BlendParams:
 @dataclass(frozen=True, slots=True)
 class _Scores:
     total: np.ndarray  # the exploitation score: a (pessimistic) posterior sample in log space + personal lift
+    explore: np.ndarray  # the same draw without pessimism + personal lift
     personal: np.ndarray
     source: np.ndarray  # per item: index into SOURCES
     anchor: np.ndarray  # per item: the liked item whose neighbour it is (-1: none)
-    alpha: np.ndarray  # the posterior, for exploration's own (plain) sample
-    beta: np.ndarray
 
     def label(self, index: int, catalog: CatalogView) -> str:
         """Why an item is recommended, e.g. "bandit" or "neighbour:<liked item id>"."""
@@ -125,10 +124,15 @@ class BlendStrategy(Strategy):
         n_items = ctx.n_items
         alpha, beta = self._posterior(ctx.stats)
         sample = ctx.rng.beta(alpha, beta)
+        # Exploration ranks by the plain sample (optimistic where evidence is thin); exploitation subtracts
+        # ``exploit_pessimism`` posterior standard deviations from the same draw.
+        raw = np.log(sample + 1e-6)
         if p.exploit_pessimism:
             total = alpha + beta
             sample -= p.exploit_pessimism * np.sqrt(alpha * beta / (total * total * (total + 1)))
-        bandit = np.log(np.maximum(sample, 0.0) + 1e-6)
+            bandit = np.log(np.maximum(sample, 0.0) + 1e-6)
+        else:
+            bandit = raw
 
         # Personal lifts in log space; each item's source is the component that lifted it most (if > 0.05).
         personal = np.zeros(n_items)
@@ -156,7 +160,7 @@ class BlendStrategy(Strategy):
                 add(lift, SOURCES.index("neighbour"))
             if p.bpr_weight and ctx.model is not None and ctx.model.knows(ctx.user_id):
                 add(self._bpr_component(ctx), SOURCES.index("bpr"))
-        return _Scores(bandit + personal, personal, source, anchor, alpha, beta)
+        return _Scores(bandit + personal, raw + personal, personal, source, anchor)
 
     def _neighbour_component(self, ctx: RecommendationContext) -> tuple[np.ndarray, np.ndarray]:
         """(lift, anchor): the summed neighbour lift per item and the liked item that contributed most."""
@@ -213,17 +217,11 @@ class BlendStrategy(Strategy):
         return min(count, k)
 
     def _explore(self, ctx: RecommendationContext, scores: _Scores, count: int) -> np.ndarray:
-        """Under-shown unseen items, most promising first by a plain posterior sample and the user's lift.
-
-        The plain sample (no pessimism) is optimistic where the evidence is thin; it is drawn only for the
-        under-shown items.
-        """
-        candidates = np.flatnonzero((ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown)
-        if candidates.size == 0:
-            return candidates
-        sample = ctx.rng.beta(scores.alpha[candidates], scores.beta[candidates])
-        promise = np.log(sample + 1e-6) + scores.personal[candidates]
-        return candidates[top_k_indices(promise, count)]
+        """Under-shown unseen items, most promising first by the plain posterior draw and the user's lift."""
+        under_shown = (ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown
+        if not under_shown.any():
+            return np.empty(0, dtype=np.int64)
+        return top_k_indices(np.where(under_shown, scores.explore, -np.inf), count)
 
     def _head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
         if count <= 0:

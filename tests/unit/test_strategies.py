@@ -17,6 +17,7 @@ from recsys_core.strategies.base import (
     candidates_from_scores,
     merge_candidates,
     random_unseen,
+    rank_with_fill,
 )
 from recsys_core.strategies.bpr import BPRStrategy
 from recsys_core.strategies.registry import build_strategy
@@ -213,3 +214,19 @@ def test_bpr_fill_never_returns_answered_items() -> None:
     ctx = _ctx(4, model=model, shown=[0], liked=[3])
     result = BPRStrategy().recommend(ctx, 3)
     assert 3 not in _indices(result)
+
+
+def test_rank_with_fill_tops_up_a_short_ranking_with_unseen_items_only() -> None:
+    class OnlyOne(ThompsonStrategy):
+        def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
+            return [Candidate(3, "bandit")]
+
+    ctx = _ctx(8, shown=[0, 1])
+    ranked = rank_with_fill(OnlyOne(), ctx, 5)
+    assert ranked[0] == Candidate(3, "bandit")
+    assert len(ranked) == 5 and len({c.index for c in ranked}) == 5
+    assert {c.source for c in ranked[1:]} == {"fill"}
+    assert not {c.index for c in ranked} & {0, 1}
+    # Exactly what the strategy gives when it gives enough.
+    full = rank_with_fill(ThompsonStrategy(), ctx, 4)
+    assert all(c.source == "bandit" for c in full)
