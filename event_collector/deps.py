@@ -10,11 +10,11 @@ from event_collector.generation import GenerationSource
 from event_collector.publisher import EventPublisher
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
-def get_generations(request: Request) -> GenerationSource:
+async def get_generations(request: Request) -> GenerationSource:
     return request.app.state.generations
 
 

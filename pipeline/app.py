@@ -19,7 +19,7 @@ from recsys_io.http import admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
 
-def get_runtime(request: Request) -> PipelineRuntime:
+async def get_runtime(request: Request) -> PipelineRuntime:
     return request.app.state.runtime
 
 

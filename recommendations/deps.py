@@ -12,19 +12,19 @@ from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 
 
-def get_service(request: Request) -> RecommendationService:
+async def get_service(request: Request) -> RecommendationService:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_keys(request: Request) -> GlobalKeys:
+async def get_keys(request: Request) -> GlobalKeys:
     return request.app.state.service.keys
 
 

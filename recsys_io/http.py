@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -260,7 +260,7 @@ _ADMIN_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminToken", descripti
 AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_ADMIN_BEARER)]
 
 
-def admin_guard(settings: Settings) -> Callable[..., None]:
+def admin_guard(settings: Settings) -> Callable[..., Awaitable[None]]:
     """A dependency: when ADMIN_TOKEN is set, the request must carry ``Authorization: Bearer <token>``.
 
     Only then is the route declared as secured in the OpenAPI document (an HTTP bearer scheme), so the spec
@@ -269,12 +269,12 @@ def admin_guard(settings: Settings) -> Callable[..., None]:
     token = settings.admin_token
     if not token:
 
-        def open_to_all() -> None:
+        async def open_to_all() -> None:
             return None
 
         return open_to_all
 
-    def require_admin(credentials: AdminCredentials) -> None:
+    async def require_admin(credentials: AdminCredentials) -> None:
         supplied = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(supplied.encode(), token.encode()):
             raise HTTPException(
