@@ -102,12 +102,16 @@ def test_status_panel_data_before_and_after_a_retrain(
     assert status["experiment"]["groups"], status["experiment"]
     assert status["warnings"] == []
 
+    # The stack is shared by the module: count from what earlier tests already stored.
+    applied_before = client.get(f"{webapp_stack.pipeline_url}/status").json()["events_applied"]
     for _ in range(3):
         user = new_user()
         shown = client.get(f"{webapp}/api/recs/{user}").json()["items"][:3]
         for item in shown:
             client.post(f"{webapp}/api/feedback", json={"user_id": user, "item_id": item["item_id"], "action": "like"})
-    eventually(lambda: client.get(f"{webapp_stack.pipeline_url}/status").json()["events_applied"] >= 9, 10)
+    eventually(
+        lambda: client.get(f"{webapp_stack.pipeline_url}/status").json()["events_applied"] >= applied_before + 9, 10
+    )
     outcome = client.post(f"{webapp_stack.pipeline_url}/retrain").json()
     assert outcome["trained"], outcome
 

@@ -1,0 +1,1 @@
+"""Isolated stacks of the real service processes, for the integration tests and the benchmarks."""
