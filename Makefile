@@ -34,8 +34,10 @@ test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--only recs --quick"; wrk comes from Debian (benchmarks/install_tools.sh).
 bench: setup
-	$(PY) -m benchmarks
+	@bash benchmarks/install_tools.sh
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 grade: setup
 	$(PY) -m grader run --recs http://127.0.0.1:$${RECS_PORT:-5001} --events http://127.0.0.1:$${COLLECTOR_PORT:-5000}

@@ -1,0 +1,159 @@
+"""2. /interact (publisher confirms) against a bare FastAPI endpoint that does one confirmed publish."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+from benchmarks import data, loadgen
+from benchmarks.base import Context, log, target
+from benchmarks.report import fmt
+from benchmarks.stack import AMQP_URL, BenchStack, queue_depth
+from benchmarks.stats import meets, ratio
+
+NAME = "interact"
+TITLE = "/interact with publisher confirms vs a bare confirmed-publish endpoint"
+CONNECTIONS = (16, 64)
+USER_POOL = 200_000
+RATIO_TARGET = 0.8
+DRAIN_TIMEOUT_S = 300.0
+PAUSED = "interact-paused"
+
+
+def events_applied(pipeline_url: str) -> int:
+    return int(httpx.get(f"{pipeline_url}/status", timeout=10).json()["events_applied"])
+
+
+def wait_drained(queue: str, timeout_s: float) -> float | None:
+    """Seconds until the pipeline emptied its queue (None if it did not within the timeout)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if asyncio.run(queue_depth(queue)) == 0:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
+
+
+async def _purge(queue: str) -> int:
+    connection = await aio_pika.connect(AMQP_URL, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        result = await declared.purge()
+        return int(result.message_count or 0)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    warmup_s = ctx.pick(10, 2)
+    measure_s = ctx.pick(30, 5)
+    with (
+        BenchStack("interact", extra_env={"RETRAIN_INTERVAL_S": "3600"}) as stack,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        stack.start("recommendations")
+        catalog = data.movielens_catalog()
+        data.add_items(stack.url("recommendations"), catalog)
+        items_file = Path(tmp) / "items.txt"
+        items_file.write_text("\n".join(item.item_id for item in catalog) + "\n")
+        stack.start("pipeline", "event_collector", "bare")
+        collector, pipeline = stack.url("event_collector"), stack.services["pipeline"].process.pid
+        urls = {"interact": collector, PAUSED: collector, "bare": stack.url("bare")}
+
+        def load(name: str, connections: int, seconds: float, seed: int) -> dict[str, Any]:
+            spec = loadgen.Load(urls[name], "interact", connections, seconds, USER_POOL, seed, items_file, name)
+            return loadgen.run(spec)
+
+        for name in ("interact", "bare"):
+            log(f"interact: warm-up {name} for {warmup_s:.0f}s")
+            load(name, 16, warmup_s, seed=1)
+        wait_drained(stack.queue, DRAIN_TIMEOUT_S)
+        asyncio.run(_purge(stack.bare_queue))
+        runs: dict[str, dict[str, Any]] = {}
+        for connections in CONNECTIONS:
+            for name in urls:  # interleaved, so a disturbance hits every variant alike
+                log(f"interact: {name} at {connections} connections for {measure_s:.0f}s")
+                applied_before = events_applied(stack.url("pipeline"))
+                if name == PAUSED:
+                    os.kill(pipeline, signal.SIGSTOP)
+                try:
+                    result = load(name, connections, measure_s, seed=connections)
+                finally:
+                    if name == PAUSED:
+                        os.kill(pipeline, signal.SIGCONT)
+                if name == "bare":
+                    result["purged_after_run"] = asyncio.run(_purge(stack.bare_queue))
+                else:
+                    result["consumed_during_run"] = events_applied(stack.url("pipeline")) - applied_before
+                    result["backlog_after_run"] = asyncio.run(queue_depth(stack.queue))
+                    # The next measurement starts only once the pipeline caught up, so its backlog cannot steal CPU.
+                    result["drain_s"] = wait_drained(stack.queue, DRAIN_TIMEOUT_S)
+                runs[f"{name}@{connections}"] = result
+    ratios = {c: ratio(runs[f"interact@{c}"]["rps"], runs[f"bare@{c}"]["rps"]) for c in CONNECTIONS}
+    solo = {c: ratio(runs[f"{PAUSED}@{c}"]["rps"], runs[f"bare@{c}"]["rps"]) for c in CONNECTIONS}
+    return {
+        "settings": {
+            "warmup_s": warmup_s,
+            "measure_s": measure_s,
+            "user_pool": USER_POOL,
+            "tool": runs["interact@16"]["tool"],
+            "catalog_size": len(catalog),
+        },
+        "runs": runs,
+        "ratios": {str(c): r for c, r in ratios.items()},
+        "ratios_pipeline_paused": {str(c): r for c, r in solo.items()},
+        "targets": [
+            *(
+                target(
+                    f"throughput interact/bare at {c} connections ≥ {RATIO_TARGET} (pipeline consuming)",
+                    fmt(r, 2),
+                    meets(r, RATIO_TARGET),
+                )
+                for c, r in ratios.items()
+            ),
+            *(
+                target(
+                    f"the same with the pipeline paused (collector alone) at {c} connections",
+                    fmt(r, 2),
+                    meets(r, RATIO_TARGET),
+                )
+                for c, r in solo.items()
+            ),
+        ],
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [
+        f"Closed-loop load from {s['tool']} (1 thread), {s['warmup_s']:.0f} s warm-up per endpoint, then "
+        f"{s['measure_s']:.0f} s per measurement, interleaved. Each request is one like (or, 1 in 4, a dislike) "
+        f"of a random MovieLens item by a random user of {s['user_pool']:,}. `interact` is the real collector "
+        "(persistent message, publisher confirms, 200 after the confirm) with the real pipeline consuming its "
+        "queue on the same two cores; `bare` is `benchmarks/bare_app.py`: FastAPI publishing the raw body as "
+        "one persistent message on one confirming aio-pika channel to a queue nobody consumes (purged after "
+        "each run). `interact-paused` is the collector with the pipeline process stopped (SIGSTOP) for the run, so "
+        "its queue fills like the bare one and the collector has the CPU to itself (SIGCONT and a drain after). "
+        "Before each measurement the pipeline had drained the events queue.",
+        "",
+        "| endpoint | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | pipeline consumed | "
+        "backlog after | drained in |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, run in result["runs"].items():
+        name, connections = key.split("@")
+        lat = run["latency_ms"]
+        consumed = run.get("consumed_during_run")
+        lines.append(
+            f"| {name} | {connections} | {fmt(run['rps'], 0)} | {fmt(lat['p50'], 2)} | {fmt(lat['p95'], 2)} | "
+            f"{fmt(lat['p99'], 2)} | {run['errors']} | {'' if consumed is None else f'{consumed:,}'} | "
+            f"{run.get('backlog_after_run', '')} | {fmt(run.get('drain_s'), 1, ' s') if name != 'bare' else ''} |"
+        )
+    return "\n".join(lines)

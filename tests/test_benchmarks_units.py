@@ -1,0 +1,122 @@
+"""The pure parts of the benchmarks: statistics, target verdicts, wrk output parsing and the BENCHMARKS.md
+section replacement. No speed is asserted here (speed goals are measured by ``make bench``, not tested)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.loadgen import normalize, parse_output
+from benchmarks.report import END_MARKER, START_MARKER, replace_section
+from benchmarks.stats import baseline_slope, meets, percentile, rate, ratio, slope, summarize
+
+
+@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 99.9, 100])
+def test_percentile_matches_numpy_linear(q: float) -> None:
+    values = [float(v) for v in np.random.default_rng(1).exponential(5.0, size=537)]
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_small_cases() -> None:
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([4.0, 1.0, 3.0, 2.0], 100) == 4.0  # order of the input does not matter
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_summarize() -> None:
+    summary = summarize([float(v) for v in range(1, 101)])
+    assert summary["count"] == 100
+    assert summary["mean"] == pytest.approx(50.5)
+    assert summary["p50"] == pytest.approx(50.5)
+    assert summary["p95"] == pytest.approx(95.05)
+    assert summary["max"] == 100.0
+    assert summarize([]) == {"count": 0}
+
+
+def test_ratio_and_verdicts() -> None:
+    assert ratio(700.0, 1000.0) == pytest.approx(0.7)
+    assert ratio(1.0, 0.0) is None
+    assert ratio(None, 3.0) is None
+    assert meets(0.7, 0.7) is True
+    assert meets(0.69, 0.7) is False
+    assert meets(19.9, 20.0, higher_is_better=False) is True
+    assert meets(20.1, 20.0, higher_is_better=False) is False
+    assert meets(None, 1.0) is None
+
+
+def test_slope_is_least_squares() -> None:
+    minutes = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert slope(minutes, [100.0, 102.0, 104.0, 106.0, 108.0]) == pytest.approx(2.0)
+    noisy = [100.0, 101.0, 99.0, 101.0, 99.0]
+    assert slope(minutes, noisy) == pytest.approx(-0.2)
+    assert slope(minutes, noisy) == pytest.approx(float(np.polyfit(minutes, noisy, 1)[0]))
+    assert slope([1.0], [5.0]) == 0.0
+    with pytest.raises(ValueError):
+        slope([1.0, 2.0], [1.0])
+
+
+def test_baseline_slope_ignores_periodic_spikes_but_not_a_climb() -> None:
+    seconds = [10.0 * i for i in range(60)]  # ten minutes, a sample every 10 s
+    minutes = [t / 60 for t in seconds]
+    spiky = [450.0 if i % 3 == 0 else 150.0 for i in range(60)]  # a retrain every 30 s
+    assert baseline_slope(minutes, spiky, 1.0) == pytest.approx(0.0)
+    climbing = [100.0 + 5.0 * m + (300.0 if i % 3 == 0 else 0.0) for i, m in enumerate(minutes)]
+    assert baseline_slope(minutes, climbing, 1.0) == pytest.approx(5.0, abs=0.01)
+    assert baseline_slope([], [], 1.0) == 0.0
+    with pytest.raises(ValueError):
+        baseline_slope([1.0], [1.0], 0.0)
+
+
+def test_rate_uses_the_samples_inside_the_window() -> None:
+    samples = [(0.0, 0.0), (1.0, 100.0), (2.0, 200.0), (3.0, 250.0), (4.0, 300.0)]
+    assert rate(samples, 0.0, 2.0) == pytest.approx(100.0)
+    assert rate(samples, 2.0, 4.0) == pytest.approx(50.0)
+    assert rate(samples, 0.5, 1.5) is None  # a single sample is no rate
+
+
+def test_wrk_output_is_parsed_and_normalized() -> None:
+    stdout = (
+        "Running 30s test @ http://127.0.0.1:1\n"
+        'BENCH_JSON {"requests":3000,"duration_us":30000000,"bytes":1,'
+        '"errors":{"connect":0,"read":1,"write":0,"status":2,"timeout":0},'
+        '"latency_us":{"min":100,"mean":2500.0,"stdev":1.0,"max":90000,"p50":2000,"p90":4000,'
+        '"p95":5000,"p99":12000,"p999":50000}}\n'
+    )
+    result = normalize(parse_output(stdout))
+    assert result["rps"] == pytest.approx(100.0)
+    assert result["errors"] == 3
+    assert result["latency_ms"]["p99"] == pytest.approx(12.0)
+    assert result["latency_ms"]["p50"] == pytest.approx(2.0)
+    with pytest.raises(RuntimeError):
+        parse_output("no summary here\n")
+
+
+def test_replace_section_keeps_hand_written_text() -> None:
+    head, tail = "# Benchmarks\n\nintro by hand\n\n", "\n\n## Notes\nby hand\n"
+    updated = replace_section(f"{head}{START_MARKER}\nold numbers\n{END_MARKER}{tail}", "new numbers")
+    assert updated == f"{head}{START_MARKER}\nnew numbers\n{END_MARKER}{tail}"
+    assert replace_section(updated, "new numbers") == updated  # idempotent
+
+
+def test_replace_section_appends_markers_when_absent() -> None:
+    updated = replace_section("# Benchmarks\n", "numbers")
+    assert updated == f"# Benchmarks\n\n{START_MARKER}\nnumbers\n{END_MARKER}\n"
+    assert replace_section("", "numbers") == f"{START_MARKER}\nnumbers\n{END_MARKER}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"a\n{START_MARKER}\nb\n",  # no end
+        f"a\n{END_MARKER}\nb\n",  # no start
+        f"{END_MARKER}\nx\n{START_MARKER}\n",  # reversed
+        f"{START_MARKER}\n{END_MARKER}\n{START_MARKER}\n{END_MARKER}\n",  # two sections
+    ],
+)
+def test_replace_section_refuses_broken_markers(text: str) -> None:
+    with pytest.raises(ValueError):
+        replace_section(text, "numbers")
