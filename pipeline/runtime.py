@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 HEARTBEAT_TTL_MS = 3000
 STORE_RETRY_MAX_S = 5.0
+# Co-likes are recounted from the whole history; at most this share of a core goes to it.
+CO_LIKES_MAX_BUSY_SHARE = 0.1
 # Beyond this many events the offline evaluation (a second fit) is skipped to keep retrains fast.
 OFFLINE_EVALUATION_MAX_EVENTS = 2_000_000
 
@@ -175,6 +177,7 @@ class PipelineRuntime:
         self._co_likes_task = asyncio.create_task(self._refresh_co_likes(self._state))
 
     async def _refresh_co_likes(self, state: RunState) -> None:
+        started = time.monotonic()
         try:
             events_seen = state.applied_events
             columns = state.log.columns()
@@ -185,6 +188,9 @@ class PipelineRuntime:
             await self._co_likes.publish(state, neighbours, events_seen)
         except REDIS_UNAVAILABLE as error:
             log.warning("could not publish co-like neighbours: %s", error)
+        # A long history makes the recount expensive: keep it under ~1/CO_LIKES_MAX_BUSY_SHARE of a core.
+        elapsed = time.monotonic() - started
+        self._next_co_likes_at = max(self._next_co_likes_at, started + elapsed / CO_LIKES_MAX_BUSY_SHARE)
 
     # --- consumption ---
     async def handle_batch(self, events: list[EventMessage]) -> None:

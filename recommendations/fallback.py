@@ -1,6 +1,7 @@
 """Answers while Redis is unreachable: the last known popular items, minus what this replica remembers.
 
-The memory is bounded (an LRU over users) and only covers what this replica served; items served in fallback
+The memory is bounded (an LRU over users) and compact (catalog indices of one generation, as int32): it
+holds each user's shown set as this replica last read it plus what it served since. Items served in fallback
 mode are written back to the users' shown sets once Redis answers again, so later answers stay unrepeated.
 """
 
@@ -24,20 +25,30 @@ class PendingWrite:
 
 class ReplicaMemory:
     def __init__(self, max_users: int = 50_000, max_pending: int = 100_000) -> None:
-        self._shown: OrderedDict[str, set[str]] = OrderedDict()
+        self._generation = -1
+        self._shown: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending: list[PendingWrite] = []
         self._max_users = max_users
         self._max_pending = max_pending
 
-    def remember(self, user_id: str, item_ids: list[str] | set[str]) -> None:
-        known = self._shown.pop(user_id, set())
-        known.update(item_ids)
-        self._shown[user_id] = known
+    def remember(self, generation: int, user_id: str, indices: np.ndarray) -> None:
+        """Add catalog indices (of ``generation``'s catalog) to what the user is known to have been shown."""
+        if generation != self._generation:
+            self._shown.clear()
+            self._generation = generation
+        known = self._shown.pop(user_id, None)
+        merged = indices if known is None else np.union1d(known, indices)
+        self._shown[user_id] = merged.astype(np.int32, copy=False)
         while len(self._shown) > self._max_users:
             self._shown.popitem(last=False)
 
-    def shown(self, user_id: str) -> set[str]:
-        return self._shown.get(user_id, set())
+    def shown(self, generation: int, user_id: str) -> np.ndarray:
+        if generation != self._generation:
+            return np.empty(0, dtype=np.int32)
+        return self._shown.get(user_id, np.empty(0, dtype=np.int32))
+
+    def __len__(self) -> int:
+        return len(self._shown)
 
     def forget_all(self) -> None:
         self._shown.clear()
@@ -59,13 +70,13 @@ class ReplicaMemory:
         self._pending = writes + self._pending
 
 
-def popular_unseen(state: ServingState, exclude: set[str], k: int) -> list[str]:
-    """The k items with the most likes per impression (smoothed) that are not in ``exclude``."""
-    catalog = state.catalog
-    if len(catalog) == 0:
-        return []
+def popular_unseen(state: ServingState, exclude: np.ndarray, k: int) -> np.ndarray:
+    """Catalog indices of the k items with the most likes per impression (smoothed), skipping ``exclude``."""
+    n_items = len(state.catalog)
+    if n_items == 0:
+        return np.empty(0, dtype=np.int64)
     stats = state.stats
     popularity = (stats.likes + 1.0) / (stats.impressions + 20.0)
-    mask = np.zeros(len(catalog), dtype=bool)
-    mask[catalog.indices_of(exclude)] = True
-    return [catalog.item_ids[i] for i in top_k_indices(popularity, k, mask)]
+    mask = np.zeros(n_items, dtype=bool)
+    mask[exclude[exclude < n_items]] = True
+    return top_k_indices(popularity, k, mask)

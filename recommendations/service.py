@@ -103,7 +103,6 @@ class RecommendationService:
             state = await self.cache.ensure(snapshot.versions)
             answer = await self._rank_and_claim(state, snapshot, user_id, k, group_name)
             if answer is not None:
-                self.memory.remember(user_id, answer.item_ids)
                 return answer
             generation = -1  # a /cleanup won the race: re-read everything
         raise RecommendationsUnavailable("the run changed repeatedly during the request")
@@ -147,6 +146,10 @@ class RecommendationService:
             for candidate in ranked:
                 offered[candidate.index] = True
             ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
+        # What the user has now been shown, kept compactly for answers while Redis is unreachable.
+        self.memory.remember(
+            state.generation, user_id, np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
+        )
         return Answer(chosen, sources, group_name)
 
     async def current_state(self) -> ServingState:
@@ -161,8 +164,9 @@ class RecommendationService:
         state = self.cache.state
         if len(state.catalog) == 0:
             raise RecommendationsUnavailable("Redis is unreachable and this replica has no catalog cached yet")
-        items = popular_unseen(state, self.memory.shown(user_id), k)
-        self.memory.remember(user_id, items)
+        indices = popular_unseen(state, self.memory.shown(state.generation, user_id), k)
+        items = [state.catalog.item_ids[i] for i in indices]
+        self.memory.remember(state.generation, user_id, indices)
         self.memory.add_pending(PendingWrite(state.generation, user_id, tuple(items)))
         return Answer(items, ["fallback"] * len(items), group_name, fallback=True)
 

@@ -64,26 +64,39 @@ def test_empty_serving_state_versions() -> None:
 # --- ReplicaMemory -----------------------------------------------------------------------------------------
 
 
-def test_replica_memory_accumulates() -> None:
+def _indices(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int32)
+
+
+def test_replica_memory_accumulates_compact_indices() -> None:
     memory = ReplicaMemory()
-    memory.remember("u", ["a", "b"])
-    memory.remember("u", {"c"})
-    assert memory.shown("u") == {"a", "b", "c"}
-    assert memory.shown("other") == set()
+    memory.remember(1, "u", _indices(3, 1))
+    memory.remember(1, "u", _indices(1, 7))
+    shown = memory.shown(1, "u")
+    assert shown.tolist() == [1, 3, 7] and shown.dtype == np.int32
+    assert memory.shown(1, "other").size == 0
+
+
+def test_replica_memory_belongs_to_one_generation() -> None:
+    memory = ReplicaMemory()
+    memory.remember(1, "u", _indices(3))
+    assert memory.shown(2, "u").size == 0  # indices of another run's catalog mean nothing
+    memory.remember(2, "v", _indices(5))
+    assert memory.shown(1, "u").size == 0 and len(memory) == 1
 
 
 def test_replica_memory_lru_bound() -> None:
     memory = ReplicaMemory(max_users=2)
-    memory.remember("a", ["1"])
-    memory.remember("b", ["2"])
-    memory.remember("a", ["3"])  # a is now the most recent
-    memory.remember("c", ["4"])  # evicts b, the least recently remembered
-    assert memory.shown("a") == {"1", "3"}
-    assert memory.shown("b") == set()
-    assert memory.shown("c") == {"4"}
-    memory.remember("d", [])
-    assert memory.shown("a") == set()
-    assert memory.shown("c") == {"4"}
+    memory.remember(1, "a", _indices(1))
+    memory.remember(1, "b", _indices(2))
+    memory.remember(1, "a", _indices(3))  # a is now the most recent
+    memory.remember(1, "c", _indices(4))  # evicts b, the least recently remembered
+    assert memory.shown(1, "a").tolist() == [1, 3]
+    assert memory.shown(1, "b").size == 0
+    assert memory.shown(1, "c").tolist() == [4]
+    memory.remember(1, "d", _indices())
+    assert memory.shown(1, "a").size == 0
+    assert memory.shown(1, "c").tolist() == [4]
 
 
 def test_replica_memory_pending_writes() -> None:
@@ -101,10 +114,10 @@ def test_replica_memory_pending_writes() -> None:
 
 def test_replica_memory_forget_all() -> None:
     memory = ReplicaMemory()
-    memory.remember("u", ["a"])
+    memory.remember(1, "u", _indices(0))
     memory.add_pending(PendingWrite(1, "u", ("a",)))
     memory.forget_all()
-    assert memory.shown("u") == set()
+    assert memory.shown(1, "u").size == 0
     assert memory.take_pending() == []
 
 
@@ -114,18 +127,18 @@ def test_replica_memory_forget_all() -> None:
 def test_popular_unseen_orders_by_smoothed_like_rate() -> None:
     # (likes + 1) / (impressions + 20) = [0.05, 0.2, 0.136, 0.083]
     state = _state(4, likes=[0, 5, 2, 9], impressions=[0, 10, 2, 100])
-    assert popular_unseen(state, set(), 4) == ["i1", "i2", "i3", "i0"]
-    assert popular_unseen(state, set(), 2) == ["i1", "i2"]
+    assert popular_unseen(state, _indices(), 4).tolist() == [1, 2, 3, 0]
+    assert popular_unseen(state, _indices(), 2).tolist() == [1, 2]
 
 
 def test_popular_unseen_excludes_given_ids() -> None:
     state = _state(4, likes=[0, 5, 2, 9], impressions=[0, 10, 2, 100])
-    assert popular_unseen(state, {"i1", "not-in-catalog"}, 2) == ["i2", "i3"]
-    assert popular_unseen(state, {"i0", "i1", "i2", "i3"}, 2) == []
+    assert popular_unseen(state, _indices(1, 99), 2).tolist() == [2, 3]  # 99: beyond this catalog
+    assert popular_unseen(state, _indices(0, 1, 2, 3), 2).tolist() == []
 
 
 def test_popular_unseen_empty_catalog() -> None:
-    assert popular_unseen(ServingState.empty(), set(), 5) == []
+    assert popular_unseen(ServingState.empty(), _indices(), 5).tolist() == []
 
 
 # --- build_profile -----------------------------------------------------------------------------------------
