@@ -1,0 +1,41 @@
+"""Grade one A/B experiment on a fresh, isolated stack: ``python -m tuning.ab EXPERIMENT.json [grader options]``.
+
+Starts pipeline, recommendations and collector as real processes under their own Redis prefix, queue names and
+ports (the same harness as the tests), with the experiment as ``EXPERIMENT_FILE`` and the production retrain
+schedule, runs ``python -m grader run`` against them with the remaining arguments, then stops the stack and
+deletes its keys and queues. This is how the A/B tables in BENCHMARKS.md were produced, e.g.::
+
+    python -m tuning.ab tuning/experiments/personal.json --out reports/ab-personal
+    python -m tuning.ab tuning/experiments/personal.json --calls-per-session 4 --out reports/ab-personal-8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from devstack.stack import ServiceStack
+from grader.cli import main as grader_main
+from recsys_core.experiments import parse_experiment
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tuning.ab", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", type=Path, help="experiment file (JSON or YAML, as EXPERIMENT_FILE)")
+    parser.add_argument("--retrain-interval", type=float, default=30.0, help="seconds between retrains (default 30)")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="folder for the services' logs")
+    args, grader_args = parser.parse_known_args(argv)
+
+    experiment = args.experiment.resolve()
+    parse_experiment(experiment.read_text(encoding="utf-8"), str(experiment))  # refuse a bad file before starting
+    env = {"EXPERIMENT_FILE": str(experiment), "RETRAIN_INTERVAL_S": str(args.retrain_interval)}
+    with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
+        stack.start()
+        print(f"stack {stack.tag}: recs {stack.recs_url}, events {stack.collector_url}", flush=True)
+        return grader_main(["run", "--recs", stack.recs_url, "--events", stack.collector_url, *grader_args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
