@@ -2,17 +2,21 @@
 
 A user belongs to the group named by the ``X-Experiment-Group`` header of their first answer that had one;
 users never told their group are reported as ``UNASSIGNED`` and left out of the comparisons.
+
+Precision and NDCG differences are also reported CUPED-adjusted: the covariates are what the grader's two
+reference recommenders (perfect popularity and the oracle) score for the same user, which depend only on the
+user's ratings, not on the group, so they remove user-to-user variance without biasing the difference.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from grader.aggregate import PER_USER_METRICS, MetricSummary, per_user_values, summarize
+from grader.aggregate import PER_USER_METRICS, MetricSummary, per_user_table, summarize
 from grader.evaluation import CallOutcome
-from grader.stats import WelchInterval, welch_interval
+from grader.stats import AdjustedInterval, WelchInterval, cuped_interval, welch_interval
 from grader.traces import UserTrace
 
 UNASSIGNED = "(none)"
@@ -24,6 +28,7 @@ class Effect:
     control: str
     metric: str
     interval: WelchInterval | None
+    adjusted: AdjustedInterval | None = None  # CUPED; only for metrics with reference covariates
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -31,7 +36,33 @@ class Effect:
             "control": self.control,
             "metric": self.metric,
             **(self.interval.as_dict() if self.interval else {"diff": None, "significant": None}),
+            "cuped": self.adjusted.as_dict() if self.adjusted else None,
         }
+
+
+# metric -> {user arrival: covariate vector}; computed before or without the system under test.
+Covariates = Mapping[str, Mapping[int, Sequence[float]]]
+
+
+def _effect(
+    treatment: str,
+    control: str,
+    metric: str,
+    treatment_values: Mapping[int, float],
+    control_values: Mapping[int, float],
+    covariates: Covariates,
+) -> Effect:
+    interval = welch_interval(list(treatment_values.values()), list(control_values.values()))
+    by_user = covariates.get(metric)
+    adjusted = None
+    if by_user and all(a in by_user for a in (*treatment_values, *control_values)):
+        adjusted = cuped_interval(
+            list(treatment_values.values()),
+            list(control_values.values()),
+            [by_user[a] for a in treatment_values],
+            [by_user[a] for a in control_values],
+        )
+    return Effect(treatment, control, metric, interval, adjusted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +96,7 @@ def compare_groups(
     control: str,
     catalog_size: int,
     k: int,
+    covariates: Covariates | None = None,
 ) -> GroupComparison:
     """Per-group summaries (configured groups first, in config order) and treatment-vs-control effects."""
     grouped = outcomes_by_group(traces, outcomes)
@@ -73,13 +105,13 @@ def compare_groups(
     summaries = {name: summarize(grouped[name], catalog_size, k) for name in names}
     effects: list[Effect] = []
     if control in grouped:
-        control_values = per_user_values(grouped[control])
+        control_values = per_user_table(grouped[control])
         for name in names:
             if name in (control, UNASSIGNED):
                 continue
-            treatment_values = per_user_values(grouped[name])
+            treatment_values = per_user_table(grouped[name])
             effects += [
-                Effect(name, control, metric, welch_interval(treatment_values[metric], control_values[metric]))
+                _effect(name, control, metric, treatment_values[metric], control_values[metric], covariates or {})
                 for metric in PER_USER_METRICS
             ]
     return GroupComparison(control, summaries, tuple(effects), sum(t.switched_group for t in traces))

@@ -102,12 +102,12 @@ def summarize(outcomes: Sequence[CallOutcome], catalog_size: int, k: int) -> Met
 PER_USER_METRICS = ("precision", "ndcg", "diversity", "latency_ms")
 
 
-def per_user_values(outcomes: Sequence[CallOutcome]) -> dict[str, list[float]]:
-    """metric -> one value per user; a user without any value for a metric (e.g. no list) is left out."""
+def per_user_table(outcomes: Sequence[CallOutcome]) -> dict[str, dict[int, float]]:
+    """metric -> {user arrival: the mean over that user's calls}; a user without any value for a metric is left out."""
     by_user: dict[int, list[CallOutcome]] = defaultdict(list)
     for o in outcomes:
         by_user[o.arrival].append(o)
-    values: dict[str, list[float]] = {metric: [] for metric in PER_USER_METRICS}
+    table: dict[str, dict[int, float]] = {metric: {} for metric in PER_USER_METRICS}
     for arrival in sorted(by_user):
         calls = by_user[arrival]
         per_metric = {
@@ -119,8 +119,13 @@ def per_user_values(outcomes: Sequence[CallOutcome]) -> dict[str, list[float]]:
         for metric, user_values in per_metric.items():
             mean = mean_or_none(user_values)
             if mean is not None:
-                values[metric].append(mean)
-    return values
+                table[metric][arrival] = mean
+    return table
+
+
+def per_user_values(outcomes: Sequence[CallOutcome]) -> dict[str, list[float]]:
+    """metric -> one value per user, in arrival order; a user without any value for a metric is left out."""
+    return {metric: list(values.values()) for metric, values in per_user_table(outcomes).items()}
 
 
 @dataclass(frozen=True, slots=True)

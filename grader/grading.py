@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import httpx
 from rich.console import Console
 
-from grader.ab import GroupComparison, compare_groups
-from grader.aggregate import MetricSummary, Window, summarize, windows_by_arrival
+from grader.ab import Covariates, GroupComparison, compare_groups
+from grader.aggregate import MetricSummary, Window, per_user_table, summarize, windows_by_arrival
 from grader.catalog import Catalog, build_catalog
 from grader.config import K, RunConfig
 from grader.deployment import Experiment, GradingAborted, check_health, cleanup, fetch_experiment, load_catalog
@@ -82,8 +82,22 @@ async def run_load(
     return await asyncio.to_thread(run_in_processes, users, config, on_call)
 
 
+def reference_covariates(references: References) -> Covariates:
+    """Per user: what perfect popularity and the oracle score for them (CUPED covariates of the A/B effects)."""
+    popular = per_user_table(references.popularity_outcomes)
+    oracle = per_user_table(references.oracle_outcomes)
+    return {
+        metric: {arrival: (value, oracle[metric].get(arrival, 0.0)) for arrival, value in popular[metric].items()}
+        for metric in ("precision", "ndcg")
+    }
+
+
 def _comparison(
-    experiment: Experiment | None, traces: Sequence[UserTrace], outcomes: Sequence[CallOutcome], catalog_size: int
+    experiment: Experiment | None,
+    traces: Sequence[UserTrace],
+    outcomes: Sequence[CallOutcome],
+    catalog_size: int,
+    references: References,
 ) -> GroupComparison | None:
     """Per-group results when an experiment with at least two groups runs (per the config or the headers)."""
     seen_groups = sorted({trace.group for trace in traces if trace.group})
@@ -95,7 +109,7 @@ def _comparison(
         control = "C" if "C" in seen_groups else seen_groups[0]
     else:
         return None
-    return compare_groups(traces, outcomes, order, control, catalog_size, K)
+    return compare_groups(traces, outcomes, order, control, catalog_size, K, reference_covariates(references))
 
 
 async def grade(
@@ -123,6 +137,7 @@ async def grade(
     user_by_arrival = {user.arrival: user for user in users}
     outcomes = [o for trace in traces for o in evaluate_user(user_by_arrival[trace.arrival], trace, catalog, K)]
     summary = summarize(outcomes, len(catalog), K)
+    references = compute_references(users, catalog, config.calls_per_user, K)
     return GradeResult(
         config=config,
         started_at=started_at,
@@ -136,8 +151,8 @@ async def grade(
         score=hardml_score(
             summary.precision, summary.ndcg, summary.diversity, summary.coverage, summary.latency.mean_ms
         ),
-        references=compute_references(users, catalog, config.calls_per_user, K),
+        references=references,
         experiment=experiment,
-        comparison=_comparison(experiment, traces, outcomes, len(catalog)),
+        comparison=_comparison(experiment, traces, outcomes, len(catalog), references),
         windows=tuple(windows_by_arrival(outcomes, len(users))),
     )

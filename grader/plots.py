@@ -72,20 +72,24 @@ def effects(effects_list: Sequence[Effect]) -> str:
     for axes, metric in zip(panels, metrics, strict=False):
         rows = [e for e in effects_list if e.metric == metric and e.interval is not None]
         for y, effect in enumerate(rows):
-            interval = effect.interval
-            assert interval is not None  # filtered above; narrows the type
-            color = "tab:green" if interval.significant else "tab:grey"
-            axes.errorbar(
-                interval.diff,
-                y,
-                xerr=[[interval.diff - interval.low], [interval.high - interval.diff]],
-                fmt="o",
-                color=color,
-                capsize=4,
-            )
+            intervals = [(effect.interval, y, "o")]
+            if effect.adjusted is not None:
+                intervals.append((effect.adjusted.interval, y - 0.25, "s"))  # CUPED just below the raw one
+            for interval, position, marker in intervals:
+                assert interval is not None  # filtered above; narrows the type
+                axes.errorbar(
+                    interval.diff,
+                    position,
+                    xerr=[[interval.diff - interval.low], [interval.high - interval.diff]],
+                    fmt=marker,
+                    color="tab:green" if interval.significant else "tab:grey",
+                    capsize=4,
+                )
         axes.axvline(0.0, color="black", linewidth=0.8)
         axes.set_yticks(range(len(rows)), [f"{e.treatment} − {e.control}" for e in rows])
-        axes.set_ylim(-0.7, max(0.7, len(rows) - 0.3))
-        axes.set_title(f"{metric}: difference to control, 95% Welch interval", fontsize="medium")
+        axes.set_ylim(-0.8, max(0.7, len(rows) - 0.3))
+        axes.set_title(
+            f"{metric}: difference to control, 95% Welch interval (squares: CUPED-adjusted)", fontsize="medium"
+        )
         axes.grid(alpha=0.3, axis="x")
     return _png_base64(figure)

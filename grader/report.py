@@ -20,6 +20,7 @@ from grader.aggregate import windows_by_arrival
 from grader.grading import GradeResult
 from grader.reference import share_of
 from grader.simulation import DISLIKE_THRESHOLD, LIKE_THRESHOLD
+from grader.stats import WelchInterval
 from grader.templates import REPORT_TEMPLATE
 
 DEFINITIONS: Mapping[str, str] = MappingProxyType(
@@ -44,6 +45,8 @@ DEFINITIONS: Mapping[str, str] = MappingProxyType(
         "next 10 items the user has not been shown",
         "A/B effect": "treatment mean − control mean of per-user values, Welch 95% interval "
         "(Welch–Satterthwaite df); significant when the interval excludes 0",
+        "CUPED": "the same difference after regressing out, per user, what perfect popularity and the oracle "
+        "score for that user (covariates that do not depend on the group): unbiased, with a narrower interval",
     }
 )
 
@@ -158,6 +161,14 @@ def write_reports(result: GradeResult, out_dir: Path) -> tuple[Path, Path]:
     return summary_path, html_path
 
 
+def _format_interval(interval: WelchInterval) -> str:
+    return f"[{_format_number(interval.low)}, {_format_number(interval.high)}]"
+
+
+def _format_significant(interval: WelchInterval) -> str:
+    return "[green]yes[/]" if interval.significant else "no"
+
+
 def print_terminal_report(console: Console, result: GradeResult) -> None:
     summary, score, refs = result.summary, result.score, result.references
     table = Table(title=f"HardML score: {score.total:.2f} / {score.as_dict()['max']:.0f}")
@@ -210,19 +221,22 @@ def _print_groups(console: Console, result: GradeResult) -> None:
             str(s.errors.total),
         )
     console.print(groups)
-    effects = Table(title="effects vs control (Welch 95%)")
-    for column in ("treatment", "metric", "difference", "interval", "significant"):
+    effects = Table(title="effects vs control (Welch 95%; CUPED-adjusted where the references give covariates)")
+    for column in ("treatment", "metric", "difference", "interval", "significant", "CUPED interval", "significant"):
         effects.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
     for effect in comparison.effects:
         interval = effect.interval
         if interval is None:
-            effects.add_row(effect.treatment, effect.metric, "—", "too few users", "")
+            effects.add_row(effect.treatment, effect.metric, "—", "too few users", "", "", "")
             continue
+        adjusted = effect.adjusted.interval if effect.adjusted else None
         effects.add_row(
             effect.treatment,
             effect.metric,
             _format_number(interval.diff),
-            f"[{_format_number(interval.low)}, {_format_number(interval.high)}]",
-            "[green]yes[/]" if interval.significant else "no",
+            _format_interval(interval),
+            _format_significant(interval),
+            _format_interval(adjusted) if adjusted else "—",
+            _format_significant(adjusted) if adjusted else "",
         )
     console.print(effects)

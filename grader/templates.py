@@ -93,13 +93,18 @@ REPORT_TEMPLATE = """<!doctype html>
 </table>
 <table>
 <tr><th>treatment − control</th><th>metric</th><th>control</th><th>treatment</th><th>difference</th>
-<th>95% interval</th><th>df</th><th>significant</th></tr>
+<th>95% interval</th><th>df</th><th>significant</th><th>CUPED difference</th><th>CUPED 95% interval</th>
+<th>variance removed</th><th>significant (CUPED)</th></tr>
 {% for e in s.groups.effects %}
 <tr><td>{{ e.treatment }} − {{ e.control }}</td><td>{{ e.metric }}</td>
-{% if e.diff is none %}<td colspan="6" class="muted">fewer than two users in a group</td>
+{% if e.diff is none %}<td colspan="10" class="muted">fewer than two users in a group</td>
 {% else %}<td>{{ fmt(e.control_mean) }}</td><td>{{ fmt(e.treatment_mean) }}</td><td>{{ fmt(e.diff) }}</td>
 <td>[{{ fmt(e.low) }}, {{ fmt(e.high) }}]</td><td>{{ fmt(e.df, 1) }}</td>
-<td class="{{ 'good' if e.significant else 'muted' }}">{{ 'yes' if e.significant else 'no' }}</td>{% endif %}</tr>
+<td class="{{ 'good' if e.significant else 'muted' }}">{{ 'yes' if e.significant else 'no' }}</td>
+{% if e.cuped %}<td>{{ fmt(e.cuped.diff) }}</td><td>[{{ fmt(e.cuped.low) }}, {{ fmt(e.cuped.high) }}]</td>
+<td>{{ fmt(100 * e.cuped.variance_reduction, 0) }}%</td>
+<td class="{{ 'good' if e.cuped.significant else 'muted' }}">{{ 'yes' if e.cuped.significant else 'no' }}</td>
+{% else %}<td colspan="4" class="muted">—</td>{% endif %}{% endif %}</tr>
 {% endfor %}
 </table>
 {% if plots.effects %}<img alt="effects" src="data:image/png;base64,{{ plots.effects }}">{% endif %}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from scipy import stats
 
-from grader.stats import welch_interval
+from grader.stats import cuped_interval, welch_interval
 
 CONTROL = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, variance 5/3
 TREATMENT = [2.0, 4.0, 6.0]  # mean 4, variance 4
@@ -47,3 +48,34 @@ def test_degenerate_samples() -> None:
     constant = welch_interval([2.0, 2.0], [1.0, 1.0, 1.0])
     assert constant is not None
     assert (constant.low, constant.high, constant.significant) == (1.0, 1.0, True)
+
+
+def test_cuped_removes_what_the_covariate_explains() -> None:
+    rng = np.random.default_rng(7)
+    n = 2000
+    # Users differ a lot (the covariate says how much); the treatment adds 0.1 on top of small noise.
+    covariate_t, covariate_c = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    treatment = 0.1 + 2.0 * covariate_t + rng.normal(0, 0.1, n)
+    control = 2.0 * covariate_c + rng.normal(0, 0.1, n)
+    raw = welch_interval(treatment.tolist(), control.tolist())
+    adjusted = cuped_interval(
+        treatment.tolist(), control.tolist(), covariate_t[:, None].tolist(), covariate_c[:, None].tolist()
+    )
+    assert raw is not None and adjusted is not None
+    assert not raw.significant  # the user-to-user spread hides the effect
+    assert adjusted.interval.significant
+    assert adjusted.interval.low < 0.1 < adjusted.interval.high
+    assert adjusted.variance_reduction > 0.99
+    assert adjusted.interval.standard_error < raw.standard_error / 10
+
+
+def test_cuped_with_a_useless_covariate_changes_little() -> None:
+    rng = np.random.default_rng(11)
+    treatment, control = rng.normal(1.0, 1.0, 500), rng.normal(0.0, 1.0, 500)
+    noise_t, noise_c = rng.normal(0, 1, (500, 2)), rng.normal(0, 1, (500, 2))
+    raw = welch_interval(treatment.tolist(), control.tolist())
+    adjusted = cuped_interval(treatment.tolist(), control.tolist(), noise_t.tolist(), noise_c.tolist())
+    assert raw is not None and adjusted is not None
+    assert adjusted.variance_reduction < 0.02
+    assert adjusted.interval.diff == pytest.approx(raw.diff, abs=0.05)
+    assert cuped_interval([1.0], [1.0, 2.0], [[0.0]], [[0.0], [1.0]]) is None

@@ -122,6 +122,11 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     assert precision is not None
     # T1 shows the catalog backwards, far from what the raters like: a clear loss.
     assert precision.diff < 0 and precision.significant
+    # Precision and NDCG also get a CUPED interval from the reference covariates; diversity and latency do not.
+    adjusted = {e.metric: e.adjusted for e in comparison.effects}
+    assert adjusted["precision"] is not None and adjusted["ndcg"] is not None
+    assert adjusted["diversity"] is None and adjusted["latency_ms"] is None
+    assert adjusted["precision"].interval.diff < 0
 
     _summary_path, html_path = write_reports(result, tmp_path)
     html = html_path.read_text()
@@ -130,6 +135,10 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["experiment"]["name"] == EXPERIMENT_NAME
     assert set(summary["groups"]["groups"]) == {"C", "T1"}
+    cuped = {e["metric"]: e["cuped"] for e in summary["groups"]["effects"]}
+    assert cuped["precision"]["n_control"] + cuped["precision"]["n_treatment"] == 30
+    assert cuped["diversity"] is None
+    assert "CUPED 95% interval" in html
 
 
 async def test_same_seed_same_run(dataset: Dataset) -> None:

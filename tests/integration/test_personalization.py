@@ -52,7 +52,7 @@ def test_likes_of_one_genre_make_it_dominate_the_next_recs(stack_factory: Callab
         interact(client, stack.collector_url, user, extra + disliked, ["like"] * 3 + ["dislike"] * len(disliked))
         liked_at = time.monotonic()
 
-        def likes_stored() -> list[str] | None:
+        def likes_stored() -> list[dict[str, object]] | None:
             history = client.get(f"{stack.recs_url}/debug/users/{user}").json()["history"]
             if sum(1 for h in history if h["action"] == "like") < 3:
                 return None  # the likes are not stored yet
