@@ -1,4 +1,4 @@
-"""Grade one A/B experiment on a fresh, isolated stack: ``python -m tuning.ab EXPERIMENT.json [grader options]``.
+"""Grade a fresh, isolated stack, with or without an experiment: ``python -m tuning.ab [EXPERIMENT] [options]``.
 
 Starts pipeline, recommendations and collector as real processes under their own Redis prefix, queue names and
 ports (the same harness as the tests), with the experiment as ``EXPERIMENT_FILE`` and the production retrain
@@ -7,6 +7,7 @@ deletes its keys and queues. This is how the A/B tables in BENCHMARKS.md were pr
 
     python -m tuning.ab tuning/experiments/personal.json --out reports/ab-personal
     python -m tuning.ab tuning/experiments/personal.json --calls-per-session 4 --out reports/ab-personal-8
+    python -m tuning.ab --out reports/final        # the default strategy alone (the headline grader run)
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ from pathlib import Path
 
 from devstack.stack import ServiceStack
 from grader.cli import main as grader_main
-from recsys_core.experiments import parse_experiment
+from recsys_core.experiments import Experiment, parse_experiment
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuning.ab", description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", type=Path, help="experiment file (JSON or YAML, as EXPERIMENT_FILE)")
+    parser.add_argument(
+        "experiment", type=Path, nargs="?", help="experiment file (JSON or YAML); none: the default strategy alone"
+    )
     parser.add_argument("--retrain-interval", type=float, default=30.0, help="seconds between retrains (default 30)")
     parser.add_argument("--keep-logs", type=Path, default=None, help="folder for the services' logs")
     args, grader_args = parser.parse_known_args(argv)
 
-    experiment = args.experiment.resolve()
-    parse_experiment(experiment.read_text(encoding="utf-8"), str(experiment))  # refuse a bad file before starting
-    env = {"EXPERIMENT_FILE": str(experiment), "RETRAIN_INTERVAL_S": str(args.retrain_interval)}
+    env = {"RETRAIN_INTERVAL_S": str(args.retrain_interval)}
+    if args.experiment is not None:
+        experiment = args.experiment.resolve()
+        # Refuse a bad file (shares, unknown strategy or parameter) before starting anything.
+        Experiment.from_config(parse_experiment(experiment.read_text(encoding="utf-8"), str(experiment)))
+        env["EXPERIMENT_FILE"] = str(experiment)
     with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
         stack.start()
         print(f"stack {stack.tag}: recs {stack.recs_url}, events {stack.collector_url}", flush=True)
