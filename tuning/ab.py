@@ -1,12 +1,13 @@
-"""Grade a fresh, isolated stack, with or without an experiment: ``python -m tuning.ab [EXPERIMENT] [options]``.
+"""Grade a fresh, isolated stack, with or without an experiment: ``python -m tuning.ab [--experiment FILE] [options]``.
 
 Starts pipeline, recommendations and collector as real processes under their own Redis prefix, queue names and
 ports (the same harness as the tests), with the experiment as ``EXPERIMENT_FILE`` and the production retrain
 schedule, runs ``python -m grader run`` against them with the remaining arguments, then stops the stack and
 deletes its keys and queues. This is how the A/B tables in BENCHMARKS.md were produced, e.g.::
 
-    python -m tuning.ab tuning/experiments/personal.json --out reports/ab-personal
-    python -m tuning.ab tuning/experiments/personal.json --calls-per-session 4 --out reports/ab-personal-8
+    python -m tuning.ab --experiment tuning/experiments/personal.json --out reports/ab-personal
+    python -m tuning.ab --experiment tuning/experiments/personal.json --calls-per-session 4 \\
+        --out reports/ab-personal-8
     python -m tuning.ab --out reports/final        # the default strategy alone (the headline grader run)
 """
 
@@ -25,7 +26,7 @@ from recsys_core.experiments import Experiment, parse_experiment
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuning.ab", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "experiment", type=Path, nargs="?", help="experiment file (JSON or YAML); none: the default strategy alone"
+        "--experiment", type=Path, default=None, help="experiment file (JSON or YAML); none: the default strategy"
     )
     parser.add_argument("--retrain-interval", type=float, default=30.0, help="seconds between retrains (default 30)")
     parser.add_argument("--keep-logs", type=Path, default=None, help="folder for the services' logs")

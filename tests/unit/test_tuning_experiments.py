@@ -23,4 +23,4 @@ def test_a_bad_experiment_file_is_refused_before_any_stack_starts(tmp_path: Path
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "x", "groups": [{"name": "C", "strategy": "nope", "share": 1.0}]}')
     with pytest.raises(ExperimentConfigError, match="nope"):
-        ab_main([str(bad), "--users", "1"])
+        ab_main(["--experiment", str(bad), "--users", "1"])
