@@ -64,6 +64,7 @@ class OfflineConfig:
     retrain_interval_s: float = 30.0
     train_seconds: float = 2.0
     train: bool = True
+    neighbour_min_likes: int = 1  # as BPRParams
     candidates_per_slot: int = 3
 
 
@@ -134,7 +135,8 @@ def _profile(view: CatalogView, run: _UserRun) -> UserProfile:
 
 def _retrain(world: _World, now: float, config: OfflineConfig, version: int) -> None:
     columns = world.log.columns()
-    output = fit_model(columns, list(world.catalog.item_ids), BPRParams(), holdout_fraction=0.0, evaluate=False)
+    params = BPRParams(neighbour_min_likes=config.neighbour_min_likes)
+    output = fit_model(columns, list(world.catalog.item_ids), params, holdout_fraction=0.0, evaluate=False)
     if output is None:
         return
     model = FactorModel(

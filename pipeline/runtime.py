@@ -244,6 +244,7 @@ class PipelineRuntime:
             regularization=s.bpr_regularization,
             threads=s.bpr_threads,
             random_seed=s.random_seed,
+            neighbour_min_likes=s.bpr_neighbour_min_likes,
         )
 
     async def retrain(self, force: bool) -> RetrainOutcome:

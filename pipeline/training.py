@@ -121,7 +121,8 @@ def fit_model(
     offline = offline_evaluation(likes, n_users, n_items, params, holdout_fraction) if evaluate else None
     matrix = _matrix(likes.users, likes.items, n_users, n_items)
     user_factors, item_factors = train_bpr(matrix, params)
-    neighbour_indices, neighbour_sims = item_neighbours(item_factors, N_NEIGHBOURS)
+    eligible = np.bincount(likes.items, minlength=n_items) >= params.neighbour_min_likes
+    neighbour_indices, neighbour_sims = item_neighbours(item_factors, N_NEIGHBOURS, eligible=eligible)
     return TrainingOutput(
         user_ids=np.array(likes.user_ids, dtype=np.str_),
         user_factors=user_factors,

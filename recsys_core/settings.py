@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     bpr_regularization: float = 0.01
     bpr_threads: int = 1
     bpr_min_user_likes: int = 1
+    bpr_neighbour_min_likes: int = 1  # BPR item neighbours only among items liked at least this often
     random_seed: int = 42
 
     # --- serving ---

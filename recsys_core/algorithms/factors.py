@@ -24,6 +24,8 @@ class BPRParams:
     regularization: float = 0.01
     threads: int = 1
     random_seed: int = 42
+    # Item neighbours are taken among items with at least this many likes (0: every catalog item).
+    neighbour_min_likes: int = 1
 
 
 def train_bpr(likes: sp.csr_matrix, params: BPRParams) -> tuple[np.ndarray, np.ndarray]:
@@ -44,26 +46,38 @@ def train_bpr(likes: sp.csr_matrix, params: BPRParams) -> tuple[np.ndarray, np.n
     return np.asarray(model.user_factors, dtype=np.float32), np.asarray(model.item_factors, dtype=np.float32)
 
 
-def item_neighbours(item_factors: np.ndarray, n_neighbours: int, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's ``n_neighbours`` most similar items by cosine of their factors (bias column left out)."""
+def item_neighbours(
+    item_factors: np.ndarray, n_neighbours: int, batch: int = 2048, eligible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``n_neighbours`` most similar items by cosine of their factors (bias column left out).
+
+    ``eligible`` (a boolean mask) restricts both sides to those items, e.g. items with at least one like: an
+    item BPR never saw liked keeps near-random factors, so its cosines are noise. Rows of other items, and
+    slots beyond the eligible count, hold similarity 0 and index ``n_items`` (out of range: "no neighbour").
+    """
     n_items = item_factors.shape[0]
     n_neighbours = min(n_neighbours, max(n_items - 1, 0))
     if n_neighbours == 0:
         return np.zeros((n_items, 0), dtype=np.int32), np.zeros((n_items, 0), dtype=np.float32)
-    vectors = item_factors[:, :-1].astype(np.float32)
+    members = np.arange(n_items) if eligible is None else np.flatnonzero(eligible)
+    indices = np.full((n_items, n_neighbours), n_items, dtype=np.int32)
+    sims = np.zeros((n_items, n_neighbours), dtype=np.float32)
+    top = min(n_neighbours, members.size - 1)
+    if top <= 0:
+        return indices, sims
+    vectors = item_factors[members, :-1].astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-9)
-    indices = np.empty((n_items, n_neighbours), dtype=np.int32)
-    sims = np.empty((n_items, n_neighbours), dtype=np.float32)
-    for start in range(0, n_items, batch):
+    for start in range(0, members.size, batch):
         block = unit[start : start + batch] @ unit.T
         rows = np.arange(block.shape[0])
         block[rows, rows + start] = -np.inf  # an item is not its own neighbour
-        part = np.argpartition(-block, n_neighbours - 1, axis=1)[:, :n_neighbours]
+        part = np.argpartition(-block, top - 1, axis=1)[:, :top]
         part_sims = np.take_along_axis(block, part, axis=1)
         order = np.argsort(-part_sims, axis=1)
-        indices[start : start + batch] = np.take_along_axis(part, order, axis=1)
-        sims[start : start + batch] = np.take_along_axis(part_sims, order, axis=1)
+        targets = members[start : start + batch]
+        indices[targets, :top] = members[np.take_along_axis(part, order, axis=1)]
+        sims[targets, :top] = np.take_along_axis(part_sims, order, axis=1)
     return indices, sims
 
 

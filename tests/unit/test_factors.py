@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from recsys_core.algorithms.evaluation import dcg_discounts, evaluate_at_k, recent_holdout_mask
 from recsys_core.algorithms.factors import BPRParams, FactorModel, item_neighbours, score_users, train_bpr
+from recsys_core.algorithms.personal import neighbour_scores
 
 # Four items; the last column is the bias BPR learns, which similarity must ignore (huge values here on purpose).
 ITEM_FACTORS = np.array(
@@ -145,6 +146,33 @@ def test_item_neighbours_degenerate_sizes() -> None:
     assert indices.shape == (1, 0) and sims.shape == (1, 0)
     indices, _ = item_neighbours(ITEM_FACTORS[:2], 5)
     assert indices.tolist() == [[1], [0]]
+
+
+def test_item_neighbours_only_among_eligible_items() -> None:
+    rng = np.random.default_rng(3)
+    factors = rng.normal(size=(12, 5)).astype(np.float32)
+    eligible = np.zeros(12, dtype=bool)
+    eligible[[1, 4, 5, 9]] = True
+    indices, sims = item_neighbours(factors, 5, eligible=eligible)
+    assert indices.shape == (12, 5)
+    for item in range(12):
+        if eligible[item]:
+            # Three other eligible items, best first; the two spare slots say "no neighbour".
+            assert set(indices[item, :3].tolist()) == {1, 4, 5, 9} - {item}
+            assert indices[item, 3:].tolist() == [12, 12] and sims[item, 3:].tolist() == [0.0, 0.0]
+        else:
+            assert indices[item].tolist() == [12] * 5 and not sims[item].any()
+    # The eligible items' neighbours and similarities are those of the eligible sub-matrix.
+    sub_indices, sub_sims = item_neighbours(factors[eligible], 3)
+    members = np.flatnonzero(eligible)
+    np.testing.assert_array_equal(indices[members, :3], members[sub_indices])
+    np.testing.assert_allclose(sims[members, :3], sub_sims, rtol=1e-5)
+    # "No neighbour" slots contribute nothing to a user's neighbour scores.
+    scores, anchors = neighbour_scores(12, np.array([0, 4]), indices, sims)
+    assert scores.shape == (12,) and not scores[~eligible].any()
+    assert (anchors[~eligible] == -1).all()
+    positive = [int(i) for i, sim in zip(indices[4], sims[4], strict=True) if sim > 0]
+    assert positive and all(anchors[i] == 4 for i in positive)
 
 
 # --- train_bpr ---------------------------------------------------------------------------------------------
