@@ -26,8 +26,9 @@ from recsys_io.redis_client import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-# A claim can lose items to a concurrent request of the same user on another replica; retry a few times.
-MAX_CLAIM_ROUNDS = 4
+# A claim can lose items to concurrent requests of the same user (on any replica); each retry re-reads the
+# shown set, so every round makes progress unless the others keep winning every offered item.
+MAX_CLAIM_ROUNDS = 8
 MAX_GENERATION_RETRIES = 3
 
 
@@ -142,9 +143,12 @@ class RecommendationService:
             sources += [source_of[item] for item in claimed]
             if len(chosen) >= k:
                 break
-            # Lost some items to a concurrent request: offer the next ones, never the ones already offered.
+            # Lost items to a concurrent request of this user: re-read what it has been shown since (a third
+            # round trip, only under such contention) and offer the next ones, never one already offered.
             for candidate in ranked:
                 offered[candidate.index] = True
+            fresh = await self.users.read(state.generation, user_id)
+            offered |= state.catalog.mask_of(fresh.shown)
             ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
         # What the user has now been shown, kept compactly for answers while Redis is unreachable.
         self.memory.remember(
