@@ -123,11 +123,6 @@ def per_user_table(outcomes: Sequence[CallOutcome]) -> dict[str, dict[int, float
     return table
 
 
-def per_user_values(outcomes: Sequence[CallOutcome]) -> dict[str, list[float]]:
-    """metric -> one value per user, in arrival order; a user without any value for a metric is left out."""
-    return {metric: list(values.values()) for metric, values in per_user_table(outcomes).items()}
-
-
 @dataclass(frozen=True, slots=True)
 class Window:
     first_user: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.aggregate import ErrorCounts, per_user_values, summarize, windows_by_arrival
+from grader.aggregate import ErrorCounts, per_user_table, summarize, windows_by_arrival
 from grader.catalog import Catalog, CatalogItem
 from grader.evaluation import evaluate_user, judge_list
 from grader.simulation import SimulatedUser
@@ -88,7 +88,7 @@ def test_failed_calls_are_classified() -> None:
     assert errors == ErrorCounts(no_response=1, invalid_body=1)
 
 
-def test_per_user_values_and_windows() -> None:
+def test_per_user_table_and_windows() -> None:
     catalog = _catalog(40)
     users = [_user({"i0"}, arrival=0), _user(set(), arrival=1), _user({"i1", "i2"}, arrival=2)]
     ten = [f"i{n}" for n in range(10)]
@@ -97,10 +97,10 @@ def test_per_user_values_and_windows() -> None:
         for user in users
         for o in evaluate_user(user, UserTrace(user.arrival, user.user_id, (_call(0, ten),)), catalog, K)
     ]
-    values = per_user_values(outcomes)
-    assert values["precision"] == [0.1, 0.0, 0.2]
+    values = per_user_table(outcomes)
+    assert values["precision"] == {0: 0.1, 1: 0.0, 2: 0.2}
     # user 2: hits at positions 1 and 2 -> (1/log2(3) + 1/2) / (1 + 1/log2(3))
-    assert values["ndcg"] == pytest.approx([1.0, 0.0, 0.6934264036172708])
+    assert values["ndcg"] == pytest.approx({0: 1.0, 1: 0.0, 2: 0.6934264036172708})
     windows = windows_by_arrival(outcomes, total_users=3, windows=2)
     assert [(w.first_user, w.last_user, w.calls) for w in windows] == [(0, 1, 2), (2, 2, 1)]
     assert windows[0].precision == pytest.approx(0.05)
