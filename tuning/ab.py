@@ -20,7 +20,8 @@ from pathlib import Path
 
 from devstack.stack import ServiceStack
 from grader.cli import main as grader_main
-from recsys_core.experiments import Experiment, parse_experiment
+from recsys_core.experiments import load_experiment
+from recsys_core.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {"RETRAIN_INTERVAL_S": str(args.retrain_interval)}
     if args.experiment is not None:
         experiment = args.experiment.resolve()
-        # Refuse a bad file (shares, unknown strategy or parameter) before starting anything.
-        Experiment.from_config(parse_experiment(experiment.read_text(encoding="utf-8"), str(experiment)))
+        # Refuse a bad file (shares, unknown strategy or parameter) before starting anything, as a service would.
+        load_experiment(experiment, None, Settings().default_strategy)
         env["EXPERIMENT_FILE"] = str(experiment)
     with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
         stack.start()
