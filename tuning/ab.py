@@ -27,7 +27,10 @@ from recsys_core.settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuning.ab", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--experiment", type=Path, default=None, help="experiment file (JSON or YAML); none: the default strategy"
+        "--experiment",
+        type=Path,
+        default=None,
+        help="experiment file (JSON or YAML); none: what the environment configures",
     )
     parser.add_argument("--retrain-interval", type=float, default=30.0, help="seconds between retrains (default 30)")
     parser.add_argument("--keep-logs", type=Path, default=None, help="folder for the services' logs")
@@ -38,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         experiment = args.experiment.resolve()
         # Refuse a bad file (shares, unknown strategy or parameter) before starting anything, as a service would.
         load_experiment(experiment, None, Settings().default_strategy)
-        env["EXPERIMENT_FILE"] = str(experiment)
+        # An inline EXPERIMENT_CONFIG in the caller's environment would win over the file: blank it.
+        env.update(EXPERIMENT_FILE=str(experiment), EXPERIMENT_CONFIG="")
     with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
         stack.start()
         print(f"stack {stack.tag}: recs {stack.recs_url}, events {stack.collector_url}", flush=True)
