@@ -37,6 +37,7 @@ from recsys_core.catalog import CatalogView
 from recsys_core.movielens import load_movies, load_ratings, locate
 from recsys_core.settings import Settings
 from recsys_core.strategies.base import (
+    DrawCache,
     ItemNeighbours,
     RecommendationContext,
     UserProfile,
@@ -59,6 +60,8 @@ class OfflineConfig:
     pause_in_session: tuple[float, float] = (0.1, 0.3)
     pause_between_sessions: tuple[float, float] = (1.0, 2.0)
     snapshot_delay_s: float = 0.3
+    # How often the pipeline publishes the bandit snapshot /recs ranks on (its draws are shared until the next).
+    snapshot_interval_s: float = 0.2
     co_likes_interval_s: float = 2.0
     co_likes_neighbours: int = 20
     retrain_interval_s: float = 30.0
@@ -188,6 +191,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     for slot in range(min(config.concurrency, len(users))):
         start_user(slot * 0.001)
     version = 0
+    stats, draws, next_snapshot = ItemStats.empty(n_items), DrawCache(), 0.0
     while clock:
         now, _, run_index = heapq.heappop(clock)
         world.settle(now)
@@ -199,7 +203,9 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             _refresh_co_likes(world, config)
             world.next_co_likes = now + config.co_likes_interval_s
         run = runs[run_index]
-        stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
+        if now >= next_snapshot:
+            stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
+            draws, next_snapshot = DrawCache(), now + config.snapshot_interval_s
         ctx = RecommendationContext(
             user_id=run.user.user_id,
             catalog=view,
@@ -209,6 +215,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             rng=np_rng,
             k=K,
             co_likes=world.co_likes,
+            draws=draws,
         )
         wanted = K * config.candidates_per_slot
         ranked = rank_with_fill(strategy, ctx, wanted)

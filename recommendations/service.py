@@ -124,6 +124,7 @@ class RecommendationService:
             rng=np.random.default_rng(),
             k=k,
             co_likes=state.co_likes,
+            draws=state.draws,
         )
         wanted = k * self.settings.candidates_per_slot
         chosen: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from redis.asyncio import Redis
 
@@ -17,7 +17,7 @@ from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
-from recsys_core.strategies.base import ItemNeighbours
+from recsys_core.strategies.base import DrawCache, ItemNeighbours
 from recsys_io.catalog import load_catalog
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class ServingState:
     model_version: int
     co_likes: ItemNeighbours | None = None
     co_likes_version: int = 0
+    # Posterior draws of this bandit snapshot, shared by the requests that rank on it (rebuilt with the evidence).
+    draws: DrawCache = field(default_factory=DrawCache, compare=False, repr=False)
 
     @classmethod
     def empty(cls, generation: int = -1) -> ServingState:
@@ -109,8 +111,10 @@ class ServingStateCache:
             blob = await self._redis.get(run.co_likes)
             co_likes = ItemNeighbours.from_bytes(blob) if blob else None
             co_likes_version = wanted.co_likes
+        evidence_changed = stats is not state.stats or catalog is not state.catalog
         return replace(
             state,
+            draws=DrawCache() if evidence_changed else state.draws,
             co_likes=co_likes,
             co_likes_version=co_likes_version,
             catalog=catalog,

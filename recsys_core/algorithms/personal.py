@@ -62,6 +62,21 @@ def neighbour_scores(
     return scores, best_anchor
 
 
+def neighbour_entries(
+    anchors: np.ndarray, neighbour_indices: np.ndarray, neighbour_sims: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every listed neighbour of the anchors, flat: (position of its anchor in ``anchors``, item, similarity).
+
+    Similarities are clipped at 0; anchors without a row and neighbours outside the catalog are left out.
+    """
+    known = np.flatnonzero(anchors < neighbour_indices.shape[0])
+    rows = neighbour_indices[anchors[known]]
+    sims = np.maximum(neighbour_sims[anchors[known]].astype(np.float64), 0.0)
+    valid = rows < n_items
+    positions = np.broadcast_to(known[:, None], rows.shape)[valid]
+    return positions, rows[valid].astype(np.int64), sims[valid]
+
+
 def mmr_rerank(
     candidates: np.ndarray,
     relevance: np.ndarray,

@@ -12,9 +12,13 @@ def top_k_indices(scores: np.ndarray, k: int, exclude: np.ndarray | None = None)
     """
     if k <= 0 or scores.size == 0:
         return np.empty(0, dtype=np.int64)
-    masked = scores.astype(np.float64, copy=True)
     if exclude is not None:
-        masked[exclude[: masked.size]] = -np.inf
+        masked = np.where(exclude[: scores.size], -np.inf, scores)
+    else:
+        masked = scores.astype(np.float64, copy=True)
+    if k == 1:  # the common exploration slot: one pass instead of a partition
+        best = int(np.argmax(masked))
+        return np.array([best], dtype=np.int64) if masked[best] > -np.inf else np.empty(0, dtype=np.int64)
     allowed = int(np.count_nonzero(masked > -np.inf))
     k = min(k, allowed)
     if k == 0:

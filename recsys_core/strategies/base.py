@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,36 @@ class ItemNeighbours:
     def from_bytes(cls, blob: bytes) -> ItemNeighbours:
         with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
             return cls(arrays["indices"], arrays["similarities"])
+
+
+T = TypeVar("T")
+
+
+class DrawCache:
+    """Posterior draws over every arm, kept for one bandit snapshot and shared by the requests that rank on it.
+
+    A draw over ~10^4 arms is most of a request's ranking cost. A strategy draws afresh for the first
+    ``capacity`` requests of a snapshot, then each request takes one of those draws at random: every request
+    still ranks on an exact posterior sample, and concurrent users still get different lists, while a
+    replica's cost per snapshot is bounded. Owned by one snapshot of a replica's serving state (replaced with
+    the evidence), never shared between snapshots.
+    """
+
+    def __init__(self) -> None:
+        self._draws: dict[Hashable, list[object]] = {}
+
+    def draw(self, key: Hashable, capacity: int, rng: np.random.Generator, make: Callable[[], T]) -> T:
+        draws = self._draws.setdefault(key, [])
+        if len(draws) < capacity:
+            value = make()
+            draws.append(value)
+            return value
+        if not draws:  # capacity 0: always fresh
+            return make()
+        return draws[int(rng.integers(len(draws)))]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return sum(len(draws) for draws in self._draws.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +109,8 @@ class RecommendationContext:
     k: int = 10
     # Fresh item-to-item neighbours from co-likes (published by the pipeline), if any.
     co_likes: ItemNeighbours | None = None
+    # Posterior draws shared with other requests on the same bandit snapshot (None: every request draws).
+    draws: DrawCache | None = None
 
     @property
     def n_items(self) -> int:

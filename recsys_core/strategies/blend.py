@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from recsys_core.algorithms.bandit import ItemStats
-from recsys_core.algorithms.personal import mmr_rerank, neighbour_scores, taste_scores
+from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
@@ -58,6 +58,8 @@ class BlendParams:
     # diversity: 0 = plain ranking
     diversity_weight: float = 0.0
     genre_cap: int = 10
+    # Posterior draws a replica keeps per bandit snapshot and shares among requests (0: a fresh draw each).
+    posterior_draws: int = 16
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0 or not 0 < self.prior_mean < 1:
@@ -65,22 +67,40 @@ class BlendParams:
         weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)
         if min(weights) < 0 or self.explore_slots < 0 or not 0 <= self.diversity_weight < 1:
             raise ValueError("weights and explore_slots must be >= 0, diversity_weight in [0, 1)")
+        if self.posterior_draws < 0:
+            raise ValueError("posterior_draws must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class _BanditDraw:
+    """One posterior sample of every arm, in log space (shareable between requests on the same snapshot)."""
+
+    exploit: np.ndarray  # the sample minus ``exploit_pessimism`` posterior standard deviations
+    explore: np.ndarray  # the plain sample where the item is under-shown, -inf elsewhere
 
 
 @dataclass(frozen=True, slots=True)
 class _Scores:
-    total: np.ndarray  # the exploitation score: a (pessimistic) posterior sample in log space + personal lift
-    explore: np.ndarray  # the same draw without pessimism + personal lift
-    personal: np.ndarray
-    source: np.ndarray  # per item: index into SOURCES
-    anchor: np.ndarray  # per item: the liked item whose neighbour it is (-1: none)
+    total: np.ndarray  # the exploitation score: the pessimistic log sample + personal lift
+    explore: np.ndarray  # the plain log sample + personal lift (-inf: not an exploration candidate)
+    components: tuple[np.ndarray | None, ...]  # personal lifts aligned with SOURCES[1:] (None: off)
+    anchor: np.ndarray | None  # per item: the liked item whose neighbour it is (-1: none)
 
-    def label(self, index: int, catalog: CatalogView) -> str:
-        """Why an item is recommended, e.g. "bandit" or "neighbour:<liked item id>"."""
-        source = SOURCES[self.source[index]]
-        if source == "neighbour" and self.anchor[index] >= 0:
-            return f"neighbour:{catalog.item_ids[self.anchor[index]]}"
-        return source
+    def labels(self, indices: np.ndarray, catalog: CatalogView) -> list[str]:
+        """Why each item is recommended: the component that lifted it most (if by > 0.05), else "bandit"."""
+        present = [(name, c[indices]) for name, c in zip(SOURCES[1:], self.components, strict=True) if c is not None]
+        if not present or indices.size == 0:
+            return ["bandit"] * int(indices.size)
+        # Row 0 is the threshold; argmax keeps the first of equal rows, so a source must beat it strictly.
+        lifts = np.vstack([np.full(indices.size, 0.05)] + [values for _, values in present])
+        names = ["bandit"] + [name for name, _ in present]
+        result = []
+        for index, winner in zip(indices.tolist(), np.argmax(lifts, axis=0).tolist(), strict=True):
+            name = names[winner]
+            if name == "neighbour" and self.anchor is not None and self.anchor[index] >= 0:
+                name = f"neighbour:{catalog.item_ids[self.anchor[index]]}"
+            result.append(name)
+        return result
 
 
 SOURCES = ("bandit", "taste", "neighbour", "bpr")
@@ -100,15 +120,23 @@ class BlendStrategy(Strategy):
         scores = self._score(ctx)
         k = min(ctx.k, n)
         n_explore = self._explore_count(ctx, k)
-        explore = self._explore(ctx, scores, n_explore) if n_explore else np.empty(0, dtype=np.int64)
-        exclude = ctx.profile.shown.copy()
+        shown = ctx.profile.shown
+        explore = top_k_indices(scores.explore, n_explore, shown) if n_explore else np.empty(0, dtype=np.int64)
+        exclude = shown.copy()
         exclude[explore] = True
-        head = self._head(ctx, scores, k - explore.size, exclude)
-        exclude[head] = True
-        spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
-        candidates = [Candidate(int(i), scores.label(i, ctx.catalog)) for i in head]
-        candidates += [Candidate(int(i), "explore") for i in explore]
-        candidates += [Candidate(int(i), scores.label(i, ctx.catalog)) for i in spares]
+        head_count = k - explore.size
+        if self._plain_head(head_count):
+            # One selection gives the head and the spares behind it, in order.
+            ranked = top_k_indices(scores.total, n - explore.size, exclude)
+            head, spares = ranked[:head_count], ranked[head_count:]
+        else:
+            head = self._diverse_head(ctx, scores, head_count, exclude)
+            exclude[head] = True
+            spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
+        labels = scores.labels(np.concatenate([head, spares]), ctx.catalog)
+        candidates = [Candidate(int(i), label) for i, label in zip(head.tolist(), labels, strict=False)]
+        candidates += [Candidate(int(i), "explore") for i in explore.tolist()]
+        candidates += [Candidate(int(i), label) for i, label in zip(spares.tolist(), labels[head.size :], strict=True)]
         return candidates
 
     # --- scoring ---
@@ -119,71 +147,81 @@ class BlendStrategy(Strategy):
         beta = p.prior_strength * (1 - p.prior_mean) + p.beta_per_silent_impression * silent
         return alpha, beta + p.beta_per_dislike * stats.dislikes
 
-    def _score(self, ctx: RecommendationContext) -> _Scores:
+    def _draw_bandit(self, stats: ItemStats, rng: np.random.Generator) -> _BanditDraw:
         p = self.params
-        n_items = ctx.n_items
-        alpha, beta = self._posterior(ctx.stats)
-        sample = ctx.rng.beta(alpha, beta)
+        alpha, beta = self._posterior(stats)
+        sample = rng.beta(alpha, beta)
         # Exploration ranks by the plain sample (optimistic where evidence is thin); exploitation subtracts
         # ``exploit_pessimism`` posterior standard deviations from the same draw.
         raw = np.log(sample + 1e-6)
         if p.exploit_pessimism:
             total = alpha + beta
             sample -= p.exploit_pessimism * np.sqrt(alpha * beta / (total * total * (total + 1)))
-            bandit = np.log(np.maximum(sample, 0.0) + 1e-6)
+            exploit = np.log(np.maximum(sample, 0.0) + 1e-6)
         else:
-            bandit = raw
+            exploit = raw
+        return _BanditDraw(exploit, np.where(stats.impressions < p.explore_below, raw, -np.inf))
 
-        # Personal lifts in log space; each item's source is the component that lifted it most (if > 0.05).
-        personal = np.zeros(n_items)
-        strongest = np.full(n_items, 0.05)
-        source = np.zeros(n_items, dtype=np.int8)
-        anchor = np.full(n_items, -1, dtype=np.int64)
+    def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
+        if ctx.draws is None:
+            return self._draw_bandit(ctx.stats, ctx.rng)
+        return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(ctx.stats, ctx.rng))
 
-        def add(component: np.ndarray, source_index: int) -> None:
-            np.add(personal, component, out=personal)
-            stronger = component > strongest
-            strongest[stronger] = component[stronger]
-            source[stronger] = source_index
-
+    def _score(self, ctx: RecommendationContext) -> _Scores:
+        p = self.params
+        draw = self._bandit(ctx)
+        taste = neighbour = bpr = anchor = None
         profile = ctx.profile
         switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
         if p.taste_weight and (profile.liked.size or profile.disliked.size):
             dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
-            taste = taste_scores(
+            taste = p.taste_weight * taste_scores(
                 ctx.catalog, profile.liked, profile.disliked, ctx.stats.likes, p.taste_smoothing, dislike_weight
             )
-            add(p.taste_weight * taste, SOURCES.index("taste"))
         if not switched_off:
             if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
-                lift, anchor = self._neighbour_component(ctx)
-                add(lift, SOURCES.index("neighbour"))
+                neighbour, anchor = self._neighbour_component(ctx)
             if p.bpr_weight and ctx.model is not None and ctx.model.knows(ctx.user_id):
-                add(self._bpr_component(ctx), SOURCES.index("bpr"))
-        return _Scores(bandit + personal, raw + personal, personal, source, anchor)
+                bpr = self._bpr_component(ctx)
+        components = (taste, neighbour, bpr)
+        lifts = [c for c in components if c is not None]
+        if not lifts:
+            return _Scores(draw.exploit, draw.explore, components, anchor)
+        personal = lifts[0] if len(lifts) == 1 else np.sum(lifts, axis=0)
+        return _Scores(draw.exploit + personal, draw.explore + personal, components, anchor)
 
     def _neighbour_component(self, ctx: RecommendationContext) -> tuple[np.ndarray, np.ndarray]:
         """(lift, anchor): the summed neighbour lift per item and the liked item that contributed most."""
         p = self.params
         n_items = ctx.n_items
-        total = np.zeros(n_items)
-        anchor_of = np.full(n_items, -1, dtype=np.int64)
-        best = np.zeros(n_items)
         liked, disliked = ctx.profile.liked, ctx.profile.disliked
+        # Recent likes pull harder: each like's weight decays with the number of likes after it.
+        like_weights = p.neighbour_weight * p.neighbour_recency_decay ** np.arange(liked.size - 1, -1, -1.0)
+        rows: list[np.ndarray] = []
+        lifts: list[np.ndarray] = []
+        anchors: list[np.ndarray] = []
         for table in self._neighbour_tables(ctx):
             if liked.size and p.neighbour_weight:
-                # Recent likes pull harder: each like's weight decays with the number of likes after it.
-                for position, anchor in enumerate(liked.tolist()):
-                    weight = p.neighbour_weight * p.neighbour_recency_decay ** (liked.size - 1 - position)
-                    score, _ = neighbour_scores(n_items, np.array([anchor]), table.indices, table.similarities)
-                    contribution = weight * score
-                    total += contribution
-                    stronger = contribution > best
-                    best[stronger] = contribution[stronger]
-                    anchor_of[stronger] = anchor
+                position, neighbour, similarity = neighbour_entries(liked, table.indices, table.similarities, n_items)
+                rows.append(neighbour)
+                lifts.append(like_weights[position] * similarity)
+                anchors.append(liked[position])
             if disliked.size and p.dislike_neighbour_weight:
-                score, _ = neighbour_scores(n_items, disliked, table.indices, table.similarities)
-                total -= p.dislike_neighbour_weight * score
+                _, neighbour, similarity = neighbour_entries(disliked, table.indices, table.similarities, n_items)
+                rows.append(neighbour)
+                lifts.append(-p.dislike_neighbour_weight * similarity)
+                anchors.append(np.full(neighbour.size, -1, dtype=np.int64))
+        anchor_of = np.full(n_items, -1, dtype=np.int64)
+        if not rows:
+            return np.zeros(n_items), anchor_of
+        row, lift, anchor = np.concatenate(rows), np.concatenate(lifts), np.concatenate(anchors)
+        total = np.bincount(row, weights=lift, minlength=n_items)
+        # Each item's anchor is the like with the largest single contribution (the first of equals).
+        positive = lift > 0
+        row, lift, anchor = row[positive], lift[positive], anchor[positive]
+        order = np.lexsort((-lift, row))
+        first = np.flatnonzero(np.r_[True, row[order][1:] != row[order][:-1]]) if order.size else order
+        anchor_of[row[order[first]]] = anchor[order[first]]
         return total, anchor_of
 
     @staticmethod
@@ -216,19 +254,14 @@ class BlendStrategy(Strategy):
         count = whole + int(ctx.rng.random() < budget - whole)
         return min(count, k)
 
-    def _explore(self, ctx: RecommendationContext, scores: _Scores, count: int) -> np.ndarray:
-        """Under-shown unseen items, most promising first by the plain posterior draw and the user's lift."""
-        under_shown = (ctx.stats.impressions < self.params.explore_below) & ~ctx.profile.shown
-        if not under_shown.any():
-            return np.empty(0, dtype=np.int64)
-        return top_k_indices(np.where(under_shown, scores.explore, -np.inf), count)
+    def _plain_head(self, count: int) -> bool:
+        return self.params.diversity_weight <= 0 and self.params.genre_cap >= count
 
-    def _head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
+    def _diverse_head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
+        """An MMR re-rank of the ``count * MMR_POOL_FACTOR`` best, with the genre cap."""
         if count <= 0:
             return np.empty(0, dtype=np.int64)
         p = self.params
-        if p.diversity_weight <= 0 and p.genre_cap >= count:
-            return top_k_indices(scores.total, count, exclude)
         pool = top_k_indices(scores.total, count * MMR_POOL_FACTOR, exclude)
         if pool.size == 0:
             return pool

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.co_likes import co_like_neighbours
-from recsys_core.algorithms.personal import mmr_rerank, neighbour_scores, taste_scores
+from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, neighbour_scores, taste_scores
 from recsys_core.catalog import CatalogView
-from recsys_core.strategies.base import ItemNeighbours, RecommendationContext, UserProfile
+from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
 from recsys_core.strategies.blend import BlendParams, BlendStrategy
 
 # Flat bandit: a huge prior makes every item's posterior sample (almost) the same, so only the component
@@ -230,3 +231,105 @@ def test_mmr_rerank_prefers_a_new_genre_over_a_slightly_better_repeat() -> None:
     assert picked.tolist() == [0, 2]
     plain = mmr_rerank(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.8]), genre_matrix, 2, 0.0, 10)
     assert plain.tolist() == [0, 1]
+
+
+# --- posterior draws shared per snapshot, and the fast scoring against a dense reference ---
+
+
+def test_draw_cache_draws_fresh_up_to_capacity_then_reuses() -> None:
+    cache = DrawCache()
+    rng = np.random.default_rng(0)
+    made: list[int] = []
+
+    def make() -> int:
+        made.append(len(made))
+        return made[-1]
+
+    first = [cache.draw("a", 3, rng, make) for _ in range(3)]
+    assert first == [0, 1, 2]
+    reused = {cache.draw("a", 3, rng, make) for _ in range(50)}
+    assert len(made) == 3 and reused == {0, 1, 2}  # no new draw, and every kept draw gets used
+    assert cache.draw("b", 3, rng, make) == 3  # another strategy keeps its own draws
+    assert [cache.draw("c", 0, rng, make) for _ in range(2)] == [4, 5]  # capacity 0: always fresh
+    assert len(cache) == 4
+
+
+def test_requests_on_one_snapshot_share_at_most_posterior_draws_samples() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 200)
+    stats = ItemStats(
+        likes=np.zeros(400, dtype=np.float32), dislikes=np.zeros(400, dtype=np.float32), impressions=np.full(400, 5.0)
+    )
+    cache = DrawCache()
+    strategy = BlendStrategy(BlendParams(posterior_draws=4, explore_slots=0.0))
+    lists = set()
+    for seed in range(40):
+        ctx = replace(_ctx(catalog, stats=stats, k=10, seed=seed), draws=cache)
+        lists.add(tuple(c.index for c in strategy.recommend(ctx, 10)))
+    assert len(cache) == 4
+    assert len(lists) == 4  # an empty profile ranks exactly by the draw: one list per kept draw
+    # Without a cache (or with posterior_draws=0) every request draws: 40 different lists.
+    fresh = BlendStrategy(BlendParams(posterior_draws=0, explore_slots=0.0))
+    unshared = {
+        tuple(c.index for c in fresh.recommend(replace(_ctx(catalog, stats=stats, k=10, seed=s), draws=cache), 10))
+        for s in range(40)
+    }
+    assert len(unshared) == 40
+
+
+def _dense_reference(strategy: BlendStrategy, ctx: RecommendationContext, n: int) -> list[int]:
+    """The blend's exploitation ranking written out plainly over every item (no exploration, no MMR)."""
+    p = strategy.params
+    stats, profile = ctx.stats, ctx.profile
+    silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
+    alpha = p.prior_strength * p.prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
+    beta = p.prior_strength * (1 - p.prior_mean) + p.beta_per_silent_impression * silent
+    beta = beta + p.beta_per_dislike * stats.dislikes
+    sample = np.random.default_rng(99).beta(alpha, beta)  # the draw the strategy makes first from seed 99
+    total_ab = alpha + beta
+    sample = sample - p.exploit_pessimism * np.sqrt(alpha * beta / (total_ab * total_ab * (total_ab + 1)))
+    score = np.log(np.maximum(sample, 0.0) + 1e-6)
+    score += p.taste_weight * taste_scores(
+        ctx.catalog, profile.liked, profile.disliked, stats.likes, p.taste_smoothing, p.taste_dislike_weight
+    )
+    assert ctx.co_likes is not None
+    for position, anchor in enumerate(profile.liked.tolist()):
+        weight = p.neighbour_weight * p.neighbour_recency_decay ** (profile.liked.size - 1 - position)
+        lift, _ = neighbour_scores(ctx.n_items, np.array([anchor]), ctx.co_likes.indices, ctx.co_likes.similarities)
+        score += weight * lift
+    dislike_lift, _ = neighbour_scores(ctx.n_items, profile.disliked, ctx.co_likes.indices, ctx.co_likes.similarities)
+    score -= p.dislike_neighbour_weight * dislike_lift
+    score[profile.shown] = -np.inf
+    return np.argsort(-score, kind="stable")[:n].tolist()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_blend_ranks_exactly_as_the_dense_formula(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 600
+    genres = [["Drama"], ["Comedy"], ["Horror", "Drama"], ["Action"], ["Comedy", "Romance"]]
+    catalog = _catalog([genres[i % len(genres)] for i in range(n)])
+    impressions = rng.poisson(20, n).astype(np.float32)
+    stats = ItemStats(
+        likes=np.minimum(rng.poisson(2, n), impressions).astype(np.float32),
+        dislikes=np.zeros(n, dtype=np.float32),
+        impressions=impressions,
+    )
+    co_likes = ItemNeighbours(rng.integers(0, n, (n, 8)).astype(np.int32), rng.random((n, 8)).astype(np.float32))
+    liked, disliked = rng.choice(n, 5, replace=False), rng.choice(n, 3, replace=False)
+    shown = np.concatenate([liked, disliked, rng.choice(n, 20)])
+    params = BlendParams(explore_slots=0.0, dislike_neighbour_weight=0.5, posterior_draws=0)
+    strategy = BlendStrategy(params)
+    ctx = _ctx(catalog, stats=stats, shown=shown, liked=liked, disliked=disliked, co_likes=co_likes, k=10, seed=99)
+    ranked = strategy.recommend(ctx, 30)
+    assert [c.index for c in ranked] == _dense_reference(strategy, ctx, 30)
+    sources = {c.source.split(":")[0] for c in ranked}
+    assert sources <= {"bandit", "taste", "neighbour"}
+
+
+def test_neighbour_entries_flatten_the_anchors_rows() -> None:
+    indices = np.array([[2, 9], [3, 0], [0, 0]], dtype=np.int32)  # 9 is outside a 4-item catalog
+    sims = np.array([[0.5, 0.7], [-0.2, 0.1], [0, 0]], dtype=np.float32)
+    positions, items, similarities = neighbour_entries(np.array([1, 0, 7]), indices, sims, 4)
+    assert positions.tolist() == [0, 0, 1]  # anchor 7 has no row; item 9 is not in the catalog
+    assert items.tolist() == [3, 0, 2]
+    np.testing.assert_allclose(similarities, [0.0, 0.1, 0.5], rtol=1e-6)  # clipped at 0
