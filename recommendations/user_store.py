@@ -35,6 +35,7 @@ class UserStore:
         self._redis = redis
         self._keys = keys
         self._claim = redis.register_script(lua.CLAIM_RECOMMENDATIONS)
+        self._read = redis.register_script(lua.READ_USER)
 
     async def read(self, generation: int, user_id: str) -> UserSnapshot:
         """Round trip 1: the current versions plus this user's shown set and recent feedback.
@@ -42,15 +43,16 @@ class UserStore:
         The user keys are read under ``generation``; if the returned generation differs, the caller re-reads.
         """
         run = self._keys.for_generation(generation)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._keys.generation)
-            pipe.get(run.catalog_version)
-            pipe.get(run.bandit_version)
-            pipe.get(run.model_current)
-            pipe.get(run.co_likes_version)
-            pipe.smembers(run.user_shown(user_id))
-            pipe.lrange(run.user_history(user_id), 0, -1)
-            current, catalog, bandit, model, co_likes, shown, history = await pipe.execute()
+        keys = [
+            self._keys.generation,
+            run.catalog_version,
+            run.bandit_version,
+            run.model_current,
+            run.co_likes_version,
+            run.user_shown(user_id),
+            run.user_history(user_id),
+        ]
+        current, catalog, bandit, model, co_likes, shown, history = await self._read(keys=keys)
         versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
         feedback = []
         for raw in reversed(history):

@@ -34,6 +34,19 @@ return {added, updated, redis.call('LLEN', KEYS[2])}
 
 # KEYS: generation, user shown set, item impressions, user sources, recs log, counters
 # ARGV: expected generation, k, group, user id, timestamp, log cap, then pairs (item id, source)
+# What a /recs request reads first, in one command and at one instant: the run's versions and the user's state.
+# KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history
+# Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries}.
+READ_USER = """
+local reply = {}
+for i = 1, 5 do
+  reply[i] = redis.call('GET', KEYS[i]) or false
+end
+reply[6] = redis.call('SMEMBERS', KEYS[6])
+reply[7] = redis.call('LRANGE', KEYS[7], 0, -1)
+return reply
+"""
+
 # Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions.
 # Returns the claimed ids, or {-1}.
 CLAIM_RECOMMENDATIONS = """
