@@ -12,6 +12,7 @@ from event_collector.publisher import EventPublisher
 from event_collector.routers import health, interact
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
+from recsys_io.debug_memory import install_debug_memory
 from recsys_io.http import install_common
 from recsys_io.redis_client import create_redis
 
@@ -37,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_common(app, settings, "event_collector")
     app.include_router(health.router)
     app.include_router(interact.router)
+    install_debug_memory(app, settings)
     return app

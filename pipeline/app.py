@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from pipeline.runtime import PipelineRuntime
 from recsys_core.experiments import load_experiment
 from recsys_core.settings import Settings
+from recsys_io.debug_memory import install_debug_memory
 from recsys_io.http import admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="pipeline", version="1.0", lifespan=lifespan)
     install_common(app, settings, "pipeline")
+    install_debug_memory(app, settings)
 
     @app.get("/healthcheck", tags=["health"])
     async def healthcheck() -> dict[str, str]:

@@ -15,6 +15,7 @@ from recommendations.routers import admin, catalog, health, maintenance, recs
 from recommendations.service import RecommendationService
 from recsys_core.experiments import load_experiment
 from recsys_core.settings import Settings
+from recsys_io.debug_memory import install_debug_memory
 from recsys_io.http import admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
@@ -54,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router, dependencies=admin_only)
     app.include_router(maintenance.router, dependencies=admin_only)
     app.include_router(admin.router)
+    install_debug_memory(app, settings)
     return app

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     webapp_port: int = 8000
     mlflow_port: int = 8080
     recs_workers: int = 1
+    # glibc malloc arenas per service process (recsys_io/allocator.py); 0 keeps glibc's defaults.
+    malloc_arena_max: int = Field(default=2, ge=0)
     recs_url: str = "http://127.0.0.1:5001"
     collector_url: str = "http://127.0.0.1:5000"
     pipeline_url: str = "http://127.0.0.1:5002"

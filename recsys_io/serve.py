@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys_core.logging import configure_logging
 from recsys_core.settings import Settings
+from recsys_io.allocator import tune_allocator
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -23,6 +24,7 @@ def serve(app_factory: str, port_setting: str, workers_setting: str | None = Non
     for variable in BLAS_THREAD_VARIABLES:
         os.environ[variable] = "1"
     threadpool_limits(limits=1)
+    tune_allocator(settings.malloc_arena_max)
     uvicorn.run(
         app_factory,
         factory=True,
