@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 
+from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
 from pipeline.event_store import STALE, STORED, EventStore, GroupedEvent
 from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
@@ -95,6 +96,8 @@ class PipelineRuntime:
         )
         self._scheduler = AsyncIOScheduler()
         self._tracking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
+        # Training and co-like recounts: one thread each at most, below the priority of anything serving.
+        self._background = background_executor(workers=2, niceness=settings.background_niceness)
         self._state = RunState(-1)
         self._state_lock = asyncio.Lock()
         self._retrain_lock = asyncio.Lock()
@@ -135,6 +138,7 @@ class PipelineRuntime:
                 await self._loop_task
         await self._consumer.close()
         self._tracking.shutdown(wait=False, cancel_futures=True)
+        self._background.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self._redis.delete(self.keys.pipeline_heartbeat)
 
@@ -182,8 +186,8 @@ class PipelineRuntime:
             events_seen = state.applied_events
             columns = state.log.columns()
             catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
-            neighbours = await asyncio.to_thread(
-                co_likes_from_log, columns, catalog_ids, self.settings.co_likes_neighbours
+            neighbours = await asyncio.get_running_loop().run_in_executor(
+                self._background, co_likes_from_log, columns, catalog_ids, self.settings.co_likes_neighbours
             )
             await self._co_likes.publish(state, neighbours, events_seen)
         except REDIS_UNAVAILABLE as error:
@@ -267,8 +271,8 @@ class PipelineRuntime:
         catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
         params = self.bpr_params()
         evaluate = len(columns.users) <= OFFLINE_EVALUATION_MAX_EVENTS
-        output = await asyncio.to_thread(
-            fit_model, columns, catalog_ids, params, self.settings.holdout_fraction, evaluate
+        output = await asyncio.get_running_loop().run_in_executor(
+            self._background, fit_model, columns, catalog_ids, params, self.settings.holdout_fraction, evaluate
         )
         state.events_at_last_train = events_at_start
         if output is None:

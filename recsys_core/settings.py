@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     recs_workers: int = 1
     # glibc malloc arenas per service process (recsys_io/allocator.py); 0 keeps glibc's defaults.
     malloc_arena_max: int = Field(default=2, ge=0)
+    # How much nicer than the serving threads the pipeline's training and co-like threads run (0: the same).
+    background_niceness: int = Field(default=10, ge=0, le=19)
     recs_url: str = "http://127.0.0.1:5001"
     collector_url: str = "http://127.0.0.1:5000"
     pipeline_url: str = "http://127.0.0.1:5002"
