@@ -80,9 +80,8 @@ class UserStore:
     ) -> list[str] | None:
         """Round trip 2: atomically add up to ``k`` unseen candidates to the shown set; None if a /cleanup won."""
         run = self._keys.for_generation(generation)
-        args: list[str | int | float] = [generation, k, group, user_id, time.time(), RECS_LOG_CAP]
-        for item_id, source in candidates:
-            args += [item_id, source]
+        packed = "\n".join(f"{item_id}\t{source}" for item_id, source in candidates)
+        args: list[str | int | float] = [generation, k, group, user_id, time.time(), RECS_LOG_CAP, packed]
         result = await self._claim(
             keys=[
                 self._keys.generation,

@@ -48,18 +48,19 @@ return reply
 """
 
 # Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions.
-# Returns the claimed ids, or {-1}.
+# ARGV: expected generation, k, group, user id, timestamp, recs log cap, then the candidates as one string of
+# "item<TAB>source" lines (ids and sources never hold whitespace): one argument instead of two per candidate
+# keeps the client's command packing cheap. Returns the claimed ids, or {-1}.
 CLAIM_RECOMMENDATIONS = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {-1} end
 local k = tonumber(ARGV[2])
 local chosen = {}
-for i = 7, #ARGV, 2 do
+for item, source in string.gmatch(ARGV[7], '([^\\t\\n]+)\\t([^\\n]*)') do
   if #chosen >= k then break end
-  local item = ARGV[i]
   if redis.call('SADD', KEYS[2], item) == 1 then
     chosen[#chosen + 1] = item
     redis.call('HINCRBY', KEYS[3], item, 1)
-    redis.call('HSET', KEYS[4], item, ARGV[i + 1] .. '|' .. ARGV[3])
+    redis.call('HSET', KEYS[4], item, source .. '|' .. ARGV[3])
   end
 end
 if #chosen > 0 then

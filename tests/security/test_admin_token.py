@@ -80,7 +80,7 @@ def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStac
         for method, operation in item.items()
         if operation.get("security")
     )
-    assert secured == ["GET /cleanup", "POST /add_items", "POST /cleanup"]
+    assert secured == ["GET /cleanup", "GET /debug/memory", "POST /add_items", "POST /cleanup"]
     assert locked["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
     assert "401" in locked["paths"]["/add_items"]["post"]["responses"]
     unlocked = httpx.get(f"{open_stack.recs_url}/openapi.json", timeout=30).json()
