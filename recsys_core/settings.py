@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     bpr_learning_rate: float = 0.05
     bpr_regularization: float = 0.01
     bpr_threads: int = 1
-    bpr_min_user_likes: int = 1
     bpr_neighbour_min_likes: int = 1  # BPR item neighbours only among items liked at least this often
     random_seed: int = 42
 
