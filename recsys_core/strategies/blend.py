@@ -134,7 +134,7 @@ class BlendStrategy(Strategy):
             exclude[head] = True
             spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
         labels = scores.labels(np.concatenate([head, spares]), ctx.catalog)
-        candidates = [Candidate(int(i), label) for i, label in zip(head.tolist(), labels, strict=False)]
+        candidates = [Candidate(int(i), label) for i, label in zip(head.tolist(), labels[: head.size], strict=True)]
         candidates += [Candidate(int(i), "explore") for i in explore.tolist()]
         candidates += [Candidate(int(i), label) for i, label in zip(spares.tolist(), labels[head.size :], strict=True)]
         return candidates
