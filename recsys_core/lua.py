@@ -32,8 +32,6 @@ redis.call('INCR', KEYS[6])
 return {added, updated, redis.call('LLEN', KEYS[2])}
 """
 
-# KEYS: generation, user shown set, item impressions, user sources, recs log, counters
-# ARGV: expected generation, k, group, user id, timestamp, log cap, then pairs (item id, source)
 # What a /recs request reads first, in one command and at one instant: the run's versions and the user's state.
 # KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history
 # Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries}.
@@ -48,6 +46,7 @@ return reply
 """
 
 # Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions.
+# KEYS: generation, user shown set, item impressions, user sources, recs log, counters
 # ARGV: expected generation, k, group, user id, timestamp, recs log cap, then the candidates as one string of
 # "item<TAB>source" lines (ids and sources never hold whitespace): one argument instead of two per candidate
 # keeps the client's command packing cheap. Returns the claimed ids, or {-1}.
