@@ -45,21 +45,9 @@ def neighbour_scores(
 
     ``neighbour_indices``/``neighbour_sims`` hold each item's top neighbours (rows beyond them are unknown).
     """
-    scores = np.zeros(n_items)
-    best_anchor = np.full(n_items, -1, dtype=np.int64)
-    best_sim = np.zeros(n_items)
-    for anchor in anchors.tolist():
-        if anchor >= neighbour_indices.shape[0]:
-            continue
-        rows = neighbour_indices[anchor]
-        sims = np.maximum(neighbour_sims[anchor].astype(np.float64), 0.0)
-        valid = rows < n_items
-        rows, sims = rows[valid], sims[valid]
-        np.add.at(scores, rows, sims)
-        better = sims > best_sim[rows]
-        best_sim[rows[better]] = sims[better]
-        best_anchor[rows[better]] = anchor
-    return scores, best_anchor
+    positions, items, sims = neighbour_entries(anchors, neighbour_indices, neighbour_sims, n_items)
+    scores = np.bincount(items, weights=sims, minlength=n_items)
+    return scores, strongest_label(items, sims, anchors[positions], n_items)
 
 
 def neighbour_entries(
@@ -75,6 +63,19 @@ def neighbour_entries(
     valid = rows < n_items
     positions = np.broadcast_to(known[:, None], rows.shape)[valid]
     return positions, rows[valid].astype(np.int64), sims[valid]
+
+
+def strongest_label(items: np.ndarray, values: np.ndarray, labels: np.ndarray, n_items: int) -> np.ndarray:
+    """Per item, the label of its largest positive value among the entries (the first of equals); -1 if none."""
+    result = np.full(n_items, -1, dtype=np.int64)
+    positive = values > 0
+    items, values, labels = items[positive], values[positive], labels[positive]
+    if items.size == 0:
+        return result
+    order = np.lexsort((-values, items))  # by item, then largest value first; stable among equals
+    first = np.flatnonzero(np.r_[True, items[order][1:] != items[order][:-1]])
+    result[items[order[first]]] = labels[order[first]]
+    return result
 
 
 def mmr_rerank(

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from recsys_core.algorithms.bandit import ItemStats
-from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, taste_scores
+from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, strongest_label, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
@@ -211,18 +211,11 @@ class BlendStrategy(Strategy):
                 rows.append(neighbour)
                 lifts.append(-p.dislike_neighbour_weight * similarity)
                 anchors.append(np.full(neighbour.size, -1, dtype=np.int64))
-        anchor_of = np.full(n_items, -1, dtype=np.int64)
         if not rows:
-            return np.zeros(n_items), anchor_of
+            return np.zeros(n_items), np.full(n_items, -1, dtype=np.int64)
         row, lift, anchor = np.concatenate(rows), np.concatenate(lifts), np.concatenate(anchors)
-        total = np.bincount(row, weights=lift, minlength=n_items)
-        # Each item's anchor is the like with the largest single contribution (the first of equals).
-        positive = lift > 0
-        row, lift, anchor = row[positive], lift[positive], anchor[positive]
-        order = np.lexsort((-lift, row))
-        first = np.flatnonzero(np.r_[True, row[order][1:] != row[order][:-1]]) if order.size else order
-        anchor_of[row[order[first]]] = anchor[order[first]]
-        return total, anchor_of
+        # Each item's anchor is the like with the largest single contribution.
+        return np.bincount(row, weights=lift, minlength=n_items), strongest_label(row, lift, anchor, n_items)
 
     @staticmethod
     def _neighbour_tables(ctx: RecommendationContext) -> list[ItemNeighbours]:
