@@ -16,6 +16,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from grader.catalog import Catalog, build_catalog
 from grader.config import K
 from grader.evaluation import evaluate_lists
 from grader.metrics import coverage
+from grader.reference import popularity_lists, popularity_ranking
 from grader.scoring import hardml_score
 from grader.simulation import Dataset, SimulatedUser, react, sample_users
 from pipeline.state import InteractionLog
@@ -265,6 +267,14 @@ def _summarise(
         )
         for q in range(5)
     }
+    calls_per_user = config.sessions * config.calls_per_session
+    discovery = _discovery(runs, catalog, calls_per_user)
+    popular = popularity_lists(popularity_ranking([run.user for run in runs], catalog), calls_per_user, K)
+    popular_outcomes = [o for run in runs for o in evaluate_lists(run.user, popular, catalog, K)]
+    perfect_popularity_by_call = {
+        f"precision_call_{i + 1}": float(np.mean([o.precision for o in popular_outcomes if o.index == i]))
+        for i in range(calls_per_user)
+    }
     score = hardml_score(
         metrics["precision_at_10"], metrics["ndcg_at_10"], metrics["diversity"], metrics["coverage"], None
     )
@@ -272,11 +282,29 @@ def _summarise(
         "config": asdict(config),
         "metrics": metrics,
         "by_call": by_call,
+        "perfect_popularity_by_call": perfect_popularity_by_call,
         "by_arrival": by_arrival,
+        "discovery": discovery,
         "quality_points": score.quality_points,
         "per_user_precision_mean": float(np.mean(per_user_precision)),
         "wall_seconds": wall_s,
         "virtual_seconds": virtual_s,
+    }
+
+
+def _discovery(runs: Sequence[_UserRun], catalog: Catalog, calls_per_user: int) -> dict[str, float]:
+    """How many of the items the perfect-popularity list shows (its first ``calls_per_user * K``) the bandit found.
+
+    "Found" means shown to at least 1% of the users: an item shown a handful of times early on and never again
+    was tried and dropped, usually after a few showings without a like.
+    """
+    top = popularity_ranking([run.user for run in runs], catalog)[: calls_per_user * K]
+    shown = Counter(item for run in runs for items in run.lists for item in items)
+    counts = np.array([shown[item] for item in top], dtype=np.float64)
+    return {
+        "perfect_popularity_items": float(len(top)),
+        "found": float(np.sum(counts >= 0.01 * len(runs))),
+        "shown_at_most_5_times": float(np.sum(counts <= 5)),
     }
 
 

@@ -59,19 +59,25 @@ def main() -> int:
                 calls = [round(v, 3) for v in result["by_call"].values()]
                 print(
                     f"{label:28s} seed={result['config']['seed']:<4} P={m['precision_at_10']:.4f} "
-                    f"N={m['ndcg_at_10']:.4f} D={m['diversity']:.3f} C={m['coverage']:.3f} calls={calls}",
+                    f"N={m['ndcg_at_10']:.4f} D={m['diversity']:.3f} C={m['coverage']:.3f} calls={calls} "
+                    f"found={result['discovery']['found']:.0f}",
                     flush=True,
                 )
     if args.markdown:
         seeds = ", ".join(str(s) for s in spec.get("seeds", [OfflineConfig().seed]))
-        print(f"| configuration | precision@10 | NDCG@10 | diversity | coverage | precision per seed ({seeds}) |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| configuration | precision@10 | NDCG@10 | diversity | coverage | perfect-popularity items found "
+            f"| precision per seed ({seeds}) |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for label, runs in results.items():
             means = {k: float(np.mean([r["metrics"][k] for r in runs])) for k in METRICS}
             per_seed = ", ".join(f"{r['metrics']['precision_at_10']:.3f}" for r in runs)
+            found = float(np.mean([r["discovery"]["found"] for r in runs]))
+            listed = int(runs[0]["discovery"]["perfect_popularity_items"])
             print(
                 f"| {label} | {means['precision_at_10']:.4f} | {means['ndcg_at_10']:.4f} | "
-                f"{means['diversity']:.3f} | {means['coverage']:.3f} | {per_seed} |"
+                f"{means['diversity']:.3f} | {means['coverage']:.3f} | {found:.1f} of {listed} | {per_seed} |"
             )
     return 0
 
