@@ -24,7 +24,7 @@ class PendingWrite:
 
 
 class ReplicaMemory:
-    def __init__(self, max_users: int = 50_000, max_pending: int = 100_000) -> None:
+    def __init__(self, max_users: int = 20_000, max_pending: int = 100_000) -> None:
         self._generation = -1
         self._shown: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending: list[PendingWrite] = []

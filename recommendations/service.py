@@ -65,7 +65,7 @@ class RecommendationService:
         self.keys = GlobalKeys(settings.redis_prefix)
         self.cache = ServingStateCache(redis, self.keys)
         self.users = UserStore(redis, self.keys)
-        self.memory = ReplicaMemory()
+        self.memory = ReplicaMemory(max_users=settings.fallback_memory_users)
         self.metrics = metrics
         self._redis = redis
         self._flush_lock = asyncio.Lock()

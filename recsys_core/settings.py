@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     webapp_port: int = 8000
     mlflow_port: int = 8080
     recs_workers: int = 1
+    # Users whose shown items a recs replica remembers for answering while Redis is down (an LRU; ~450 bytes
+    # per user, so the default bounds it at ~9 MB per process).
+    fallback_memory_users: int = Field(default=20_000, ge=1)
     # glibc malloc arenas per service process (recsys_io/allocator.py); 0 keeps glibc's defaults.
     malloc_arena_max: int = Field(default=2, ge=0)
     # How much nicer than the serving threads the pipeline's training and co-like threads run (0: the same).

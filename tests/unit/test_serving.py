@@ -6,14 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
-from recommendations.service import build_profile
+from recommendations.service import RecommendationService, build_profile
 from recommendations.serving_state import ServingState, Versions
 from recommendations.user_store import Feedback, UserSnapshot
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.catalog import CatalogView
+from recsys_core.experiments import load_experiment
 from recsys_core.schemas import InteractRequest
+from recsys_core.settings import Settings
 from recsys_io.http import describe_validation_errors
 
 BASE = Versions(generation=2, catalog=5, bandit=7, model=3)
@@ -196,3 +199,13 @@ def test_describe_real_pydantic_errors() -> None:
     text = describe_validation_errors(error.value.errors())
     assert text.startswith("actions has 1 entries but item_ids has 2")
     assert "Value error" not in text
+
+
+def test_the_service_sizes_its_fallback_memory_from_settings() -> None:
+    settings = Settings(fallback_memory_users=2)
+    redis = Redis.from_url("redis://127.0.0.1:1/0")  # never contacted: construction opens no connection
+    service = RecommendationService(settings, redis, load_experiment(None, None, "blend"))
+    for user in ("a", "b", "c"):
+        service.memory.remember(1, user, _indices(1))
+    assert len(service.memory) == 2
+    assert service.memory.shown(1, "a").size == 0  # the least recent user went first
