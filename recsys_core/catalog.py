@@ -20,14 +20,18 @@ class CatalogView:
     genre_float: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     # Row i averages over item i's genres: genre_mean @ per_genre_values = each item's mean over its genres.
     genre_mean: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    # How many genres each item has (0 for none).
+    genre_counts: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if not self.index and self.item_ids:
             object.__setattr__(self, "index", {item_id: i for i, item_id in enumerate(self.item_ids)})
         as_float = self.genre_matrix.astype(np.float32)
-        counts = np.maximum(as_float.sum(axis=1, keepdims=True), 1.0)
+        genre_counts = self.genre_matrix.sum(axis=1).astype(np.int64)
+        counts = np.maximum(genre_counts, 1).astype(np.float32)[:, None]
         object.__setattr__(self, "genre_float", as_float)
         object.__setattr__(self, "genre_mean", as_float / counts)
+        object.__setattr__(self, "genre_counts", genre_counts)
 
     @classmethod
     def empty(cls) -> CatalogView:

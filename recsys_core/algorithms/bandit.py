@@ -94,3 +94,27 @@ class BetaThompson:
         """One joint posterior sample: each request draws its own, so concurrent users see different lists."""
         alpha, beta = self.posterior(stats, n_items)
         return rng.beta(alpha, beta)
+
+
+def group_prior_means(
+    groups: np.ndarray,
+    successes: np.ndarray,
+    impressions: np.ndarray,
+    base_mean: float,
+    per_item_cap: float,
+    shrinkage: float,
+) -> np.ndarray:
+    """Per arm, a prior mean learned from the arms of its group (an empirical-Bayes prior on item metadata).
+
+    The group's rate is the *typical* rate of its shown arms, not the impression-weighted one: each arm counts
+    with at most ``per_item_cap`` impressions, so a few well-shown hits do not make their whole group look
+    good. ``shrinkage`` pseudo-impressions at ``base_mean`` keep a group near the base until it has evidence.
+    """
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    shown = impressions > 0
+    rate = np.divide(successes, impressions, out=np.zeros(impressions.size), where=shown)
+    weight = np.minimum(impressions, per_item_cap)
+    total = np.bincount(groups, weights=weight * rate, minlength=n_groups)
+    evidence = np.bincount(groups, weights=weight, minlength=n_groups)
+    means = np.clip((total + shrinkage * base_mean) / (evidence + shrinkage), 1e-4, 0.5)
+    return means[groups]

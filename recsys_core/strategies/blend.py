@@ -3,8 +3,10 @@
 Every component has a weight or a switch, so experiments can compare the blend with parts of it turned off:
 
 * bandit: one posterior sample per request of each item's like rate per impression; arms for late items exist
-  from the start (the evidence arrays are padded). (A prior mean per genre was measured to hurt: genre like
-  rates are dominated by a few blockbusters and steer exploration into the wrong corners.);
+  from the start (the evidence arrays are padded). Each arm's prior mean is learned from the arms with as many
+  genres as it has: items tagged with more genres are liked more often, so exploration leans towards them.
+  (A prior mean per genre was measured to hurt: genre like rates are dominated by a few blockbusters and steer
+  exploration into the wrong corners; the group rate here counts each arm with at most two impressions.);
 * taste: the user's genre lift over the population, updated online from their likes and dislikes;
 * neighbours: "because you liked X" from item-to-item neighbours (co-likes, and BPR item factors), with the
   neighbours of disliked items pushed down;
@@ -20,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.bandit import ItemStats, group_prior_means
 from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, strongest_label, taste_scores
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
@@ -35,6 +37,10 @@ class BlendParams:
     # bandit: Beta(strength * mean + likes, strength * (1 - mean) + silent + dislike weights)
     prior_strength: float = 20.0
     prior_mean: float = 0.005
+    # Prior mean per group of items with the same number of genres, learned from their evidence (0: off); each
+    # arm counts with at most group_prior_item_cap impressions, this many pseudo-impressions at prior_mean.
+    group_prior_shrinkage: float = 100.0
+    group_prior_item_cap: float = 2.0
     # A dislike says the user watched the film: measured to raise, not lower, an item's global estimate.
     alpha_per_dislike: float = 2.0
     beta_per_dislike: float = 0.0
@@ -67,6 +73,8 @@ class BlendParams:
         weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)
         if min(weights) < 0 or self.explore_slots < 0 or not 0 <= self.diversity_weight < 1:
             raise ValueError("weights and explore_slots must be >= 0, diversity_weight in [0, 1)")
+        if self.group_prior_shrinkage < 0 or self.group_prior_item_cap <= 0:
+            raise ValueError("group_prior_shrinkage must be >= 0 and group_prior_item_cap > 0")
         if self.posterior_draws < 0:
             raise ValueError("posterior_draws must be >= 0")
 
@@ -140,16 +148,23 @@ class BlendStrategy(Strategy):
         return candidates
 
     # --- scoring ---
-    def _posterior(self, stats: ItemStats) -> tuple[np.ndarray, np.ndarray]:
+    def _posterior(self, stats: ItemStats, catalog: CatalogView) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
         silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
-        alpha = p.prior_strength * p.prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
-        beta = p.prior_strength * (1 - p.prior_mean) + p.beta_per_silent_impression * silent
+        successes = stats.likes + p.alpha_per_dislike * stats.dislikes
+        mean: float | np.ndarray = p.prior_mean
+        if p.group_prior_shrinkage > 0:
+            groups = np.clip(catalog.genre_counts[: stats.impressions.size], 1, 5) - 1
+            mean = group_prior_means(
+                groups, successes, stats.impressions, p.prior_mean, p.group_prior_item_cap, p.group_prior_shrinkage
+            )
+        alpha = p.prior_strength * mean + successes
+        beta = p.prior_strength * (1 - mean) + p.beta_per_silent_impression * silent
         return alpha, beta + p.beta_per_dislike * stats.dislikes
 
-    def _draw_bandit(self, stats: ItemStats, rng: np.random.Generator) -> _BanditDraw:
+    def _draw_bandit(self, stats: ItemStats, catalog: CatalogView, rng: np.random.Generator) -> _BanditDraw:
         p = self.params
-        alpha, beta = self._posterior(stats)
+        alpha, beta = self._posterior(stats, catalog)
         sample = rng.beta(alpha, beta)
         # Exploration ranks by the plain sample (optimistic where evidence is thin); exploitation subtracts
         # ``exploit_pessimism`` posterior standard deviations from the same draw.
@@ -164,8 +179,10 @@ class BlendStrategy(Strategy):
 
     def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
         if ctx.draws is None:
-            return self._draw_bandit(ctx.stats, ctx.rng)
-        return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(ctx.stats, ctx.rng))
+            return self._draw_bandit(ctx.stats, ctx.catalog, ctx.rng)
+        return ctx.draws.draw(
+            self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(ctx.stats, ctx.catalog, ctx.rng)
+        )
 
     def _score(self, ctx: RecommendationContext) -> _Scores:
         p = self.params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys_core.algorithms.bandit import BetaThompson, ItemStats
+from recsys_core.algorithms.bandit import BetaThompson, ItemStats, group_prior_means
 
 SEED_CONFIG = BetaThompson()
 IMPRESSIONS_CONFIG = BetaThompson(beta_per_silent_impression=1.0)
@@ -131,3 +131,19 @@ def test_bytes_round_trip() -> None:
     np.testing.assert_array_equal(restored.impressions, [9, 9])
     assert restored.likes.dtype == restored.dislikes.dtype == restored.impressions.dtype == np.float32
     assert len(ItemStats.from_bytes(ItemStats.empty().to_bytes())) == 0
+
+
+def test_group_prior_means_by_hand() -> None:
+    # Group 0: a hit shown 100 times (50 likes), an item with 0 of 2, an unshown item. Group 1: 2 of 2, 0 of 2.
+    groups = np.array([0, 0, 0, 1, 1])
+    successes = np.array([50.0, 0.0, 0.0, 2.0, 0.0])
+    impressions = np.array([100.0, 2.0, 0.0, 2.0, 2.0])
+    means = group_prior_means(groups, successes, impressions, base_mean=0.01, per_item_cap=2.0, shrinkage=10.0)
+    # Each shown item counts with at most 2 impressions at its own rate; the unshown one not at all:
+    # group 0: (2 * 0.5 + 2 * 0 + 10 * 0.01) / (2 + 2 + 10); group 1: (2 * 1 + 2 * 0 + 0.1) / 14.
+    np.testing.assert_allclose(means, [1.1 / 14] * 3 + [2.1 / 14] * 2)
+
+
+def test_group_prior_means_without_evidence_are_the_base_mean() -> None:
+    means = group_prior_means(np.array([0, 1, 1]), np.zeros(3), np.zeros(3), 0.02, 2.0, 10.0)
+    np.testing.assert_allclose(means, [0.02, 0.02, 0.02])

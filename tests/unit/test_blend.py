@@ -17,7 +17,13 @@ from recsys_core.strategies.blend import BlendParams, BlendStrategy
 
 # Flat bandit: a huge prior makes every item's posterior sample (almost) the same, so only the component
 # under test decides the order.
-FLAT = {"prior_strength": 1e7, "prior_mean": 0.05, "exploit_pessimism": 0.0, "explore_slots": 0.0}
+FLAT = {
+    "prior_strength": 1e7,
+    "prior_mean": 0.05,
+    "group_prior_shrinkage": 0.0,
+    "exploit_pessimism": 0.0,
+    "explore_slots": 0.0,
+}
 NO_PERSONAL = {"neighbour_weight": 0.0, "bpr_weight": 0.0, "taste_weight": 0.0, "dislike_neighbour_weight": 0.0}
 
 
@@ -178,11 +184,33 @@ def test_genre_cap_limits_any_one_genre_in_the_head() -> None:
     assert all(c.index < 6 for c in uncapped)
 
 
+def test_an_untried_item_is_explored_like_the_items_with_as_many_genres() -> None:
+    # Items 0-3 have three genres, 4-7 one. Two of each were shown twice: the three-genre ones got a like each.
+    catalog = _catalog([["Action", "Comedy", "Drama"]] * 4 + [["Drama"]] * 4)
+    stats = ItemStats(
+        likes=np.array([1, 1, 0, 0, 0, 0, 0, 0], dtype=np.float32),
+        dislikes=np.zeros(8, dtype=np.float32),
+        impressions=np.array([2, 2, 0, 0, 2, 2, 0, 0], dtype=np.float32),
+    )
+    # A strong prior, so each untried arm's sample sits at its prior mean: the group's learned rate.
+    grouped = _blend(prior_strength=5000.0, prior_mean=0.01, group_prior_shrinkage=10.0)
+    flat = _blend(prior_strength=5000.0, prior_mean=0.01, group_prior_shrinkage=0.0)
+    picks_grouped, picks_flat = set(), set()
+    for seed in range(20):
+        ctx = _ctx(catalog, stats=stats, shown=[0, 1, 4, 5], k=2, seed=seed)
+        picks_grouped.update(c.index for c in grouped.recommend(ctx, 2))
+        picks_flat.update(c.index for c in flat.recommend(ctx, 2))
+    assert picks_grouped == {2, 3}
+    assert picks_flat == {2, 3, 6, 7}  # without the group prior the untried arms are alike
+
+
 def test_params_are_validated() -> None:
     with pytest.raises(ValueError, match="prior_mean"):
         BlendParams(prior_mean=1.5)
     with pytest.raises(ValueError, match="diversity_weight"):
         BlendParams(diversity_weight=1.0)
+    with pytest.raises(ValueError, match="group_prior"):
+        BlendParams(group_prior_item_cap=0.0)
 
 
 # --- components ---
@@ -281,8 +309,22 @@ def _dense_reference(strategy: BlendStrategy, ctx: RecommendationContext, n: int
     p = strategy.params
     stats, profile = ctx.stats, ctx.profile
     silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
-    alpha = p.prior_strength * p.prior_mean + stats.likes + p.alpha_per_dislike * stats.dislikes
-    beta = p.prior_strength * (1 - p.prior_mean) + p.beta_per_silent_impression * silent
+    successes = stats.likes + p.alpha_per_dislike * stats.dislikes
+    # The group prior: per number of genres (1..5+), the shown items' like rates, each counted at most cap times.
+    genre_counts = np.clip(ctx.catalog.genre_matrix.sum(axis=1), 1, 5)
+    mean = np.empty(ctx.n_items)
+    for count in range(1, 6):
+        members = genre_counts == count
+        weight = np.minimum(stats.impressions[members], p.group_prior_item_cap)
+        rate = np.where(
+            stats.impressions[members] > 0, successes[members] / np.maximum(stats.impressions[members], 1), 0
+        )
+        group_mean = (np.sum(weight * rate) + p.group_prior_shrinkage * p.prior_mean) / (
+            np.sum(weight) + p.group_prior_shrinkage
+        )
+        mean[members] = np.clip(group_mean, 1e-4, 0.5)
+    alpha = p.prior_strength * mean + successes
+    beta = p.prior_strength * (1 - mean) + p.beta_per_silent_impression * silent
     beta = beta + p.beta_per_dislike * stats.dislikes
     sample = np.random.default_rng(99).beta(alpha, beta)  # the draw the strategy makes first from seed 99
     total_ab = alpha + beta
