@@ -25,7 +25,7 @@ import numpy as np
 
 from grader.catalog import Catalog, build_catalog
 from grader.config import K
-from grader.evaluation import evaluate_lists
+from grader.evaluation import CallOutcome, evaluate_lists
 from grader.metrics import coverage
 from grader.reference import popularity_lists, popularity_ranking
 from grader.scoring import hardml_score
@@ -256,10 +256,8 @@ def _summarise(
         "diversity": float(np.mean(diversities)) if diversities else 0.0,
         "coverage": coverage(len(unique), len(catalog)),
     }
-    by_call = {
-        f"precision_call_{i + 1}": float(np.mean([o.precision for o in outcomes if o.index == i]))
-        for i in range(config.sessions * config.calls_per_session)
-    }
+    calls_per_user = config.sessions * config.calls_per_session
+    by_call = _precision_by_call(outcomes, calls_per_user)
     quintile = max(len(runs) // 5, 1)
     by_arrival = {
         f"precision_users_{q + 1}/5": float(
@@ -267,14 +265,11 @@ def _summarise(
         )
         for q in range(5)
     }
-    calls_per_user = config.sessions * config.calls_per_session
-    discovery = _discovery(runs, catalog, calls_per_user)
-    popular = popularity_lists(popularity_ranking([run.user for run in runs], catalog), calls_per_user, K)
+    ranking = popularity_ranking([run.user for run in runs], catalog)
+    discovery = _discovery(runs, ranking, calls_per_user)
+    popular = popularity_lists(ranking, calls_per_user, K)
     popular_outcomes = [o for run in runs for o in evaluate_lists(run.user, popular, catalog, K)]
-    perfect_popularity_by_call = {
-        f"precision_call_{i + 1}": float(np.mean([o.precision for o in popular_outcomes if o.index == i]))
-        for i in range(calls_per_user)
-    }
+    perfect_popularity_by_call = _precision_by_call(popular_outcomes, calls_per_user)
     score = hardml_score(
         metrics["precision_at_10"], metrics["ndcg_at_10"], metrics["diversity"], metrics["coverage"], None
     )
@@ -292,13 +287,21 @@ def _summarise(
     }
 
 
-def _discovery(runs: Sequence[_UserRun], catalog: Catalog, calls_per_user: int) -> dict[str, float]:
-    """How many of the items the perfect-popularity list shows (its first ``calls_per_user * K``) the bandit found.
+def _precision_by_call(outcomes: Sequence[CallOutcome], calls_per_user: int) -> dict[str, float]:
+    return {
+        f"precision_call_{i + 1}": float(np.mean([o.precision for o in outcomes if o.index == i]))
+        for i in range(calls_per_user)
+    }
+
+
+def _discovery(runs: Sequence[_UserRun], ranking: Sequence[str], calls_per_user: int) -> dict[str, float]:
+    """How many of the items the perfect-popularity list shows (the first ``calls_per_user * K`` of its
+    ``ranking``) the bandit found.
 
     "Found" means shown to at least 1% of the users: an item shown a handful of times early on and never again
     was tried and dropped, usually after a few showings without a like.
     """
-    top = popularity_ranking([run.user for run in runs], catalog)[: calls_per_user * K]
+    top = ranking[: calls_per_user * K]
     shown = Counter(item for run in runs for items in run.lists for item in items)
     counts = np.array([shown[item] for item in top], dtype=np.float64)
     return {
