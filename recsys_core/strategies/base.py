@@ -53,6 +53,13 @@ class DrawCache:
 
     def __init__(self) -> None:
         self._draws: dict[Hashable, list[object]] = {}
+        self._once: dict[Hashable, object] = {}
+
+    def once(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()`` computed once per snapshot (e.g. the posterior parameters every draw starts from)."""
+        if key not in self._once:
+            self._once[key] = make()
+        return self._once[key]  # type: ignore[return-value]
 
     def draw(self, key: Hashable, capacity: int, rng: np.random.Generator, make: Callable[[], T]) -> T:
         draws = self._draws.setdefault(key, [])

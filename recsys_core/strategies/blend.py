@@ -80,6 +80,16 @@ class BlendParams:
 
 
 @dataclass(frozen=True, slots=True)
+class _Posterior:
+    """Each arm's Beta posterior on one bandit snapshot, and what every draw from it needs."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    pessimism: np.ndarray | None  # ``exploit_pessimism`` posterior standard deviations (None: off)
+    explorable: np.ndarray  # arms that may fill an exploration slot
+
+
+@dataclass(frozen=True, slots=True)
 class _BanditDraw:
     """One posterior sample of every arm, in log space (shareable between requests on the same snapshot)."""
 
@@ -148,7 +158,7 @@ class BlendStrategy(Strategy):
         return candidates
 
     # --- scoring ---
-    def _posterior(self, stats: ItemStats, catalog: CatalogView) -> tuple[np.ndarray, np.ndarray]:
+    def _posterior(self, stats: ItemStats, catalog: CatalogView) -> _Posterior:
         p = self.params
         silent = np.maximum(stats.impressions - stats.likes - stats.dislikes, 0.0)
         successes = stats.likes + p.alpha_per_dislike * stats.dislikes
@@ -159,30 +169,33 @@ class BlendStrategy(Strategy):
                 groups, successes, stats.impressions, p.prior_mean, p.group_prior_item_cap, p.group_prior_shrinkage
             )
         alpha = p.prior_strength * mean + successes
-        beta = p.prior_strength * (1 - mean) + p.beta_per_silent_impression * silent
-        return alpha, beta + p.beta_per_dislike * stats.dislikes
+        beta = (
+            p.prior_strength * (1 - mean) + p.beta_per_silent_impression * silent + p.beta_per_dislike * stats.dislikes
+        )
+        pessimism = None
+        if p.exploit_pessimism:
+            total = alpha + beta
+            pessimism = p.exploit_pessimism * np.sqrt(alpha * beta / (total * total * (total + 1)))
+        return _Posterior(alpha, beta, pessimism, stats.impressions < p.explore_below)
 
-    def _draw_bandit(self, stats: ItemStats, catalog: CatalogView, rng: np.random.Generator) -> _BanditDraw:
-        p = self.params
-        alpha, beta = self._posterior(stats, catalog)
-        sample = rng.beta(alpha, beta)
+    @staticmethod
+    def _draw_bandit(posterior: _Posterior, rng: np.random.Generator) -> _BanditDraw:
+        sample = rng.beta(posterior.alpha, posterior.beta)
         # Exploration ranks by the plain sample (optimistic where evidence is thin); exploitation subtracts
         # ``exploit_pessimism`` posterior standard deviations from the same draw.
         raw = np.log(sample + 1e-6)
-        if p.exploit_pessimism:
-            total = alpha + beta
-            sample -= p.exploit_pessimism * np.sqrt(alpha * beta / (total * total * (total + 1)))
-            exploit = np.log(np.maximum(sample, 0.0) + 1e-6)
+        if posterior.pessimism is not None:
+            exploit = np.log(np.maximum(sample - posterior.pessimism, 0.0) + 1e-6)
         else:
             exploit = raw
-        return _BanditDraw(exploit, np.where(stats.impressions < p.explore_below, raw, -np.inf))
+        return _BanditDraw(exploit, np.where(posterior.explorable, raw, -np.inf))
 
     def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
         if ctx.draws is None:
-            return self._draw_bandit(ctx.stats, ctx.catalog, ctx.rng)
-        return ctx.draws.draw(
-            self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(ctx.stats, ctx.catalog, ctx.rng)
-        )
+            return self._draw_bandit(self._posterior(ctx.stats, ctx.catalog), ctx.rng)
+        # The posterior depends only on the snapshot: computed once, shared by its draws.
+        posterior = ctx.draws.once((self, "posterior"), lambda: self._posterior(ctx.stats, ctx.catalog))
+        return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(posterior, ctx.rng))
 
     def _score(self, ctx: RecommendationContext) -> _Scores:
         p = self.params

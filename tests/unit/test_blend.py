@@ -280,6 +280,31 @@ def test_draw_cache_draws_fresh_up_to_capacity_then_reuses() -> None:
     assert cache.draw("b", 3, rng, make) == 3  # another strategy keeps its own draws
     assert [cache.draw("c", 0, rng, make) for _ in range(2)] == [4, 5]  # capacity 0: always fresh
     assert len(cache) == 4
+    assert [cache.once("p", make) for _ in range(3)] == [6, 6, 6]  # computed once, then shared
+    assert cache.once("q", make) == 7
+
+
+def test_the_posterior_is_computed_once_per_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = _catalog([["Drama"], ["Comedy", "Drama"]] * 50)
+    stats = ItemStats(
+        likes=np.ones(100, dtype=np.float32), dislikes=np.zeros(100, dtype=np.float32), impressions=np.full(100, 4.0)
+    )
+    computed = []
+    original = BlendStrategy._posterior
+
+    def counting(self: BlendStrategy, *args: object) -> object:
+        computed.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(BlendStrategy, "_posterior", counting)
+    strategy = BlendStrategy(BlendParams(posterior_draws=4))
+    for snapshots in (1, 2):
+        cache = DrawCache()  # a new bandit snapshot
+        for seed in range(10):
+            strategy.recommend(replace(_ctx(catalog, stats=stats, k=5, seed=seed), draws=cache), 5)
+        assert len(cache) == 4 and len(computed) == snapshots
+    strategy.recommend(_ctx(catalog, stats=stats, k=5), 5)  # no shared draws: the request computes its own
+    assert len(computed) == 3
 
 
 def test_requests_on_one_snapshot_share_at_most_posterior_draws_samples() -> None:
