@@ -26,16 +26,33 @@ def taste_scores(
     n_items, n_genres = catalog.genre_matrix.shape
     if n_genres == 0 or (liked.size == 0 and disliked.size == 0):
         return np.zeros(n_items)
+    population = population_genre_share(catalog, population_likes)
+    return catalog.genre_mean @ genre_lift(catalog, liked, disliked, population, smoothing, dislike_weight)
+
+
+def population_genre_share(catalog: CatalogView, population_likes: np.ndarray) -> np.ndarray:
+    """Each genre's share of all likes (+1 per genre, so no share is 0): the taste profile's baseline."""
+    population = population_likes @ catalog.genre_float + 1.0
+    return population / population.sum()
+
+
+def genre_lift(
+    catalog: CatalogView,
+    liked: np.ndarray,
+    disliked: np.ndarray,
+    population: np.ndarray,
+    smoothing: float,
+    dislike_weight: float,
+) -> np.ndarray:
+    """Per genre, the user's smoothed log-lift over ``population`` (``taste_scores`` averages it per item)."""
     genres = catalog.genre_float
-    population = population_likes @ genres + 1.0
-    population = population / population.sum()
-    user_likes = genres[liked].sum(axis=0) if liked.size else np.zeros(n_genres)
+    user_likes = genres[liked].sum(axis=0) if liked.size else np.zeros(genres.shape[1])
     user = (user_likes + smoothing * population) / (liked.size + smoothing)
     lift = np.log(user / population)
     if disliked.size and dislike_weight:
         share = genres[disliked].sum(axis=0) / (disliked.size + smoothing)
         lift = lift - dislike_weight * share
-    return catalog.genre_mean @ lift
+    return lift
 
 
 def neighbour_scores(

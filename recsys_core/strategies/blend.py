@@ -14,22 +14,40 @@ Every component has a weight or a switch, so experiments can compare the blend w
 * session: after a run of dislikes the personal signals step back and the list broadens;
 * exploration: a budget of slots for items shown fewer than ``explore_below`` times, matched to the taste;
 * diversity: an MMR re-rank of the head with a cap on any one genre.
+
+Cost: a request ranks a universe of candidates first, each posterior draw's ``HEAD_SIZE`` best arms plus the
+neighbours of the user's likes. Every other arm's score is bounded by the draw's cut plus the largest lift
+taste and BPR can give; when the answer's last item beats that bound the answer is exactly the one over every
+arm, and otherwise (rare: early evidence, or a user who has seen the whole head) the request ranks every arm.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from recsys_core.algorithms.bandit import ItemStats, group_prior_means
-from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, strongest_label, taste_scores
+from recsys_core.algorithms.personal import (
+    genre_lift,
+    mmr_rerank,
+    neighbour_entries,
+    population_genre_share,
+    strongest_label,
+)
 from recsys_core.algorithms.topk import top_k_indices
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
 
 # How many times the answer size the MMR re-rank considers.
 MMR_POOL_FACTOR = 3
+# Per posterior draw, how many of the best arms (by each sample) a request ranks before any other arm: with a
+# bound on the personal lift, an answer from them alone is exact or the request ranks every arm.
+HEAD_SIZE = 256
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,30 +113,74 @@ class _BanditDraw:
 
     exploit: np.ndarray  # the sample minus ``exploit_pessimism`` posterior standard deviations
     explore: np.ndarray  # the plain sample where the item is under-shown, -inf elsewhere
+    # The draw's head: its HEAD_SIZE best arms by ``exploit`` and by ``explore``, as a mask and as indices.
+    head: np.ndarray
+    head_indices: np.ndarray
+    exploit_cut: float  # no arm outside the head has a higher ``exploit`` (-inf: the head is every arm)
+    explore_cut: float  # the same for ``explore``
+
+
+def _best_and_cut(values: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """The ``size`` largest values' indices (any order) and the largest value among the rest."""
+    if values.size <= size:
+        return np.arange(values.size), -np.inf
+    part = np.argpartition(-values, size)
+    return part[:size], float(values[part[size]])
+
+
+@dataclass(frozen=True, slots=True)
+class _Personal:
+    """One request's personal lifts, before they are taken over a universe of candidates."""
+
+    genre_lift: np.ndarray | None  # taste_weight x the user's lift per genre (None: off)
+    neighbour: np.ndarray | None  # per item (None: off)
+    anchor: np.ndarray | None  # per item: the liked item whose neighbour it is (-1: none)
+    bpr: np.ndarray | None  # per item (None: off)
+
+    def upper_bound_outside(self) -> float:
+        """A bound on the lift of any item with no positive neighbour lift (those are always candidates)."""
+        bound = 0.0
+        if self.genre_lift is not None:
+            # An item's taste is the mean of its genres' lifts (0 without genres): at most the largest lift.
+            bound += max(float(self.genre_lift.max()), 0.0)
+        if self.bpr is not None:
+            bound += max(float(self.bpr.max()), 0.0)
+        return bound
 
 
 @dataclass(frozen=True, slots=True)
 class _Scores:
+    """Scores over a universe of candidates; every array is aligned with ``universe`` (None: every item)."""
+
+    universe: np.ndarray | None
     total: np.ndarray  # the exploitation score: the pessimistic log sample + personal lift
     explore: np.ndarray  # the plain log sample + personal lift (-inf: not an exploration candidate)
     components: tuple[np.ndarray | None, ...]  # personal lifts aligned with SOURCES[1:] (None: off)
     anchor: np.ndarray | None  # per item: the liked item whose neighbour it is (-1: none)
 
-    def labels(self, indices: np.ndarray, catalog: CatalogView) -> list[str]:
+    def indices(self, positions: np.ndarray) -> np.ndarray:
+        """Catalog indices of positions in the universe."""
+        return positions if self.universe is None else self.universe[positions]
+
+    def labels(self, positions: np.ndarray, catalog: CatalogView) -> list[str]:
         """Why each item is recommended: the component that lifted it most (if by > 0.05), else "bandit"."""
-        present = [(name, c[indices]) for name, c in zip(SOURCES[1:], self.components, strict=True) if c is not None]
-        if not present or indices.size == 0:
-            return ["bandit"] * int(indices.size)
+        present = [(name, c[positions]) for name, c in zip(SOURCES[1:], self.components, strict=True) if c is not None]
+        if not present or positions.size == 0:
+            return ["bandit"] * int(positions.size)
         # Row 0 is the threshold; argmax keeps the first of equal rows, so a source must beat it strictly.
-        lifts = np.vstack([np.full(indices.size, 0.05)] + [values for _, values in present])
+        lifts = np.vstack([np.full(positions.size, 0.05)] + [values for _, values in present])
         names = ["bandit"] + [name for name, _ in present]
         result = []
-        for index, winner in zip(indices.tolist(), np.argmax(lifts, axis=0).tolist(), strict=True):
+        for position, winner in zip(positions.tolist(), np.argmax(lifts, axis=0).tolist(), strict=True):
             name = names[winner]
-            if name == "neighbour" and self.anchor is not None and self.anchor[index] >= 0:
-                name = f"neighbour:{catalog.item_ids[self.anchor[index]]}"
+            if name == "neighbour" and self.anchor is not None and self.anchor[position] >= 0:
+                name = f"neighbour:{catalog.item_ids[self.anchor[position]]}"
             result.append(name)
         return result
+
+
+class _NotExact(Exception):
+    """An item outside the candidate universe could have ranked: rank over every item instead."""
 
 
 SOURCES = ("bandit", "taste", "neighbour", "bpr")
@@ -135,23 +197,61 @@ class BlendStrategy(Strategy):
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
         if ctx.n_items == 0 or n <= 0:
             return []
-        scores = self._score(ctx)
+        draw = self._bandit(ctx)
+        personal = self._personal(ctx)
         k = min(ctx.k, n)
         n_explore = self._explore_count(ctx, k)
-        shown = ctx.profile.shown
-        explore = top_k_indices(scores.explore, n_explore, shown) if n_explore else np.empty(0, dtype=np.int64)
+        if draw.exploit_cut > -np.inf or draw.explore_cut > -np.inf:
+            # Rank the draw's head and the user's neighbours first; exact unless a bound says otherwise.
+            if personal.neighbour is None:
+                universe = draw.head_indices
+            else:
+                universe = np.flatnonzero(draw.head | (personal.neighbour > 0))
+            scores = self._scores(ctx, draw, personal, universe)
+            bound = personal.upper_bound_outside()
+            try:
+                return self._select(ctx, scores, n, k, n_explore, draw.exploit_cut + bound, draw.explore_cut + bound)
+            except _NotExact:
+                pass
+        scores = self._scores(ctx, draw, personal, None)
+        return self._select(ctx, scores, n, k, n_explore, -np.inf, -np.inf)
+
+    def _select(
+        self,
+        ctx: RecommendationContext,
+        scores: _Scores,
+        n: int,
+        k: int,
+        n_explore: int,
+        exploit_bound: float,
+        explore_bound: float,
+    ) -> list[Candidate]:
+        """The answer from ``scores``; raises _NotExact when an item outside the universe could rank (its score
+        could reach ``exploit_bound``/``explore_bound``, or the universe ran out of candidates)."""
+        dense = scores.universe is None
+
+        def best(values: np.ndarray, count: int, exclude: np.ndarray, bound: float) -> np.ndarray:
+            chosen = top_k_indices(values, count, exclude)
+            if not dense and count > 0 and (chosen.size < count or values[chosen[-1]] <= bound):
+                raise _NotExact
+            return chosen
+
+        shown = ctx.profile.shown if dense else ctx.profile.shown[scores.universe]
+        explore = best(scores.explore, n_explore, shown, explore_bound) if n_explore else np.empty(0, dtype=np.int64)
         exclude = shown.copy()
         exclude[explore] = True
         head_count = k - explore.size
         if self._plain_head(head_count):
             # One selection gives the head and the spares behind it, in order.
-            ranked = top_k_indices(scores.total, n - explore.size, exclude)
+            ranked = best(scores.total, n - explore.size, exclude, exploit_bound)
             head, spares = ranked[:head_count], ranked[head_count:]
         else:
-            head = self._diverse_head(ctx, scores, head_count, exclude)
+            pool = best(scores.total, head_count * MMR_POOL_FACTOR, exclude, exploit_bound) if head_count > 0 else None
+            head = self._diverse_head(ctx, scores, pool, head_count)
             exclude[head] = True
-            spares = top_k_indices(scores.total, n - head.size - explore.size, exclude)
+            spares = best(scores.total, n - head.size - explore.size, exclude, exploit_bound)
         labels = scores.labels(np.concatenate([head, spares]), ctx.catalog)
+        head, explore, spares = scores.indices(head), scores.indices(explore), scores.indices(spares)
         candidates = [Candidate(int(i), label) for i, label in zip(head.tolist(), labels[: head.size], strict=True)]
         candidates += [Candidate(int(i), "explore") for i in explore.tolist()]
         candidates += [Candidate(int(i), label) for i, label in zip(spares.tolist(), labels[head.size :], strict=True)]
@@ -188,7 +288,13 @@ class BlendStrategy(Strategy):
             exploit = np.log(np.maximum(sample - posterior.pessimism, 0.0) + 1e-6)
         else:
             exploit = raw
-        return _BanditDraw(exploit, np.where(posterior.explorable, raw, -np.inf))
+        explore = np.where(posterior.explorable, raw, -np.inf)
+        exploit_head, exploit_cut = _best_and_cut(exploit, HEAD_SIZE)
+        explore_head, explore_cut = _best_and_cut(explore, HEAD_SIZE)
+        head = np.zeros(exploit.size, dtype=bool)
+        head[exploit_head] = True
+        head[explore_head] = True
+        return _BanditDraw(exploit, explore, head, np.flatnonzero(head), exploit_cut, explore_cut)
 
     def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
         if ctx.draws is None:
@@ -197,28 +303,51 @@ class BlendStrategy(Strategy):
         posterior = ctx.draws.once((self, "posterior"), lambda: self._posterior(ctx.stats, ctx.catalog))
         return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(posterior, ctx.rng))
 
-    def _score(self, ctx: RecommendationContext) -> _Scores:
+    def _personal(self, ctx: RecommendationContext) -> _Personal:
         p = self.params
-        draw = self._bandit(ctx)
-        taste = neighbour = bpr = anchor = None
+        genre_lift_ = neighbour = bpr = anchor = None
         profile = ctx.profile
         switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
-        if p.taste_weight and (profile.liked.size or profile.disliked.size):
+        has_genres = ctx.catalog.genre_matrix.shape[1] > 0
+        if p.taste_weight and has_genres and (profile.liked.size or profile.disliked.size):
             dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
-            taste = p.taste_weight * taste_scores(
-                ctx.catalog, profile.liked, profile.disliked, ctx.stats.likes, p.taste_smoothing, dislike_weight
+            population = self._per_snapshot(
+                ctx, "population genres", lambda: population_genre_share(ctx.catalog, ctx.stats.likes)
+            )
+            genre_lift_ = p.taste_weight * genre_lift(
+                ctx.catalog, profile.liked, profile.disliked, population, p.taste_smoothing, dislike_weight
             )
         if not switched_off:
             if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
                 neighbour, anchor = self._neighbour_component(ctx)
             if p.bpr_weight and ctx.model is not None and ctx.model.knows(ctx.user_id):
                 bpr = self._bpr_component(ctx)
-        components = (taste, neighbour, bpr)
+        return _Personal(genre_lift_, neighbour, anchor, bpr)
+
+    def _scores(
+        self, ctx: RecommendationContext, draw: _BanditDraw, personal: _Personal, universe: np.ndarray | None
+    ) -> _Scores:
+        def over_universe(values: np.ndarray | None) -> np.ndarray | None:
+            return values if values is None or universe is None else values[universe]
+
+        taste = None
+        if personal.genre_lift is not None:
+            genre_mean = ctx.catalog.genre_mean if universe is None else ctx.catalog.genre_mean[universe]
+            taste = genre_mean @ personal.genre_lift
+        components = (taste, over_universe(personal.neighbour), over_universe(personal.bpr))
+        exploit, explore = over_universe(draw.exploit), over_universe(draw.explore)
+        assert exploit is not None and explore is not None
+        anchor = over_universe(personal.anchor)
         lifts = [c for c in components if c is not None]
         if not lifts:
-            return _Scores(draw.exploit, draw.explore, components, anchor)
-        personal = lifts[0] if len(lifts) == 1 else np.sum(lifts, axis=0)
-        return _Scores(draw.exploit + personal, draw.explore + personal, components, anchor)
+            return _Scores(universe, exploit, explore, components, anchor)
+        lift = lifts[0] if len(lifts) == 1 else np.sum(lifts, axis=0)
+        return _Scores(universe, exploit + lift, explore + lift, components, anchor)
+
+    @staticmethod
+    def _per_snapshot(ctx: RecommendationContext, name: str, make: Callable[[], T]) -> T:
+        """``make()`` once per bandit snapshot when requests share one (``ctx.draws``), else per request."""
+        return make() if ctx.draws is None else ctx.draws.once(name, make)
 
     def _neighbour_component(self, ctx: RecommendationContext) -> tuple[np.ndarray, np.ndarray]:
         """(lift, anchor): the summed neighbour lift per item and the liked item that contributed most."""
@@ -280,15 +409,15 @@ class BlendStrategy(Strategy):
     def _plain_head(self, count: int) -> bool:
         return self.params.diversity_weight <= 0 and self.params.genre_cap >= count
 
-    def _diverse_head(self, ctx: RecommendationContext, scores: _Scores, count: int, exclude: np.ndarray) -> np.ndarray:
-        """An MMR re-rank of the ``count * MMR_POOL_FACTOR`` best, with the genre cap."""
-        if count <= 0:
+    def _diverse_head(
+        self, ctx: RecommendationContext, scores: _Scores, pool: np.ndarray | None, count: int
+    ) -> np.ndarray:
+        """An MMR re-rank of the ``pool`` (the ``count * MMR_POOL_FACTOR`` best positions), with the genre cap."""
+        if count <= 0 or pool is None or pool.size == 0:
             return np.empty(0, dtype=np.int64)
         p = self.params
-        pool = top_k_indices(scores.total, count * MMR_POOL_FACTOR, exclude)
-        if pool.size == 0:
-            return pool
         values = scores.total[pool]
         spread = values.max() - values.min()
         relevance = (values - values.min()) / spread if spread > 0 else np.ones(pool.size)
-        return mmr_rerank(pool, relevance, ctx.catalog.genre_matrix, count, p.diversity_weight, p.genre_cap)
+        genres = ctx.catalog.genre_matrix if scores.universe is None else ctx.catalog.genre_matrix[scores.universe]
+        return mmr_rerank(pool, relevance, genres, count, p.diversity_weight, p.genre_cap)
