@@ -180,6 +180,7 @@ class ServiceStack:
         self.redis = redis.Redis.from_url(self.redis_url)
         self._own_log_dir = self.log_dir is None
         self.log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)  # a folder given by the caller may not exist yet
         self.mlflow_url = self.mlflow_url or local_url(free_port())
 
     @property
