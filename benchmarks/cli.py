@@ -52,7 +52,12 @@ def run_one(module: Benchmark, ctx: Context, command: str) -> dict[str, Any]:
 
 def render_section(results: Sequence[dict[str, Any]]) -> str:
     newest = max(results, key=lambda r: r["machine"]["date"])
-    parts = [HEADER, "### Machine", report.machine_table(newest["machine"])]
+    parts = [
+        HEADER,
+        "### Machine",
+        "The newest run's; each run's line below names the CPU it ran on (the results may span machines).",
+        report.machine_table(newest["machine"]),
+    ]
     summary = ["| benchmark | target | measured | verdict |", "|---|---|---|---|"]
     for result in results:
         for t in result.get("targets", []):

@@ -151,7 +151,7 @@ def run_line(result: Mapping[str, Any]) -> str:
     machine = result["machine"]
     quick = " — **quick smoke run, not a measurement**" if result.get("quick") else ""
     return (
-        f"_Run {machine['date']} at commit `{machine['git_commit'][:12]}`"
+        f"_Run {machine['date']} on {machine['cpu']} at commit `{machine['git_commit'][:12]}`"
         f"{' (uncommitted changes)' if 'uncommitted' in machine['git_commit'] else ''} with "
         f"`{machine['command']}`; load average (1/5/15 min) {result['load_before']} before, "
         f"{result['load_after']} after; took {result['duration_s']:.0f} s{quick}._"
