@@ -88,7 +88,18 @@ def now_iso() -> str:
 
 def machine_info(command: str) -> dict[str, Any]:
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # The benchmarks' own outputs do not count: one `--only a b` run rewrites them between its benchmarks.
+    dirty = bool(
+        _git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)BENCHMARKS.md",
+            ":(exclude)benchmarks/results",
+        )
+    )
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
