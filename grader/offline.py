@@ -218,6 +218,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             k=K,
             co_likes=world.co_likes,
             draws=draws,
+            user_vector=world.model.user_vector(run.user.user_id) if world.model is not None else None,
         )
         wanted = K * config.candidates_per_slot
         ranked = rank_with_fill(strategy, ctx, wanted)

@@ -1,7 +1,8 @@
 """Publishing what /recs reads: bandit snapshots (often) and models (per retrain), both atomically.
 
-A model is written under a new version first; one script then flips the ``model:current`` pointer (if the run
-is still the same) and retires versions beyond the ones kept for rollback.
+A model is written under a new version first (the item side as one blob, the users' factors as a hash); one
+script then flips the ``model:current`` pointer (if the run is still the same) and retires versions beyond the
+ones kept for rollback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import ItemNeighbours
 from recsys_io.redis_client import as_int, as_str
+
+# Users per HSET while publishing a model's user factors: one command per few thousand users keeps each one short
+# for the Redis server, which serves /recs meanwhile.
+USER_FACTORS_PER_COMMAND = 5_000
 
 
 @dataclass(slots=True)
@@ -109,19 +114,33 @@ class ModelPublisher:
         return int(await self._redis.incr(self._keys.for_generation(generation).model_counter))
 
     async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> tuple[int, bytes] | None:
-        """(version, blob) once /recs can read it, or None when a /cleanup made the model obsolete."""
+        """(version, the whole model as bytes) once /recs can read it, or None when a /cleanup made it obsolete.
+
+        Replicas load the item side (the blob); the users' factors go to a hash that /recs reads one user at a
+        time. Both are written before the pointer flips, so a reader never sees half a version.
+        """
         run = self._keys.for_generation(generation)
-        blob = await asyncio.to_thread(model.to_bytes)
+        serving_blob, whole_blob = await asyncio.to_thread(lambda: (model.item_side().to_bytes(), model.to_bytes()))
         meta = {**meta, "version": model.version, "published_at": time.time()}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(run.model_blob(model.version), blob)
+        users_key = run.model_user_factors(model.version)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(run.model_blob(model.version), serving_blob)
             pipe.set(run.model_meta(model.version), json.dumps(meta))
+            pipe.delete(users_key)
+            fields: dict[str, bytes] = {}
+            for user_id, row in model.user_rows():
+                fields[user_id] = row
+                if len(fields) == USER_FACTORS_PER_COMMAND:
+                    pipe.hset(users_key, mapping=fields)
+                    fields = {}
+            if fields:
+                pipe.hset(users_key, mapping=fields)
             await pipe.execute()
         result = await self._script(
             keys=[self._keys.generation, run.model_current, run.model_versions],
             args=[generation, model.version, self._keep, run.base],
         )
         if int(result) == lua.STALE_GENERATION:
-            await self._redis.delete(run.model_blob(model.version), run.model_meta(model.version))
+            await self._redis.delete(run.model_blob(model.version), run.model_meta(model.version), users_key)
             return None
-        return model.version, blob
+        return model.version, whole_blob

@@ -128,6 +128,7 @@ class RecommendationService:
             k=k,
             co_likes=state.co_likes,
             draws=state.draws,
+            user_vector=self._user_vector(state, snapshot),
         )
         wanted = k * self.settings.candidates_per_slot
         chosen: list[str] = []
@@ -163,6 +164,15 @@ class RecommendationService:
     async def current_state(self) -> ServingState:
         """The serving state as a request would see it now (for debugging and status pages)."""
         return await self.cache.ensure(await self.users.read_versions())
+
+    @staticmethod
+    def _user_vector(state: ServingState, snapshot: UserSnapshot) -> np.ndarray | None:
+        """The user's factors when they belong to the model this replica ranks with: the vector comes from the
+        version the pointer named, and the replica may hold another (a newer one, or the previous one when a
+        blob was retired mid-reload); factors of two versions do not mix."""
+        if state.model is None or state.model.version != snapshot.versions.model:
+            return None
+        return snapshot.user_vector
 
     @staticmethod
     def _pairs(state: ServingState, ranked: list[Candidate]) -> list[tuple[str, str]]:

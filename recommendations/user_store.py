@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 from redis.asyncio import Redis
 
 from recommendations.serving_state import Versions
 from recsys_core import lua
+from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
 from recsys_io.redis_client import as_int, as_str
 
@@ -28,6 +30,8 @@ class UserSnapshot:
     versions: Versions
     shown: list[str]
     history: list[Feedback]  # oldest first
+    # The user's factors in model version ``versions.model`` (None: that model does not know the user).
+    user_vector: np.ndarray | None = None
 
 
 class UserStore:
@@ -52,13 +56,15 @@ class UserStore:
             run.user_shown(user_id),
             run.user_history(user_id),
         ]
-        current, catalog, bandit, model, co_likes, shown, history = await self._read(keys=keys)
+        reply = await self._read(keys=keys, args=[run.base, user_id])
+        current, catalog, bandit, model, co_likes, shown, history = reply[:7]
         versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
         feedback = []
         for raw in reversed(history):
             entry = orjson.loads(raw)
             feedback.append(Feedback(entry["item_id"], entry["action"], float(entry.get("ts") or 0.0)))
-        return UserSnapshot(versions, [as_str(s) for s in shown], feedback)
+        vector = FactorModel.vector_from_bytes(reply[7]) if len(reply) > 7 and reply[7] else None
+        return UserSnapshot(versions, [as_str(s) for s in shown], feedback, vector)
 
     async def read_versions(self) -> Versions:
         """The current generation and its catalog/bandit/model versions (one MULTI round trip)."""

@@ -144,8 +144,13 @@ class RunKeys:
         return f"{self.base}:model:counter"
 
     def model_blob(self, version: int) -> str:
-        """bytes: an .npz with factors and id maps of one model version."""
+        """bytes: an .npz with the item side of one model version (item factors, ids, neighbours)."""
         return f"{self.base}:model:{version}:blob"
+
+    def model_user_factors(self, version: int) -> str:
+        """hash user id -> float32 bytes: the user side of one model version, read per request by /recs (so a
+        replica's memory does not grow with the number of users)."""
+        return f"{self.base}:model:{version}:users"
 
     def model_meta(self, version: int) -> str:
         """str: JSON metadata of one model version (trained at, counts, MLflow run)."""

@@ -3,7 +3,8 @@
 Each script first checks that the run's generation is still the one the caller read (a missing generation key
 means generation 0); after a /cleanup the caller gets -1 and must refresh, so a write meant for the old run
 never lands in the new one. The keys are the ones named in ``recsys_core.keys``; the scripts take them in KEYS
-and never build names themselves, except ``PUBLISH_MODEL``, which deletes the blobs of versions it retires.
+and never build names themselves, except ``PUBLISH_MODEL``, which deletes the blobs of versions it retires, and
+``READ_USER``, which reads the user's factors of the model version it finds current.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ redis.call('INCR', KEYS[6])
 return {added, updated, redis.call('LLEN', KEYS[2])}
 """
 
-# What a /recs request reads first, in one command and at one instant: the run's versions and the user's state.
+# What a /recs request reads first, in one command and at one instant: the run's versions and the user's state,
+# with the user's factors in the current model (its key is built from the pointer read here, like PUBLISH_MODEL's).
 # KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history
-# Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries}.
+# ARGV: the run's key base, user id
+# Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries,
+# the user's factors in that model (nil when none)}.
 READ_USER = """
 local reply = {}
 for i = 1, 5 do
@@ -42,6 +46,10 @@ for i = 1, 5 do
 end
 reply[6] = redis.call('SMEMBERS', KEYS[6])
 reply[7] = redis.call('LRANGE', KEYS[7], 0, -1)
+reply[8] = false
+if reply[4] then
+  reply[8] = redis.call('HGET', ARGV[1] .. ':model:' .. reply[4] .. ':users', ARGV[2]) or false
+end
 return reply
 """
 
@@ -111,7 +119,8 @@ return redis.call('INCR', KEYS[3])
 
 # KEYS: generation, model current pointer, model versions zset
 # ARGV: expected generation, version, versions to keep, run key base ("{prefix}:g{n}")
-# The blob and meta of the version were written before; this flips the pointer and retires old versions.
+# The blob, meta and user factors of the version were written before; this flips the pointer and retires old
+# versions.
 PUBLISH_MODEL = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local version = tonumber(ARGV[2])
@@ -120,7 +129,8 @@ redis.call('ZADD', KEYS[3], version, version)
 local keep = tonumber(ARGV[3])
 local old = redis.call('ZRANGE', KEYS[3], 0, -(keep + 1))
 for _, v in ipairs(old) do
-  redis.call('DEL', ARGV[4] .. ':model:' .. v .. ':blob', ARGV[4] .. ':model:' .. v .. ':meta')
+  redis.call('DEL', ARGV[4] .. ':model:' .. v .. ':blob', ARGV[4] .. ':model:' .. v .. ':meta',
+    ARGV[4] .. ':model:' .. v .. ':users')
   redis.call('ZREM', KEYS[3], v)
 end
 return version

@@ -8,8 +8,8 @@ never pickles.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -83,7 +83,12 @@ def item_neighbours(
 
 @dataclass(frozen=True, slots=True)
 class FactorModel:
-    """A published model: factors aligned with the catalog index at training time, plus the user map."""
+    """A published model: factors aligned with the catalog index at training time, plus the user map.
+
+    The copy /recs replicas load has no users (``item_side``): their factors live in a Redis hash read per
+    request, so a replica's memory does not grow with the number of users. Training, MLflow and the offline
+    replay keep both sides.
+    """
 
     version: int
     user_ids: np.ndarray
@@ -105,15 +110,44 @@ class FactorModel:
     def knows(self, user_id: str) -> bool:
         return user_id in self.user_index
 
+    def user_vector(self, user_id: str) -> np.ndarray | None:
+        """The user's factors, when this copy holds users and the user was in the training data."""
+        row = self.user_index.get(user_id)
+        return None if row is None else self.user_factors[row]
+
     def user_scores(self, user_id: str, n_items: int) -> np.ndarray | None:
         """Scores over ``n_items`` catalog items (items newer than the model get -inf), or None if unknown."""
-        row = self.user_index.get(user_id)
-        if row is None:
+        vector = self.user_vector(user_id)
+        return None if vector is None else self.scores_for(vector, n_items)
+
+    def scores_for(self, user_vector: np.ndarray, n_items: int) -> np.ndarray | None:
+        """Scores of a user vector over ``n_items`` catalog items (newer items get -inf); None if it does not fit
+        this model (another number of factors)."""
+        if user_vector.shape != (self.item_factors.shape[1],):
             return None
         scores = np.full(n_items, -np.inf, dtype=np.float64)
         known = min(n_items, self.n_items)
-        scores[:known] = self.item_factors[:known] @ self.user_factors[row]
+        scores[:known] = self.item_factors[:known] @ user_vector
         return scores
+
+    def item_side(self) -> FactorModel:
+        """This model without its users: what a /recs replica loads."""
+        return replace(
+            self,
+            user_ids=np.empty(0, dtype=np.str_),
+            user_factors=np.empty((0, self.item_factors.shape[1]), dtype=np.float32),
+            user_index={},
+        )
+
+    def user_rows(self) -> Iterator[tuple[str, bytes]]:
+        """(user id, float32 factor bytes) per user: the Redis hash /recs reads a user's vector from."""
+        factors = np.ascontiguousarray(self.user_factors, dtype=np.float32)
+        for user_id, row in zip(self.user_ids.tolist(), factors, strict=True):
+            yield str(user_id), row.tobytes()
+
+    @staticmethod
+    def vector_from_bytes(raw: bytes) -> np.ndarray:
+        return np.frombuffer(raw, dtype=np.float32)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

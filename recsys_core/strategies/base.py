@@ -118,10 +118,19 @@ class RecommendationContext:
     co_likes: ItemNeighbours | None = None
     # Posterior draws shared with other requests on the same bandit snapshot (None: every request draws).
     draws: DrawCache | None = None
+    # The user's factors in ``model`` (None: the model does not know the user, or there is no model).
+    user_vector: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.catalog)
+
+    def model_scores(self) -> np.ndarray | None:
+        """The model's scores of this user over the catalog (-inf for items newer than the model), if it knows
+        the user."""
+        if self.model is None or self.user_vector is None:
+            return None
+        return self.model.scores_for(self.user_vector, self.n_items)
 
 
 @dataclass(frozen=True, slots=True)

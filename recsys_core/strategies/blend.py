@@ -320,7 +320,7 @@ class BlendStrategy(Strategy):
         if not switched_off:
             if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
                 neighbour, anchor = self._neighbour_component(ctx)
-            if p.bpr_weight and ctx.model is not None and ctx.model.knows(ctx.user_id):
+            if p.bpr_weight and ctx.model is not None and ctx.user_vector is not None:
                 bpr = self._bpr_component(ctx)
         return _Personal(genre_lift_, neighbour, anchor, bpr)
 
@@ -387,8 +387,7 @@ class BlendStrategy(Strategy):
         return tables
 
     def _bpr_component(self, ctx: RecommendationContext) -> np.ndarray:
-        assert ctx.model is not None
-        scores = ctx.model.user_scores(ctx.user_id, ctx.n_items)
+        scores = ctx.model_scores()
         if scores is None:
             return np.zeros(ctx.n_items)
         known = np.isfinite(scores) & ~ctx.profile.shown

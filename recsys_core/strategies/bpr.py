@@ -25,7 +25,7 @@ class BPRStrategy(Strategy):
         return {f"fallback.{key}": value for key, value in self.fallback.describe().items()}
 
     def recommend(self, ctx: RecommendationContext, n: int) -> list[Candidate]:
-        scores = ctx.model.user_scores(ctx.user_id, ctx.n_items) if ctx.model is not None else None
+        scores = ctx.model_scores()
         if scores is None:
             return self.fallback.recommend(ctx, n)
         answered = np.zeros(ctx.n_items, dtype=bool)

@@ -8,6 +8,8 @@ import httpx
 import mlflow
 import pytest
 
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.keys import GlobalKeys
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
 from tests.support.stack import ServiceStack
 
@@ -54,6 +56,13 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
         status = client.get(f"{stack.recs_url}/status").json()
         assert status["model_version"] == outcome["model_version"] > version_before
         assert status["model"]["likes"] == 23  # 3 + 5*4 likes; the dislike is not a positive
+
+        # Replicas load the item side only; each user's factors are a field of the version's hash in Redis.
+        keys = GlobalKeys(stack.prefix)
+        run = keys.for_generation(int(stack.redis.get(keys.generation) or 0))
+        served = FactorModel.from_bytes(stack.redis.get(run.model_blob(outcome["model_version"])))
+        assert served.user_ids.size == 0 and served.item_factors.shape[0] == 240
+        assert stack.redis.hexists(run.model_user_factors(outcome["model_version"]), user)
 
         answer = recs(client, stack.recs_url, user)
         assert "bpr" in answer.headers["x-recommendation-sources"].split(",")

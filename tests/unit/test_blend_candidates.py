@@ -64,6 +64,7 @@ def _context(seed: int, user: int, *, with_model: bool) -> RecommendationContext
         catalog=catalog,
         stats=stats,
         model=model if with_model else None,
+        user_vector=model.user_vector("u") if with_model else None,
         profile=UserProfile(shown, liked.astype(np.int64), disliked.astype(np.int64), actions),
         rng=rng,
         k=10,

@@ -58,6 +58,25 @@ def test_user_scores_unknown_user_is_none() -> None:
     assert _model().user_scores("stranger", 3) is None
 
 
+def test_the_item_side_and_the_user_rows_split_a_model_without_loss() -> None:
+    """Replicas load the item side; /recs reads a user's row from Redis: together they score as the whole."""
+    model = _model()
+    items = FactorModel.from_bytes(model.item_side().to_bytes())
+    assert items.user_ids.size == 0 and not items.knows("u1")
+    np.testing.assert_array_equal(items.item_factors, model.item_factors)
+    rows = dict(model.user_rows())
+    assert set(rows) == {"u1", "u2"}
+    for user_id, raw in rows.items():
+        vector = FactorModel.vector_from_bytes(raw)
+        np.testing.assert_array_equal(items.scores_for(vector, 3), model.user_scores(user_id, 3))
+    # A catalog that grew since training: new items score -inf.
+    assert np.isneginf(items.scores_for(FactorModel.vector_from_bytes(rows["u1"]), 5)[3:]).all()
+
+
+def test_a_vector_of_another_shape_does_not_score() -> None:
+    assert _model().scores_for(np.ones(3, dtype=np.float32), 3) is None
+
+
 def test_user_scores_items_newer_than_model_are_minus_inf() -> None:
     scores = _model().user_scores("u2", 5)
     assert scores is not None

@@ -33,7 +33,7 @@ def _run_key_values(run: RunKeys) -> list[str]:
         run.recs_log,
         run.pipeline_status,
     ]
-    per_version = [run.model_blob(3), run.model_meta(3), run.model_blob(4)]
+    per_version = [run.model_blob(3), run.model_meta(3), run.model_user_factors(3), run.model_blob(4)]
     per_user = [run.user_shown(USER), run.user_feedback(USER), run.user_history(USER), run.user_sources(USER)]
     return fixed + per_version + per_user
 
@@ -85,6 +85,8 @@ def test_model_keys_contain_version() -> None:
     run = GlobalKeys("p").for_generation(0)
     assert run.model_blob(12) == "p:g0:model:12:blob"
     assert run.model_meta(12) == "p:g0:model:12:meta"
+    # The Lua scripts build these three names from the run base and the version (READ_USER, PUBLISH_MODEL).
+    assert run.model_user_factors(12) == "p:g0:model:12:users"
 
 
 # --- CatalogView -------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ def _ctx(
         model=model,
         profile=profile,
         rng=np.random.default_rng(seed),
+        # As the service reads it: the user's row of the model, if the model knows the user.
+        user_vector=model.user_vector(user_id) if model is not None else None,
     )
 
 

@@ -1,0 +1,81 @@
+"""Model publishing against the real Redis: the item side as a blob, the users' factors as a hash that a /recs
+read returns one user at a time, and retired versions removed with all three of their keys."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from devstack.stack import delete_prefix
+from pipeline.publishing import ModelPublisher
+from recommendations.user_store import UserStore
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[tuple[Redis, GlobalKeys]]:
+    settings = Settings()
+    prefix = f"test-models-{uuid.uuid4().hex[:8]}"
+    async_client = Redis.from_url(settings.redis_url)
+    yield async_client, GlobalKeys(prefix)
+    await async_client.aclose()
+    sync_client = redis.Redis.from_url(settings.redis_url)
+    delete_prefix(sync_client, prefix)
+    sync_client.close()
+
+
+def _model(version: int, users: list[str]) -> FactorModel:
+    rng = np.random.default_rng(version)
+    return FactorModel(
+        version=version,
+        user_ids=np.array(users, dtype=np.str_),
+        user_factors=rng.normal(size=(len(users), 4)).astype(np.float32),
+        item_ids=np.array(["a", "b", "c"], dtype=np.str_),
+        item_factors=rng.normal(size=(3, 4)).astype(np.float32),
+        neighbour_indices=np.zeros((3, 0), dtype=np.int32),
+        neighbour_sims=np.zeros((3, 0), dtype=np.float32),
+    )
+
+
+async def test_a_published_model_serves_user_vectors_from_redis_and_retires_whole_versions(
+    client: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = client
+    run = keys.for_generation(0)
+    # Several HSET commands per version, as with many users.
+    monkeypatch.setattr("pipeline.publishing.USER_FACTORS_PER_COMMAND", 7)
+    publisher = ModelPublisher(redis_client, keys, keep=2)
+    users = [f"user-{i}" for i in range(20)]
+    models = [_model(version, users[: 10 + version]) for version in (1, 2, 3)]
+    for model in models:
+        published = await publisher.publish(0, model, {})
+        assert published is not None and published[0] == model.version
+        # MLflow gets the whole model, users included.
+        assert FactorModel.from_bytes(published[1]).user_ids.size == model.user_ids.size
+
+    latest = models[-1]
+    assert int(await redis_client.get(run.model_current)) == 3
+    served = FactorModel.from_bytes(await redis_client.get(run.model_blob(3)))
+    assert served.user_ids.size == 0  # replicas load no users
+    assert await redis_client.hlen(run.model_user_factors(3)) == latest.user_ids.size == 13
+
+    store = UserStore(redis_client, keys)
+    snapshot = await store.read(0, "user-12")
+    assert snapshot.versions.model == 3 and snapshot.user_vector is not None
+    np.testing.assert_array_equal(snapshot.user_vector, latest.user_vector("user-12"))
+    assert (await store.read(0, "user-19")).user_vector is None  # not in the training data
+
+    # keep=2: version 1 is gone with its blob, meta and users; versions 2 and 3 stay whole.
+    assert not await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1))
+    for version in (2, 3):
+        assert await redis_client.exists(run.model_blob(version), run.model_meta(version)) == 2
+        assert await redis_client.hlen(run.model_user_factors(version)) == 10 + version
