@@ -3,34 +3,16 @@ read returns one user at a time, and retired versions removed with all three of 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import numpy as np
 import pytest
-import redis
 from redis.asyncio import Redis
 
-from devstack.stack import delete_prefix
 from pipeline.publishing import ModelPublisher
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
-from recsys_core.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[tuple[Redis, GlobalKeys]]:
-    settings = Settings()
-    prefix = f"test-models-{uuid.uuid4().hex[:8]}"
-    async_client = Redis.from_url(settings.redis_url)
-    yield async_client, GlobalKeys(prefix)
-    await async_client.aclose()
-    sync_client = redis.Redis.from_url(settings.redis_url)
-    delete_prefix(sync_client, prefix)
-    sync_client.close()
 
 
 def _model(version: int, users: list[str]) -> FactorModel:
@@ -47,9 +29,9 @@ def _model(version: int, users: list[str]) -> FactorModel:
 
 
 async def test_a_published_model_serves_user_vectors_from_redis_and_retires_whole_versions(
-    client: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis_client, keys = client
+    redis_client, keys = redis_and_keys
     run = keys.for_generation(0)
     # Several HSET commands per version, as with many users.
     monkeypatch.setattr("pipeline.publishing.USER_FACTORS_PER_COMMAND", 7)

@@ -3,33 +3,14 @@ draws it shares between requests live exactly as long as the bandit evidence the
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import numpy as np
-import pytest
-import redis
 from redis.asyncio import Redis
 
-from devstack.stack import delete_prefix
 from recommendations.serving_state import ServingStateCache, Versions
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest
-from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[tuple[Redis, GlobalKeys]]:
-    settings = Settings()
-    prefix = f"test-serving-{uuid.uuid4().hex[:8]}"
-    async_client = Redis.from_url(settings.redis_url)
-    yield async_client, GlobalKeys(prefix)
-    await async_client.aclose()
-    sync_client = redis.Redis.from_url(settings.redis_url)
-    delete_prefix(sync_client, prefix)
-    sync_client.close()
 
 
 async def _publish_bandit(client: Redis, keys: GlobalKeys, likes: list[float], version: int) -> None:
@@ -41,9 +22,9 @@ async def _publish_bandit(client: Redis, keys: GlobalKeys, likes: list[float], v
 
 
 async def test_draws_are_renewed_with_the_evidence_and_kept_across_other_reloads(
-    client: tuple[Redis, GlobalKeys],
+    redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
-    redis_client, keys = client
+    redis_client, keys = redis_and_keys
     request = AddItemsRequest(item_ids=["a", "b", "c"], genres=[["Drama"], ["Comedy"], ["Drama"]])
     await add_items(redis_client, keys, 0, request)
     await _publish_bandit(redis_client, keys, [1, 2, 3], version=1)
