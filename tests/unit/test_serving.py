@@ -3,6 +3,8 @@ validation error formatting of recsys_io.http."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -13,6 +15,7 @@ from recommendations.service import RecommendationService, build_profile
 from recommendations.serving_state import ServingState, Versions
 from recommendations.user_store import Feedback, UserSnapshot
 from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
 from recsys_core.experiments import load_experiment
 from recsys_core.schemas import InteractRequest
@@ -209,3 +212,26 @@ def test_the_service_sizes_its_fallback_memory_from_settings() -> None:
         service.memory.remember(1, user, _indices(1))
     assert len(service.memory) == 2
     assert service.memory.shown(1, "a").size == 0  # the least recent user went first
+
+
+def test_a_user_vector_is_used_only_with_the_model_version_it_was_read_from() -> None:
+    """The read script returns the user's row of the version the pointer named; the replica may rank with
+    another version (newer, or the previous one when a blob was retired mid-reload): then no BPR for the user."""
+    model = FactorModel(
+        version=3,
+        user_ids=np.empty(0, dtype=np.str_),
+        user_factors=np.empty((0, 2), dtype=np.float32),
+        item_ids=np.array(["i0", "i1"]),
+        item_factors=np.ones((2, 2), dtype=np.float32),
+        neighbour_indices=np.zeros((2, 0), dtype=np.int32),
+        neighbour_sims=np.zeros((2, 0), dtype=np.float32),
+    )
+    state = replace(_state(2), model=model, model_version=3)
+    vector = np.array([0.5, -0.5], dtype=np.float32)
+
+    def snapshot(model_version: int) -> UserSnapshot:
+        return UserSnapshot(replace(BASE, model=model_version), [], [], vector)
+
+    assert RecommendationService._user_vector(state, snapshot(3)) is vector
+    assert RecommendationService._user_vector(state, snapshot(4)) is None
+    assert RecommendationService._user_vector(replace(state, model=None), snapshot(3)) is None
