@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -65,25 +66,46 @@ class EventStore:
             results = await pipe.execute()
         return [int(r) for r in results]
 
-    async def load_run(self, generation: int) -> RunState:
-        """The run as stored: every event of the stream, in order."""
+    async def load_run(self, generation: int, max_events: int = 0) -> RunState:
+        """The run as stored: its counters, and its latest ``max_events`` events in order (0: every event)."""
         run = self._keys.for_generation(generation)
-        state = RunState(generation)
-        start = "-"
-        while True:
-            entries = await self._redis.xrange(run.events, min=start, max="+", count=STREAM_READ_CHUNK)
-            for entry_id, fields in entries:
-                state.apply(
-                    as_str(fields[b"user"]),
-                    as_str(fields[b"item"]),
-                    as_str(fields[b"action"]),
-                    float(fields[b"ts"]),
-                )
-                start = f"({as_str(entry_id)}"
-            if len(entries) < STREAM_READ_CHUNK:
-                break
-        counters = await self._redis.hgetall(run.counters)
+        state = RunState(generation, max_events=max_events)
+        if max_events:
+            # Newest first, until the window is full; then put the log back in order.
+            end = "+"
+            while len(state.log) < max_events:
+                count = min(STREAM_READ_CHUNK, max_events - len(state.log))
+                entries = await self._redis.xrevrange(run.events, max=end, min="-", count=count)
+                self._append(state, entries)
+                if len(entries) < count:
+                    break
+                end = f"({as_str(entries[-1][0])}"
+            state.log.reverse()
+        else:
+            start = "-"
+            while True:
+                entries = await self._redis.xrange(run.events, min=start, max="+", count=STREAM_READ_CHUNK)
+                self._append(state, entries)
+                if len(entries) < STREAM_READ_CHUNK:
+                    break
+                start = f"({as_str(entries[-1][0])}"
+        # The counters cover the whole run, also the events left out of the window.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(run.item_likes)
+            pipe.hgetall(run.item_dislikes)
+            pipe.hgetall(run.counters)
+            likes, dislikes, counters = await pipe.execute()
+        state.likes = Counter({as_str(item): int(count) for item, count in likes.items()})
+        state.dislikes = Counter({as_str(item): int(count) for item, count in dislikes.items()})
+        state.applied_events = as_int(counters.get(b"events"))
         state.messages_stored = as_int(counters.get(b"messages"))
         state.duplicates = as_int(counters.get(b"duplicates"))
         state.events_at_last_train = 0
         return state
+
+    @staticmethod
+    def _append(state: RunState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        for _, fields in entries:
+            state.log.append(
+                as_str(fields[b"user"]), as_str(fields[b"item"]), as_str(fields[b"action"]), float(fields[b"ts"])
+            )

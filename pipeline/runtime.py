@@ -25,7 +25,7 @@ from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
 from pipeline.event_store import STALE, STORED, EventStore, GroupedEvent
 from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
-from pipeline.state import RunState
+from pipeline.state import InteractionLog, RunState
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
 from recsys_core.algorithms.factors import BPRParams, FactorModel
@@ -82,6 +82,7 @@ class PipelineRuntime:
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
         self._co_likes = CoLikesPublisher(redis, self.keys)
         self._co_likes_task: asyncio.Task[None] | None = None
+        self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
         self._tracker = MlflowTracker(
             settings.mlflow_tracking_uri, settings.deployment_name, settings.mlflow_public_url
@@ -130,8 +131,9 @@ class PipelineRuntime:
 
     async def stop(self) -> None:
         self._scheduler.shutdown(wait=False)
-        if self._co_likes_task is not None:
-            self._co_likes_task.cancel()
+        for task in (self._co_likes_task, self._trim_task):
+            if task is not None:
+                task.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +151,7 @@ class PipelineRuntime:
             if self._state.generation == generation:
                 return
             previous = self._state.generation
-            self._state = await self._events.load_run(generation)
+            self._state = await self._events.load_run(generation, self.settings.training_max_events)
             await self._redis.set(self.keys.pipeline_generation, generation)
             log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
@@ -167,6 +169,7 @@ class PipelineRuntime:
                 if version is not None:
                     self.metrics.bandit_version.set(version)
                 self._maybe_refresh_co_likes()
+                self._maybe_trim_log()
             except REDIS_UNAVAILABLE as error:
                 log.warning("redis unavailable in housekeeping: %s", error)
             await asyncio.sleep(self.settings.bandit_publish_interval_s)
@@ -195,6 +198,24 @@ class PipelineRuntime:
         # A long history makes the recount expensive: keep it under ~1/CO_LIKES_MAX_BUSY_SHARE of a core.
         elapsed = time.monotonic() - started
         self._next_co_likes_at = max(self._next_co_likes_at, started + elapsed / CO_LIKES_MAX_BUSY_SHARE)
+
+    def _maybe_trim_log(self) -> None:
+        """Keep the latest ``training_max_events`` events in memory once the log has grown past the window."""
+        running = self._trim_task is not None and not self._trim_task.done()
+        if not running and self._state.log_over_window():
+            self._trim_task = asyncio.create_task(self._trim_log(self._state))
+
+    async def _trim_log(self, state: RunState) -> None:
+        # The copy and re-interning of millions of events run in a thread; only the events that arrived
+        # meanwhile are appended on the loop.
+        columns = state.log.columns()
+        trimmed = await asyncio.to_thread(InteractionLog.latest_of, columns, state.max_events)
+        if self._state is not state:
+            return  # a /cleanup or restart replaced the run meanwhile
+        trimmed.extend_from(state.log, len(columns.users))
+        dropped = len(state.log) - len(trimmed)
+        state.log = trimmed
+        log.info("kept the latest %d events in memory for training (%d older ones left out)", len(trimmed), dropped)
 
     # --- consumption ---
     async def handle_batch(self, events: list[EventMessage]) -> None:
@@ -354,6 +375,8 @@ class PipelineRuntime:
         return {
             "generation": state.generation,
             "events_applied": state.applied_events,
+            # What the next retrain learns from: the latest TRAINING_MAX_EVENTS events of the run.
+            "events_in_training_window": len(state.log),
             "events_since_train": state.events_since_train,
             "messages_stored": state.messages_stored,
             "duplicates": state.duplicates,

@@ -35,6 +35,34 @@ class InteractionLog:
     def __len__(self) -> int:
         return len(self.users)
 
+    @classmethod
+    def latest_of(cls, columns: TrainingColumns, count: int) -> InteractionLog:
+        """A log of the latest ``count`` events of ``columns``, interning only the ids those events use (runs in a
+        worker thread: ``columns`` is a copy)."""
+        drop = max(len(columns.users) - count, 0)
+        user_codes, users = _reintern(columns.user_ids, columns.users[drop:])
+        item_codes, items = _reintern(columns.item_ids, columns.items[drop:])
+        log = cls(user_codes, item_codes)
+        log.users.frombytes(users.tobytes())
+        log.items.frombytes(items.tobytes())
+        log.actions.frombytes(columns.actions[drop:].tobytes())
+        log.timestamps.frombytes(columns.timestamps[drop:].tobytes())
+        return log
+
+    def extend_from(self, other: InteractionLog, start: int) -> None:
+        """Append ``other``'s events from position ``start`` on (those that arrived after a snapshot of it)."""
+        if start >= len(other):
+            return
+        user_ids, item_ids = list(other.user_codes), list(other.item_codes)
+        for i in range(start, len(other)):
+            action = "like" if other.actions[i] == LIKE else "dislike"
+            self.append(user_ids[other.users[i]], item_ids[other.items[i]], action, other.timestamps[i])
+
+    def reverse(self) -> None:
+        """Reverse the event order in place (a log read newest first becomes oldest first)."""
+        for column in (self.users, self.items, self.actions, self.timestamps):
+            column.reverse()
+
     def columns(self) -> TrainingColumns:
         """A copy of the columns that a training thread can own while consumption goes on."""
         return TrainingColumns(
@@ -45,6 +73,15 @@ class InteractionLog:
             user_ids=list(self.user_codes),
             item_ids=list(self.item_codes),
         )
+
+
+def _reintern(ids: list[str], column: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
+    """New codes 0..n-1 for the ids (by old code) the column still uses, in their old order, and the column
+    re-coded."""
+    used = np.flatnonzero(np.bincount(column, minlength=len(ids)))
+    remap = np.zeros(len(ids), dtype=np.int32)
+    remap[used] = np.arange(used.size, dtype=np.int32)
+    return {ids[code]: new for new, code in enumerate(used.tolist())}, remap[column]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +97,8 @@ class TrainingColumns:
 @dataclass(slots=True)
 class RunState:
     generation: int
+    # The log keeps the latest ``max_events`` events (0: all); the counters count every event of the run.
+    max_events: int = 0
     likes: Counter[str] = field(default_factory=Counter)
     dislikes: Counter[str] = field(default_factory=Counter)
     log: InteractionLog = field(default_factory=InteractionLog)
@@ -74,6 +113,11 @@ class RunState:
         (self.likes if action == "like" else self.dislikes)[item_id] += 1
         self.log.append(user_id, item_id, action, timestamp)
         self.applied_events += 1
+
+    def log_over_window(self) -> bool:
+        """True when the log holds a tenth more than ``max_events``: time to keep only the latest (in steps, so
+        the copy is rare)."""
+        return bool(self.max_events) and len(self.log) > self.max_events + max(self.max_events // 10, 1)
 
     @property
     def events_since_train(self) -> int:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     co_likes_neighbours: int = 20
     retrain_interval_s: float = 30.0
     min_new_events_to_retrain: int = 1
+    # The most recent events the pipeline keeps in memory and trains on (0: all of the run). Older events stay in
+    # the Redis stream and in the bandit's counters; this bounds the pipeline's memory and the retrain time.
+    training_max_events: int = Field(default=5_000_000, ge=0)
     models_to_keep: int = 2
     # The offline evaluation holds out this share of the most recent likes.
     holdout_fraction: float = 0.1
