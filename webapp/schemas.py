@@ -79,6 +79,7 @@ class PipelineInfo(BaseModel):
     alive: bool
     reachable: bool
     events_applied: int | None = None
+    events_in_training_window: int | None = None
     events_since_train: int | None = None
     consumer_connected: bool | None = None
     training_in_progress: bool | None = None

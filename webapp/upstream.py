@@ -72,6 +72,7 @@ class Experiment(Upstream):
 
 class PipelineStatus(Upstream):
     events_applied: int | None = None
+    events_in_training_window: int | None = None
     events_since_train: int | None = None
     consumer_connected: bool | None = None
     training_in_progress: bool | None = None

@@ -28,7 +28,10 @@ class Catalog:
 @pytest.fixture(scope="module")
 def webapp_stack(tmp_path_factory: pytest.TempPathFactory, mlflow_url: str) -> Iterator[ServiceStack]:
     """pipeline + recommendations + event_collector + webapp, shared by one module's tests (start-up is slow)."""
-    stack = ServiceStack(log_dir=tmp_path_factory.mktemp("webapp-stack"), mlflow_url=mlflow_url)
+    # A training window of 5 events, so the status panel's "training on the latest ..." shows up.
+    stack = ServiceStack(
+        log_dir=tmp_path_factory.mktemp("webapp-stack"), mlflow_url=mlflow_url, extra_env={"TRAINING_MAX_EVENTS": "5"}
+    )
     try:
         stack.start()
         stack.start_service("webapp")

@@ -304,6 +304,10 @@
     const parts = [el("span", `badge ${pipeline.alive ? "ok" : "bad"}`, pipeline.alive ? "alive" : "down")];
     if (pipeline.reachable) {
       const details = [`${count(pipeline.events_applied)} events applied`];
+      const window = pipeline.events_in_training_window;
+      if (window != null && pipeline.events_applied != null && window < pipeline.events_applied) {
+        details.push(`training on the latest ${count(window)}`);
+      }
       if (pipeline.training_in_progress) details.push("training now");
       if (pipeline.consumer_connected === false) details.push("not consuming");
       parts.push(el("span", "", ` ${details.join(" · ")}`));
