@@ -26,11 +26,15 @@ class Catalog:
 
 
 @pytest.fixture(scope="module")
-def webapp_stack(tmp_path_factory: pytest.TempPathFactory, mlflow_url: str) -> Iterator[ServiceStack]:
-    """pipeline + recommendations + event_collector + webapp, shared by one module's tests (start-up is slow)."""
-    # A training window of 5 events, so the status panel's "training on the latest ..." shows up.
+def webapp_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mlflow_url: str
+) -> Iterator[ServiceStack]:
+    """pipeline + recommendations + event_collector + webapp, shared by one module's tests (start-up is slow);
+    a module's ``STACK_ENV`` dict adds settings."""
     stack = ServiceStack(
-        log_dir=tmp_path_factory.mktemp("webapp-stack"), mlflow_url=mlflow_url, extra_env={"TRAINING_MAX_EVENTS": "5"}
+        log_dir=tmp_path_factory.mktemp("webapp-stack"),
+        mlflow_url=mlflow_url,
+        extra_env=getattr(request.module, "STACK_ENV", {}),
     )
     try:
         stack.start()

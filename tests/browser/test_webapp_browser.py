@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 15_000
+# A training window of 5 events, so that the status panel says the pipeline trains on "the latest 5".
+STACK_ENV = {"TRAINING_MAX_EVENTS": "5"}
 CARD_IDS_JS = "() => [...document.querySelectorAll('#recs .card')].map(card => card.dataset.itemId)"
 # True once the page shows a full list of cards none of which is in `old`.
 NEW_CARDS_JS = """(old) => {
