@@ -23,7 +23,7 @@ arm, and otherwise (rare: early evidence, or a user who has seen the whole head)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
@@ -120,6 +120,11 @@ class _BanditDraw:
     explore_cut: float  # the same for ``explore``
 
 
+def _over(values: np.ndarray, universe: np.ndarray | None) -> np.ndarray:
+    """``values`` (rows per catalog item) taken over a universe of candidates (None: every item)."""
+    return values if universe is None else values[universe]
+
+
 def _best_and_cut(values: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """The ``size`` largest values' indices (any order) and the largest value among the rest."""
     if values.size <= size:
@@ -156,7 +161,7 @@ class _Scores:
     total: np.ndarray  # the exploitation score: the pessimistic log sample + personal lift
     explore: np.ndarray  # the plain log sample + personal lift (-inf: not an exploration candidate)
     components: tuple[np.ndarray | None, ...]  # personal lifts aligned with SOURCES[1:] (None: off)
-    anchor: np.ndarray | None  # per item: the liked item whose neighbour it is (-1: none)
+    anchor: np.ndarray | None  # per candidate: the liked item whose neighbour it is (-1: none)
 
     def indices(self, positions: np.ndarray) -> np.ndarray:
         """Catalog indices of positions in the universe."""
@@ -297,10 +302,10 @@ class BlendStrategy(Strategy):
         return _BanditDraw(exploit, explore, head, np.flatnonzero(head), exploit_cut, explore_cut)
 
     def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
-        if ctx.draws is None:
-            return self._draw_bandit(self._posterior(ctx.stats, ctx.catalog), ctx.rng)
         # The posterior depends only on the snapshot: computed once, shared by its draws.
-        posterior = ctx.draws.once((self, "posterior"), lambda: self._posterior(ctx.stats, ctx.catalog))
+        posterior = self._per_snapshot(ctx, (self, "posterior"), lambda: self._posterior(ctx.stats, ctx.catalog))
+        if ctx.draws is None:
+            return self._draw_bandit(posterior, ctx.rng)
         return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(posterior, ctx.rng))
 
     def _personal(self, ctx: RecommendationContext) -> _Personal:
@@ -328,15 +333,13 @@ class BlendStrategy(Strategy):
         self, ctx: RecommendationContext, draw: _BanditDraw, personal: _Personal, universe: np.ndarray | None
     ) -> _Scores:
         def over_universe(values: np.ndarray | None) -> np.ndarray | None:
-            return values if values is None or universe is None else values[universe]
+            return None if values is None else _over(values, universe)
 
         taste = None
         if personal.genre_lift is not None:
-            genre_mean = ctx.catalog.genre_mean if universe is None else ctx.catalog.genre_mean[universe]
-            taste = genre_mean @ personal.genre_lift
+            taste = _over(ctx.catalog.genre_mean, universe) @ personal.genre_lift
         components = (taste, over_universe(personal.neighbour), over_universe(personal.bpr))
-        exploit, explore = over_universe(draw.exploit), over_universe(draw.explore)
-        assert exploit is not None and explore is not None
+        exploit, explore = _over(draw.exploit, universe), _over(draw.explore, universe)
         anchor = over_universe(personal.anchor)
         lifts = [c for c in components if c is not None]
         if not lifts:
@@ -345,7 +348,7 @@ class BlendStrategy(Strategy):
         return _Scores(universe, exploit + lift, explore + lift, components, anchor)
 
     @staticmethod
-    def _per_snapshot(ctx: RecommendationContext, name: str, make: Callable[[], T]) -> T:
+    def _per_snapshot(ctx: RecommendationContext, name: Hashable, make: Callable[[], T]) -> T:
         """``make()`` once per bandit snapshot when requests share one (``ctx.draws``), else per request."""
         return make() if ctx.draws is None else ctx.draws.once(name, make)
 
@@ -418,5 +421,5 @@ class BlendStrategy(Strategy):
         values = scores.total[pool]
         spread = values.max() - values.min()
         relevance = (values - values.min()) / spread if spread > 0 else np.ones(pool.size)
-        genres = ctx.catalog.genre_matrix if scores.universe is None else ctx.catalog.genre_matrix[scores.universe]
+        genres = _over(ctx.catalog.genre_matrix, scores.universe)
         return mmr_rerank(pool, relevance, genres, count, p.diversity_weight, p.genre_cap)
