@@ -70,25 +70,16 @@ class EventStore:
         """The run as stored: its counters, and its latest ``max_events`` events in order (0: every event)."""
         run = self._keys.for_generation(generation)
         state = RunState(generation, max_events=max_events)
-        if max_events:
-            # Newest first, until the window is full; then put the log back in order.
-            end = "+"
-            while len(state.log) < max_events:
-                count = min(STREAM_READ_CHUNK, max_events - len(state.log))
-                entries = await self._redis.xrevrange(run.events, max=end, min="-", count=count)
-                self._append(state, entries)
-                if len(entries) < count:
-                    break
-                end = f"({as_str(entries[-1][0])}"
-            state.log.reverse()
-        else:
-            start = "-"
-            while True:
-                entries = await self._redis.xrange(run.events, min=start, max="+", count=STREAM_READ_CHUNK)
-                self._append(state, entries)
-                if len(entries) < STREAM_READ_CHUNK:
-                    break
-                start = f"({as_str(entries[-1][0])}"
+        # Newest first, until the window is full or the stream ends; then put the log back in order.
+        end = "+"
+        while not max_events or len(state.log) < max_events:
+            count = STREAM_READ_CHUNK if not max_events else min(STREAM_READ_CHUNK, max_events - len(state.log))
+            entries = await self._redis.xrevrange(run.events, max=end, min="-", count=count)
+            self._append(state, entries)
+            if len(entries) < count:
+                break
+            end = f"({as_str(entries[-1][0])}"
+        state.log.reverse()
         # The counters cover the whole run, also the events left out of the window.
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(run.item_likes)
