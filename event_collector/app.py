@@ -27,10 +27,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher.start()
         app.state.settings = settings
         app.state.publisher = publisher
-        app.state.generations = GenerationSource(redis, GlobalKeys(settings.redis_prefix))
+        generations = GenerationSource(
+            redis, GlobalKeys(settings.redis_prefix), poll_interval_s=settings.generation_poll_interval_s
+        )
+        await generations.start()
+        app.state.generations = generations
         try:
             yield
         finally:
+            await generations.close()
             await publisher.close()
             await redis.aclose()
 

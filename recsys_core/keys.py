@@ -3,8 +3,8 @@
 Everything that belongs to one run lives under a *generation* namespace ``{prefix}:g{generation}:``.
 ``/cleanup`` increments the generation, so the new run starts in an empty namespace at once; events and
 writes tagged with an older generation are refused by the Lua scripts that check it, and the old namespace is
-deleted afterwards. Only a few keys live outside any generation (the generation counter itself and the
-pipeline's heartbeat).
+deleted afterwards. Only a few keys live outside any generation (the generation counter itself, the
+pipeline's heartbeat and the collectors' announcements).
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ class GlobalKeys:
     def pipeline_heartbeat(self) -> str:
         """str with a TTL: present while a pipeline process is alive."""
         return f"{self.prefix}:pipeline:heartbeat"
+
+    @property
+    def collectors(self) -> str:
+        """set: instance ids of the collector processes that announced themselves (see ``collector``)."""
+        return f"{self.prefix}:collectors"
+
+    def collector(self, instance_id: str) -> str:
+        """int with a TTL: the generation this collector process stamps on events; gone when it dies."""
+        return f"{self.prefix}:collector:{instance_id}"
 
     @property
     def retrain_requests(self) -> str:

@@ -114,6 +114,8 @@ class ErrorResponse(BaseModel):
 class CleanupResponse(BaseModel):
     status: Literal["ok"] = "ok"
     generation: int
+    # Every live collector stamps the new generation: an event sent from now on belongs to the new run.
+    collectors_switched: bool
     queue_purged: bool
     pipeline_acknowledged: bool
     keys_deleted: int

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # Comma-separated or a JSON list; NoDecode lets the validator below see the raw text.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 8 * 1024 * 1024
+    # How often a collector re-reads the run generation it stamps on events (it never reads it per request);
+    # /cleanup waits at most about this long for every collector to switch. At most 1 s: the announcement
+    # /cleanup waits on lives 3 s (event_collector/generation.py).
+    generation_poll_interval_s: float = Field(default=0.1, gt=0, le=1.0)
 
     # --- input limits ---
     max_id_length: int = 128

@@ -19,7 +19,7 @@ router = APIRouter(tags=["events"])
 async def interact(request: InteractRequest, publisher: PublisherDep, generations: GenerationDep) -> InteractResponse:
     """Accept likes/dislikes; 200 means RabbitMQ confirmed the persistent message."""
     received_at = time.time()  # per request: never a default evaluated once at import
-    generation = await generations.current()
+    generation = generations.current()
     if generation is None:
         raise HTTPException(status_code=503, detail="Redis is unreachable: cannot tell which run this event belongs to")
     event = EventMessage(

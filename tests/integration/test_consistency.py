@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -81,6 +82,33 @@ def test_pipeline_down_then_up_stores_every_event_once(stack: ServiceStack) -> N
         assert pipeline["events_applied"] == 500
 
 
+def test_an_event_sent_right_after_cleanup_belongs_to_the_new_run(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    """The collector keeps the generation in memory; /cleanup returns only once it stamps the new one.
+
+    With a 1 s poll, a /cleanup that did not wait would leave the collector stamping the old run for most of
+    a second, and the event below would be dropped as stale."""
+    stack = stack_factory(GENERATION_POLL_INTERVAL_S="1.0").start()
+    with httpx.Client(timeout=30) as client:
+        for attempt in range(5):
+            cleanup = client.get(f"{stack.recs_url}/cleanup").json()
+            assert cleanup["collectors_switched"] is True
+            ids, genres = catalog(12)
+            event = {"user_id": new_id(), "item_ids": ids[:1], "actions": ["like"]}
+            assert client.post(f"{stack.collector_url}/interact", json=event).status_code == 200
+            add_items(client, stack.recs_url, ids, genres)
+
+            def stored() -> dict | None:
+                status = client.get(f"{stack.recs_url}/status").json()
+                return status if status["events_stored"] >= 1 else None
+
+            status, _ = eventually(stored, timeout_s=10)
+            print(f"attempt {attempt}: generation {cleanup['generation']}, stored {status['events_stored']}")
+            assert status["generation"] == cleanup["generation"]
+            assert status["events_stored"] == 1
+
+
 def test_cleanup_during_traffic_leaves_a_consistent_empty_system(stack: ServiceStack) -> None:
     with httpx.Client(timeout=30) as client:
         client.get(f"{stack.recs_url}/cleanup")
@@ -111,6 +139,7 @@ def test_cleanup_during_traffic_leaves_a_consistent_empty_system(stack: ServiceS
             response = await aclient.get(f"{stack.recs_url}/cleanup")
             assert response.status_code == 200
             assert response.json()["pipeline_acknowledged"] is True
+            assert response.json()["collectors_switched"] is True
         stop.set()
         return cleanup_at, sum(await asyncio.gather(*workers))
 

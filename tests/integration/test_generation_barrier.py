@@ -1,0 +1,84 @@
+"""The collector keeps the generation in memory; /cleanup's barrier makes that safe (real Redis).
+
+Safe means: once ``wait_for_collectors`` returns for generation G, every live collector stamps G, so an event
+sent after /cleanup returned is never stamped with the old run (and dropped as stale after a 200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from event_collector import generation as generation_module
+from event_collector.generation import GenerationSource
+from recommendations.cleanup import wait_for_collectors
+from recsys_core.keys import GlobalKeys
+
+pytestmark = pytest.mark.integration
+
+
+async def test_cleanup_returns_only_once_the_collector_stamps_the_new_run(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    # A slow poll: without the barrier the collector would stamp the old run for up to half a second.
+    source = GenerationSource(redis_client, keys, poll_interval_s=0.5)
+    await source.start()
+    try:
+        assert source.current() == 0
+        assert await redis_client.smembers(keys.collectors) == {source.instance_id.encode()}
+        new_generation = await redis_client.incr(keys.generation)
+        assert source.current() == 0  # nothing read it yet
+        assert await wait_for_collectors(redis_client, keys, new_generation)
+        assert source.current() == new_generation
+    finally:
+        await source.close()
+    # Withdrawn on close: no later /cleanup waits for a stopped process.
+    assert await redis_client.smembers(keys.collectors) == set()
+    assert await redis_client.exists(keys.collector(source.instance_id)) == 0
+
+
+async def test_a_collector_that_died_without_withdrawing_is_not_waited_for(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    await redis_client.sadd(keys.collectors, "crashed")
+    await redis_client.set(keys.collector("crashed"), 0, px=300)
+    new_generation = await redis_client.incr(keys.generation)
+    waiting = asyncio.create_task(wait_for_collectors(redis_client, keys, new_generation))
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "the announcement is still alive: cleanup must wait for it"
+    assert await asyncio.wait_for(waiting, timeout=2.0) is True
+    assert await redis_client.smembers(keys.collectors) == set(), "the dead announcement was not removed"
+
+
+async def test_a_collector_starting_while_cleanup_runs_is_waited_for(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst interleaving: the new collector reads the old generation, then /cleanup bumps it and looks
+    for collectors before the new one announced what it read. Announcing 0 before the read covers it."""
+    redis_client, keys = redis_and_keys
+    real_read = generation_module.read_generation
+    cleanup_waits: list[asyncio.Task[bool]] = []
+
+    async def read_then_cleanup(redis: Redis, global_keys: GlobalKeys) -> int:
+        value = await real_read(redis, global_keys)
+        if not cleanup_waits:
+            new_generation = await redis.incr(global_keys.generation)
+            cleanup_waits.append(asyncio.create_task(wait_for_collectors(redis, global_keys, new_generation)))
+            await asyncio.sleep(0.05)
+        return value
+
+    monkeypatch.setattr(generation_module, "read_generation", read_then_cleanup)
+    source = GenerationSource(redis_client, keys, poll_interval_s=0.3)
+    await source.start()
+    try:
+        assert source.current() == 0, "it read the old generation"
+        (waiting,) = cleanup_waits
+        assert not waiting.done(), "cleanup returned while this collector still stamps the old run"
+        assert await asyncio.wait_for(waiting, timeout=2.0) is True
+        assert source.current() == 1
+    finally:
+        await source.close()
