@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from recsys_core.settings import Settings
+from recsys_io.http import FASTAPI_TELEMETRY_OFF
 from recsys_io.redis_client import create_redis
 
 
@@ -47,7 +48,7 @@ def create_app() -> FastAPI:
             await connection.close()
             await redis.aclose()
 
-    app = FastAPI(title="bare", lifespan=lifespan)
+    app = FastAPI(title="bare", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
 
     @app.get("/healthcheck")
     async def healthcheck() -> dict[str, str]:

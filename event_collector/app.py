@@ -13,7 +13,7 @@ from event_collector.routers import health, interact
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 from recsys_io.debug_memory import install_debug_memory
-from recsys_io.http import install_common
+from recsys_io.http import FASTAPI_TELEMETRY_OFF, install_common
 from recsys_io.redis_client import create_redis
 
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await publisher.close()
             await redis.aclose()
 
-    app = FastAPI(title="event_collector", version="1.0", lifespan=lifespan)
+    app = FastAPI(title="event_collector", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     install_common(app, settings, "event_collector")
     app.include_router(health.router)
     app.include_router(interact.router)

@@ -16,7 +16,7 @@ from pipeline.runtime import PipelineRuntime
 from recsys_core.experiments import load_experiment
 from recsys_core.settings import Settings
 from recsys_io.debug_memory import install_debug_memory
-from recsys_io.http import admin_guard, install_common
+from recsys_io.http import FASTAPI_TELEMETRY_OFF, admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
             await redis.aclose()
 
-    app = FastAPI(title="pipeline", version="1.0", lifespan=lifespan)
+    app = FastAPI(title="pipeline", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     install_common(app, settings, "pipeline")
     install_debug_memory(app, settings)
 

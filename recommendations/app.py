@@ -16,7 +16,7 @@ from recommendations.service import RecommendationService
 from recsys_core.experiments import load_experiment
 from recsys_core.settings import Settings
 from recsys_io.debug_memory import install_debug_memory
-from recsys_io.http import admin_guard, install_common
+from recsys_io.http import FASTAPI_TELEMETRY_OFF, admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.flush_fallback_writes()
             await redis.aclose()
 
-    app = FastAPI(title="recommendations", version="1.0", lifespan=lifespan)
+    app = FastAPI(title="recommendations", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     install_common(app, settings, "recommendations")
     admin_only = [Depends(admin_guard(settings))]
     app.include_router(health.router)

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from recsys_core.settings import Settings
-from recsys_io.http import install_common
+from recsys_io.http import FASTAPI_TELEMETRY_OFF, install_common
 from webapp.backends import BackendError, Backends, create_http_client
 from webapp.routers import api, health, pages
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             yield
 
-    app = FastAPI(title="webapp", version="1.0", lifespan=lifespan)
+    app = FastAPI(title="webapp", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     app.state.settings = settings
     app.state.templates = _templates()
     install_common(app, settings, "webapp")
