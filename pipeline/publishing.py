@@ -113,14 +113,14 @@ class ModelPublisher:
     async def next_version(self, generation: int) -> int:
         return int(await self._redis.incr(self._keys.for_generation(generation).model_counter))
 
-    async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> tuple[int, bytes] | None:
-        """(version, the whole model as bytes) once /recs can read it, or None when a /cleanup made it obsolete.
+    async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> int | None:
+        """The version once /recs can read it, or None when a /cleanup made it obsolete.
 
         Replicas load the item side (the blob); the users' factors go to a hash that /recs reads one user at a
         time. Both are written before the pointer flips, so a reader never sees half a version.
         """
         run = self._keys.for_generation(generation)
-        serving_blob, whole_blob = await asyncio.to_thread(lambda: (model.item_side().to_bytes(), model.to_bytes()))
+        serving_blob = await asyncio.to_thread(lambda: model.item_side().to_bytes())
         meta = {**meta, "version": model.version, "published_at": time.time()}
         users_key = run.model_user_factors(model.version)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -143,4 +143,4 @@ class ModelPublisher:
         if int(result) == lua.STALE_GENERATION:
             await self._redis.delete(run.model_blob(model.version), run.model_meta(model.version), users_key)
             return None
-        return model.version, whole_blob
+        return model.version

@@ -312,7 +312,6 @@ class PipelineRuntime:
         published = await self._models.publish(state.generation, model, {**metrics, "generation": state.generation})
         if published is None:
             return RetrainOutcome(False, "a /cleanup started a new run during training")
-        _, blob = published
         total_seconds = time.perf_counter() - started
         self.metrics.retrain_seconds.observe(total_seconds)
         self.metrics.model_version.set(version)
@@ -321,7 +320,7 @@ class PipelineRuntime:
             model_version=version,
             params={**asdict(params), **self._strategy_params()},
             metrics={**metrics, "retrain_seconds": total_seconds},
-            model_blob=blob,
+            model=model,
         )
         run_id = await asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
         await self._write_status(state.generation, version, metrics, total_seconds, run_id)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from recsys_core.algorithms.factors import FactorModel
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -29,7 +31,8 @@ class RetrainRecord:
     model_version: int
     params: dict[str, str | int | float]
     metrics: dict[str, float]
-    model_blob: bytes
+    # The whole model (users' factors too); serialized in the tracking thread, and only when MLflow is up.
+    model: FactorModel
 
 
 class MlflowTracker:
@@ -119,7 +122,7 @@ class MlflowTracker:
         )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model-v{record.model_version}.npz"
-            path.write_bytes(record.model_blob)
+            path.write_bytes(record.model.to_bytes())
             client.log_artifact(run_id, str(path), artifact_path="model")
         client.set_terminated(run_id)
         return run_id

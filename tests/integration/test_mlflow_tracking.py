@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import mlflow
 import pytest
 
+from recsys_core.algorithms.factors import FactorModel
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
 from tests.support.stack import ServiceStack, free_port
 
@@ -24,7 +26,9 @@ def _seed_likes(client: httpx.Client, stack: ServiceStack, users: int = 4) -> No
     eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= users * 3, 10)
 
 
-def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(stack: ServiceStack) -> None:
+def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(
+    stack: ServiceStack, tmp_path: Path
+) -> None:
     with httpx.Client(timeout=60) as client:
         client.get(f"{stack.recs_url}/cleanup")
         _seed_likes(client, stack)
@@ -53,6 +57,11 @@ def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(s
     assert data.metrics["users"] == 4 and data.metrics["items"] == 60 and data.metrics["likes"] == 8
     artifacts = [a.path for a in tracking.list_artifacts(second_run.info.run_id, "model")]
     assert artifacts == [f"model/model-v{second['model_version']}.npz"]
+    # The artifact is the whole model: the users' factors too, which replicas never load.
+    local = tracking.download_artifacts(second_run.info.run_id, artifacts[0], str(tmp_path))
+    logged = FactorModel.from_bytes(Path(local).read_bytes())
+    assert logged.version == second["model_version"]
+    assert logged.user_ids.size == 4 and logged.item_ids.size == 60
 
 
 def test_mlflow_down_training_and_serving_go_on_and_it_is_logged_once(
