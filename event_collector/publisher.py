@@ -13,14 +13,17 @@ import logging
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.pool import Pool
 
 from recsys_core.schemas import EventMessage
 from recsys_io.amqp import declare_events_queue
 
 log = logging.getLogger(__name__)
 
-CHANNEL_POOL_SIZE = 16
+# Requests publish concurrently on a few shared confirming channels, taken in turn: a channel carries many
+# unconfirmed messages at once and the broker confirms them in batches. (A pool that lent each request a channel
+# of its own until the confirm came back kept one message in flight per channel: ~25% fewer /interact per second
+# and a longer tail in the quick benchmark.) Two channels, so the broker's per-channel work can use two cores.
+PUBLISH_CHANNELS = 2
 RECONNECT_DELAY_S = 1.0
 
 
@@ -34,7 +37,8 @@ class EventPublisher:
         self._queue_name = queue_name
         self._timeout_s = timeout_s
         self._connection: AbstractRobustConnection | None = None
-        self._channels: Pool[AbstractChannel] | None = None
+        self._channels: list[AbstractChannel] = []
+        self._next_channel = 0
         self._connector: asyncio.Task[None] | None = None
 
     @property
@@ -47,6 +51,7 @@ class EventPublisher:
 
     async def _connect_until_up(self) -> None:
         while True:
+            connection: AbstractRobustConnection | None = None
             try:
                 # reconnect_interval: after a broker outage, publishing resumes within about a second (default 5 s).
                 connection = await aio_pika.connect_robust(
@@ -54,22 +59,25 @@ class EventPublisher:
                 )
                 async with connection.channel() as channel:
                     await declare_events_queue(channel, self._queue_name)
+                # on_return_raises: a message no queue accepted is an error, not a silent confirm.
+                channels = [
+                    await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    for _ in range(PUBLISH_CHANNELS)
+                ]
             except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
+                if connection is not None:  # the broker went away between the connect and the channels
+                    with contextlib.suppress(OSError, TimeoutError, aio_pika.exceptions.AMQPException):
+                        await connection.close()
                 log.warning("RabbitMQ not reachable (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             self._connection = connection
-            self._channels = Pool(self._open_channel, max_size=CHANNEL_POOL_SIZE)
+            self._channels = channels
             log.info("connected to RabbitMQ, publishing to %s", self._queue_name)
             return
 
-    async def _open_channel(self) -> AbstractChannel:
-        assert self._connection is not None
-        # on_return_raises: a message no queue accepted is an error, not a silent confirm.
-        return await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-
     async def publish(self, event: EventMessage) -> None:
-        if not self.connected or self._channels is None:
+        if not self.connected or not self._channels:
             raise BrokerUnavailable("RabbitMQ is unreachable; the event was not accepted, retry later")
         message = aio_pika.Message(
             body=event.model_dump_json().encode(),
@@ -77,8 +85,10 @@ class EventPublisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=event.message_id,
         )
+        channel = self._channels[self._next_channel]
+        self._next_channel = (self._next_channel + 1) % len(self._channels)
         try:
-            async with asyncio.timeout(self._timeout_s), self._channels.acquire() as channel:
+            async with asyncio.timeout(self._timeout_s):
                 await channel.default_exchange.publish(message, routing_key=self._queue_name, mandatory=True)
         except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
             raise BrokerUnavailable(f"RabbitMQ did not confirm the event: {error!r}") from error
@@ -88,7 +98,5 @@ class EventPublisher:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        if self._channels is not None:
-            await self._channels.close()
         if self._connection is not None:
             await self._connection.close()
