@@ -153,7 +153,7 @@ def run(ctx: Context) -> dict[str, Any]:
             target(f"load lasted ≥ {duration_s / 60:.1f} min", f"{load_min:.1f} min", long_enough),
             target(
                 f"memory flat: baseline RSS trend within ±{FLAT_MB_PER_MIN:g} MB/min per service after the first "
-                f"{WARMUP_SHARE:.0%}",
+                f"{WARMUP_SHARE:.0%} (pipeline training window {window:,} events)",
                 f"{slopes} MB/min",
                 flat,
             ),
