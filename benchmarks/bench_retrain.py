@@ -98,9 +98,10 @@ def run(ctx: Context) -> dict[str, Any]:
     log(f"retrain: synthetic {big_shape[0]:,} events x {big_shape[1]:,} users x {big_shape[2]:,} items")
     big = synthetic_fit(*big_shape)
     plan = live_training.Plan(
-        history_events=ctx.count(1_000_000, 50_000),
-        users=ctx.count(20_000, 2_000),
-        items=ctx.count(20_000, 2_000),
+        # The same shape as the synthetic fit above, through the real pipeline (~1.5 GB of Redis stream).
+        history_events=big_shape[0],
+        users=big_shape[1],
+        items=big_shape[2],
         feed_rate=ctx.pick(200, 50),
         burst=ctx.count(20_000, 2_000),
         steady_s=ctx.pick(20, 5),
@@ -123,6 +124,9 @@ def run(ctx: Context) -> dict[str, Any]:
                    fmt(small_worst, 2, " s (worst of runs)"), meets(small_worst, SMALL_TARGET_S, False)),
             target(f"{big['events']:,}-event retrain ≤ {BIG_TARGET_S / 60:.0f} min",
                    fmt(big["seconds"], 1, " s"), meets(big["seconds"], BIG_TARGET_S, False)),
+            target(f"retrain in the real pipeline on its {live['plan']['history_events']:,}-event history "
+                   f"≤ {BIG_TARGET_S / 60:.0f} min", fmt(live["retrain_s"], 1, " s"),
+                   meets(live["retrain_s"], BIG_TARGET_S, False)),
             target("consumption goes on while the pipeline trains: it consumes ≥ 90% of what the collector accepts",
                    f"{fmt(during, 0)} consumed vs {fmt(arrived, 0)} accepted events/s (before training: "
                    f"{fmt(before, 0)} consumed)", keeps_up),
@@ -161,6 +165,12 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _evaluation_note(history_events: int) -> str:
+    if history_events <= OFFLINE_EVALUATION_MAX_EVENTS:
+        return f"with the offline evaluation since the history has ≤ {OFFLINE_EVALUATION_MAX_EVENTS:,} events"
+    return f"without the offline evaluation, which the pipeline skips above {OFFLINE_EVALUATION_MAX_EVENTS:,} events"
+
+
 def render_live(live: dict[str, Any]) -> list[str]:
     plan, windows, outcome = live["plan"], live["windows"], live["retrain_outcome"]
     lines = [
@@ -171,9 +181,10 @@ def render_live(live: dict[str, Any]) -> list[str]:
         f"`/interact` through the real collector at a steady ~{plan['feed_rate']:.0f} events/s throughout (wrk: "
         f"{max(1, round(plan['feed_rate'] / 10))} connections, each pausing 100 ms between requests). "
         f"`POST /retrain` ran for {live['retrain_s']:.1f} s "
-        f"(BPR fit {fmt(outcome.get('train_seconds'), 1, ' s')}, with the offline evaluation since the history has "
-        f"≤ 2M events). Bursts of {plan['burst']:,} messages were published straight to the queue once before and "
-        "once during the retrain, to see how fast the pipeline drains a backlog. Sampled every 0.25 s:",
+        f"(BPR fit {fmt(outcome.get('train_seconds'), 1, ' s')}, "
+        f"{_evaluation_note(plan['history_events'])}). Bursts of {plan['burst']:,} messages were published "
+        "straight to the queue once before and once during the retrain, to see how fast the pipeline drains a "
+        "backlog. Sampled every 0.25 s:",
         "",
         "| window | seconds | consumed events/s | accepted by the collector /s | collector mean latency | "
         "max queue depth |",

@@ -48,6 +48,8 @@ class Plan:
     burst: int
     steady_s: float
     after_s: float
+    # The pipeline's TRAINING_MAX_EVENTS: 0 trains on the whole history, as the retrain target asks.
+    training_max_events: int = 0
 
 
 async def _sample(stack: BenchStack, stop: asyncio.Event, samples: list[dict[str, Any]]) -> None:
@@ -179,7 +181,10 @@ def _feeder_command(url: str, feed_rate: float, items_file: Path) -> list[str]:
 def measure(plan: Plan) -> dict[str, Any]:
     columns = data.synthetic_columns(plan.history_events, plan.users, plan.items, seed=11)
     with (
-        BenchStack("retrain-live", extra_env={"RETRAIN_INTERVAL_S": "3600"}) as stack,
+        BenchStack(
+            "retrain-live",
+            extra_env={"RETRAIN_INTERVAL_S": "3600", "TRAINING_MAX_EVENTS": str(plan.training_max_events)},
+        ) as stack,
         tempfile.TemporaryDirectory() as tmp,
     ):
         stack.start("recommendations")
