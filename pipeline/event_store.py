@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.state import RunState
 from recsys_core import lua
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
-from recsys_io.redis_client import as_int, as_str
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
+
+log = logging.getLogger(__name__)
 
 HISTORY_CAP = 200
 STREAM_READ_CHUNK = 10_000
+# Reloading a long run is ~1,000 reads of a chunk each; one of them may outlast the client's 1 s timeout (seen
+# once in a 10M-event reload). That read is retried, instead of failing the whole start-up.
+STREAM_READ_ATTEMPTS = 5
 
 STORED, DUPLICATE, STALE = 1, 0, lua.STALE_GENERATION
 
@@ -74,7 +81,7 @@ class EventStore:
         end = "+"
         while not max_events or len(state.log) < max_events:
             count = STREAM_READ_CHUNK if not max_events else min(STREAM_READ_CHUNK, max_events - len(state.log))
-            entries = await self._redis.xrevrange(run.events, max=end, min="-", count=count)
+            entries = await self._read_newest_first(run.events, end, count)
             self._append(state, entries)
             if len(entries) < count:
                 break
@@ -93,6 +100,16 @@ class EventStore:
         state.duplicates = as_int(counters.get(b"duplicates"))
         state.events_at_last_train = 0
         return state
+
+    @retry(
+        retry=retry_if_exception_type(REDIS_UNAVAILABLE),
+        stop=stop_after_attempt(STREAM_READ_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.2, max=5.0),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    async def _read_newest_first(self, stream: str, end: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        return await self._redis.xrevrange(stream, max=end, min="-", count=count)
 
     @staticmethod
     def _append(state: RunState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.event_store import EventStore, GroupedEvent
 from recsys_core.keys import GlobalKeys
@@ -57,6 +58,28 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
     kept = [(columns.user_ids[u], columns.item_ids[i]) for u, i in zip(columns.users, columns.items, strict=True)]
     assert kept == [(user, item) for user, item, _ in pairs[-25:]]  # the latest 25, oldest first
     assert len(whole.log) == 60
+
+    # A read that times out is retried where it failed: the reload still has every event, once, in order.
+    real_read = redis_client.xrevrange
+    calls = 0
+
+    async def slow_third_read(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RedisTimeoutError("Timeout reading from 127.0.0.1:6379")
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(redis_client, "xrevrange", slow_third_read)
+    monkeypatch.setattr(EventStore._read_newest_first.retry, "sleep", _no_sleep)  # type: ignore[attr-defined]
+    reloaded = await store.load_run(0)
+    assert calls == 60 // 7 + 2  # every chunk once, the third twice
+    assert reloaded.log.columns().items.tolist() == whole.log.columns().items.tolist()
+    assert reloaded.log.columns().users.tolist() == whole.log.columns().users.tolist()
+
+
+async def _no_sleep(_: float) -> None:
+    return None
 
 
 def test_the_pipeline_trims_its_window_while_consuming_and_still_trains(
