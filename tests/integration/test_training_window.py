@@ -59,6 +59,23 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
     assert kept == [(user, item) for user, item, _ in pairs[-25:]]  # the latest 25, oldest first
     assert len(whole.log) == 60
 
+    # A chunk size that divides the stream: no read of the (empty) range before the oldest entry, which Redis
+    # answers in time linear in the stream's length.
+    monkeypatch.setattr("pipeline.event_store.STREAM_READ_CHUNK", 6)
+    reads: list[object] = []
+    counted_read = redis_client.xrevrange
+
+    async def counting_read(*args: object, **kwargs: object) -> object:
+        entries = await counted_read(*args, **kwargs)
+        reads.append(len(entries))
+        return entries
+
+    monkeypatch.setattr(redis_client, "xrevrange", counting_read)
+    assert len((await store.load_run(0)).log) == 60
+    assert reads == [6] * 10
+    monkeypatch.setattr(redis_client, "xrevrange", counted_read)
+    monkeypatch.setattr("pipeline.event_store.STREAM_READ_CHUNK", 7)
+
     # A read that times out is retried where it failed: the reload still has every event, once, in order.
     real_read = redis_client.xrevrange
     calls = 0
