@@ -46,6 +46,7 @@ class GenerationSource:
         self.instance_id = uuid.uuid4().hex
         self._generation: int | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._announced_at = -float("inf")  # time.monotonic() of the last announcement Redis took
 
     def current(self) -> int | None:
@@ -77,8 +78,13 @@ class GenerationSource:
         self._announced_at = sent_at
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_interval_s)
+        # Stops on ``_closing``, not on cancellation: a cancellation that lands while a Redis command is in flight
+        # can be swallowed inside redis-py, and the loop then went on, so a shutdown hung until SIGKILL.
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=self._poll_interval_s)
+            if self._closing.is_set():
+                return
             previous = self._generation
             try:
                 await self.refresh()
@@ -90,10 +96,9 @@ class GenerationSource:
 
     async def close(self) -> None:
         """Stop watching and withdraw the announcement, so no /cleanup waits for this process."""
+        self._closing.set()
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await self._watcher
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.delete(self._keys.collector(self.instance_id))

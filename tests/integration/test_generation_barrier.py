@@ -7,6 +7,7 @@ sent after /cleanup returned is never stamped with the old run (and dropped as s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from redis.asyncio import Redis
@@ -82,3 +83,30 @@ async def test_a_collector_starting_while_cleanup_runs_is_waited_for(
         assert source.current() == 1
     finally:
         await source.close()
+
+
+async def test_close_returns_while_a_refresh_is_in_flight(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that lands during a Redis command can be swallowed inside the client; the watcher must
+    stop anyway (a collector once hung on SIGTERM for 20 s until it was killed)."""
+    redis_client, keys = redis_and_keys
+    real_read = generation_module.read_generation
+    reads = 0
+    watcher_reading = asyncio.Event()
+
+    async def read_that_swallows_cancellation(redis: Redis, global_keys: GlobalKeys) -> int:
+        nonlocal reads
+        reads += 1
+        if reads >= 3:  # the first is start-up's; from the third on the watcher is mostly inside a read
+            watcher_reading.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)
+        return await real_read(redis, global_keys)
+
+    monkeypatch.setattr(generation_module, "read_generation", read_that_swallows_cancellation)
+    source = GenerationSource(redis_client, keys, poll_interval_s=0.01)
+    await source.start()
+    await asyncio.wait_for(watcher_reading.wait(), timeout=5.0)
+    await asyncio.wait_for(source.close(), timeout=5.0)
+    assert await redis_client.smembers(keys.collectors) == set()
