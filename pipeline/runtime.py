@@ -103,6 +103,9 @@ class PipelineRuntime:
         self._state_lock = asyncio.Lock()
         self._retrain_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
+        # Set by stop(): the housekeeping loop checks it, because a cancellation that lands while a Redis
+        # command is in flight can be swallowed inside redis-py (event_collector/generation.py had that hang).
+        self._stopping = asyncio.Event()
         self.last_retrain: RetrainOutcome | None = None
         self.training_in_progress = False
 
@@ -130,6 +133,7 @@ class PipelineRuntime:
         self._scheduler.start()
 
     async def stop(self) -> None:
+        self._stopping.set()
         self._scheduler.shutdown(wait=False)
         for task in (self._co_likes_task, self._trim_task):
             if task is not None:
@@ -159,7 +163,7 @@ class PipelineRuntime:
 
     async def _housekeeping_forever(self) -> None:
         """Heartbeat, generation watch and bandit snapshots, every ``bandit_publish_interval_s``."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._redis.set(self.keys.pipeline_heartbeat, os.getpid(), px=HEARTBEAT_TTL_MS)
                 generation = await read_generation(self._redis, self.keys)
