@@ -103,6 +103,14 @@ class CoLikesPublisher:
         return None if int(version) == lua.STALE_GENERATION else int(version)
 
 
+def _serialize_for_serving(model: FactorModel) -> tuple[bytes, list[dict[str, bytes]]]:
+    """The item side as a blob, and the users' factor rows in HSET-sized chunks (a worker thread's work: a
+    model of 200k users is 200k rows to encode)."""
+    rows = list(model.user_rows())
+    chunks = [dict(rows[i : i + USER_FACTORS_PER_COMMAND]) for i in range(0, len(rows), USER_FACTORS_PER_COMMAND)]
+    return model.item_side().to_bytes(), chunks
+
+
 class ModelPublisher:
     def __init__(self, redis: Redis, keys: GlobalKeys, keep: int) -> None:
         self._redis = redis
@@ -120,20 +128,14 @@ class ModelPublisher:
         time. Both are written before the pointer flips, so a reader never sees half a version.
         """
         run = self._keys.for_generation(generation)
-        serving_blob = await asyncio.to_thread(lambda: model.item_side().to_bytes())
+        serving_blob, user_chunks = await asyncio.to_thread(_serialize_for_serving, model)
         meta = {**meta, "version": model.version, "published_at": time.time()}
         users_key = run.model_user_factors(model.version)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(run.model_blob(model.version), serving_blob)
             pipe.set(run.model_meta(model.version), json.dumps(meta))
             pipe.delete(users_key)
-            fields: dict[str, bytes] = {}
-            for user_id, row in model.user_rows():
-                fields[user_id] = row
-                if len(fields) == USER_FACTORS_PER_COMMAND:
-                    pipe.hset(users_key, mapping=fields)
-                    fields = {}
-            if fields:
+            for fields in user_chunks:
                 pipe.hset(users_key, mapping=fields)
             await pipe.execute()
         result = await self._script(
