@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_core.settings import Settings
@@ -44,6 +45,42 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": describe_validation_errors(exc.errors()), "errors": errors})
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """The request body validated by pydantic's own JSON parser in one pass, for a hot route.
+
+    FastAPI's body handling (parse with ``json``, solve the dependencies, validate the dict) was ~12% of the
+    collector's CPU under load. Errors are the same 422 as FastAPI's, located under "body".
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    subtype = media_type.rpartition("/")[2]
+    if subtype != "json" and not subtype.endswith("+json"):
+        message = "the body must be JSON, sent with Content-Type: application/json"
+        raise RequestValidationError([{"loc": ("body",), "msg": message, "type": "content_type"}])
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as error:
+        located = [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        raise RequestValidationError(located) from None
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body with ``parse_json_body`` (FastAPI cannot see it)."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+# The 422 of a route whose body FastAPI does not parse (its schema is replaced in ``document_common_errors``).
+VALIDATION_ERROR_RESPONSE: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+    }
+}
+
+
 class BodySizeLimit:
     """Refuse request bodies over ``max_bytes`` with 413, whether or not the client sent Content-Length."""
 
@@ -55,9 +92,14 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and b"transfer-encoding" not in headers:
+            if int(declared) > self.max_bytes:
+                await self._refuse(send)
+                return
+            # The server frames the body by Content-Length: it cannot grow past it, so nothing to count.
+            await self.app(scope, receive, send)
             return
         received = 0
         response_started = refused = False

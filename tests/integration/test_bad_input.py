@@ -28,6 +28,38 @@ def test_interact_rejects_bad_input(stack: ServiceStack, body: dict[str, object]
 
 
 @pytest.mark.parametrize(
+    ("content", "content_type", "expected"),
+    [
+        (b'{"user_id": "u", "item_ids": ["a"], "actions": ["like"]', "application/json", "body: Invalid JSON"),
+        (b"", "application/json", "body: Invalid JSON"),
+        (b'{"user_id": "u", "item_ids": ["a"], "actions": ["like"]}', "text/plain", "Content-Type: application/json"),
+        (b'{"user_id": "u", "item_ids": ["a"], "actions": ["like"]}', None, "Content-Type: application/json"),
+        (b'["not", "an", "object"]', "application/json", "body: Input should be an object"),
+    ],
+)
+def test_interact_rejects_bodies_that_are_not_a_json_object(
+    stack: ServiceStack, content: bytes, content_type: str | None, expected: str
+) -> None:
+    # /interact reads its body itself (not through FastAPI): the same 422 for everything that is not JSON.
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(f"{stack.collector_url}/interact", content=content, headers=headers, timeout=10)
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["detail"]
+    assert response.json()["errors"][0]["loc"][0] == "body"
+
+
+def test_interact_documents_the_body_it_reads(stack: ServiceStack) -> None:
+    spec = httpx.get(f"{stack.collector_url}/openapi.json", timeout=10).json()
+    operation = spec["paths"]["/interact"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert operation["requestBody"]["required"] is True
+    assert sorted(schema["required"]) == ["actions", "item_ids", "user_id"]
+    assert schema["properties"]["actions"]["items"]["enum"] == ["like", "dislike"]
+    assert set(operation["responses"]) >= {"200", "422", "503"}
+    assert "HTTPValidationError" in operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+
+
+@pytest.mark.parametrize(
     ("body", "expected"),
     [
         ({"item_ids": ["a", "b"], "genres": [["x"]]}, "genres has 1 entries but item_ids has 2"),
