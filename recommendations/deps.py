@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from redis.asyncio import Redis
 
 from recommendations.service import RecommendationService
 from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import ID_PATTERN, MAX_ID_LENGTH
 from recsys_core.settings import Settings
 
 
@@ -32,3 +33,5 @@ ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 KeysDep = Annotated[GlobalKeys, Depends(get_keys)]
+# An id in a debug route's path (the hot /recs route validates its own, with the same limits).
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]

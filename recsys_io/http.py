@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_core.settings import Settings
@@ -64,6 +64,25 @@ async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
     except ValidationError as error:
         located = [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         raise RequestValidationError(located) from None
+
+
+def parse_param(adapter: TypeAdapter[ModelT] | TypeAdapter[Any], value: object, location: tuple[str, str]) -> Any:
+    """A path or query parameter validated by ``adapter``; errors are FastAPI's 422 at ``location``."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as error:
+        located = [{**e, "loc": (*location, *e["loc"])} for e in error.errors(include_url=False)]
+        raise RequestValidationError(located) from None
+
+
+def param_openapi(
+    name: str, where: str, adapter: TypeAdapter[Any], *, required: bool, description: str = ""
+) -> dict[str, Any]:
+    """The OpenAPI entry of a parameter that a route reads with ``parse_param``."""
+    entry: dict[str, Any] = {"name": name, "in": where, "required": required, "schema": adapter.json_schema()}
+    if description:
+        entry["description"] = entry["schema"]["description"] = description
+    return entry
 
 
 def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:

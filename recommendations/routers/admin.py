@@ -5,8 +5,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query
 
-from recommendations.deps import KeysDep, RedisDep, ServiceDep
-from recommendations.routers.recs import IdPath
+from recommendations.deps import IdPath, KeysDep, RedisDep, ServiceDep
 from recsys_core.schemas import MAX_K, ErrorResponse
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
