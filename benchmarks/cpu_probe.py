@@ -1,0 +1,142 @@
+"""``python -m benchmarks.cpu_probe {recs,interact} [--requests N]``: a service's CPU time per request.
+
+Throughput under wrk moves by ±10% or more from run to run on a shared machine, the bare endpoints included, so
+it cannot show a change of a few percent in the request path. This probe builds the service's app (its real
+lifespan, the real Redis and RabbitMQ), calls the ASGI app directly from 16 concurrent callers (no HTTP client,
+no server) and divides the process's CPU time by the number of requests. What it leaves out (uvicorn's HTTP
+parsing) is the same for any version of a route, so two versions compare on what they do differently.
+
+Everything it creates lives under its own Redis prefix and queue, deleted at the end. Compare two commits by
+running it from each checkout (``PYTHONPATH=<checkout> python -m benchmarks.cpu_probe recs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+import orjson
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from recsys_core.settings import Settings
+
+CALLERS = 16
+CATALOG_SIZE = 2_000
+
+
+async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: bytes = b"") -> None:
+    """One request through the app's whole ASGI stack (middleware included); it must answer 200."""
+    headers = [(b"host", b"probe")]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("probe", 80),
+        "state": {},
+    }
+    delivered = False
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect while the app answers
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    if statuses != [200]:
+        raise RuntimeError(f"{method} {path} answered {statuses}")
+
+
+async def probe(service: str, requests: int) -> float:
+    """Microseconds of process CPU per request, measured after a warm-up of as many requests."""
+    prefix = f"cpuprobe-{uuid.uuid4().hex[:8]}"
+    settings = Settings(redis_prefix=prefix, events_queue=f"{prefix}.events")
+    if service == "interact":
+        from event_collector.app import create_app
+    else:
+        from recommendations.app import create_app
+    app = create_app(settings)
+    rng = random.Random(0)
+
+    async def one(i: int) -> None:
+        if service == "interact":
+            event = {"user_id": f"u{i}", "item_ids": [f"item{i % CATALOG_SIZE}"], "actions": ["like"]}
+            await call(app, "POST", "/interact", body=orjson.dumps(event))
+        else:  # a new user per request, as in the recs benchmark
+            await call(app, "GET", f"/recs/u{rng.randrange(10**9)}", query=b"k=10")
+
+    async def caller(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            await one(i)
+
+    try:
+        async with app.router.lifespan_context(app):
+            if service == "recs":
+                items = [f"item{i}" for i in range(CATALOG_SIZE)]
+                body = orjson.dumps({"item_ids": items, "genres": [["Drama"]] * CATALOG_SIZE})
+                await call(app, "POST", "/add_items", body=body)
+            await asyncio.sleep(1.5)  # the collector's generation watcher and the recs serving state settle
+            per_caller = requests // CALLERS
+            cpu = 0.0
+            for _ in ("warm-up", "measured"):
+                started = time.process_time()
+                await asyncio.gather(*(caller(c * per_caller, per_caller) for c in range(CALLERS)))
+                cpu = time.process_time() - started
+            return 1e6 * cpu / (per_caller * CALLERS)
+    finally:
+        await _clean(settings)
+
+
+async def _clean(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{settings.redis_prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+    connection = await aio_pika.connect_robust(settings.amqp_url)
+    async with connection:
+        for queue in (settings.events_queue, f"{settings.events_queue}.dead"):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.AMQPException):
+                await channel.queue_delete(queue)  # may never have been declared (the recs service declares none)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("service", choices=["recs", "interact"])
+    parser.add_argument("--requests", type=int, default=3_200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    for _ in range(args.repeat):
+        micros = asyncio.run(probe(args.service, args.requests))
+        print(f"{args.service}: {micros:.0f} µs of CPU per request ({args.requests} requests, {CALLERS} callers)")
+
+
+if __name__ == "__main__":
+    main()
