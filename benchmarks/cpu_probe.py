@@ -71,9 +71,9 @@ async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: b
         raise RuntimeError(f"{method} {path} answered {statuses}")
 
 
-async def probe(service: str, requests: int) -> float:
+async def probe(service: str, requests: int, prefix: str | None = None) -> float:
     """Microseconds of process CPU per request, measured after a warm-up of as many requests."""
-    prefix = f"cpuprobe-{uuid.uuid4().hex[:8]}"
+    prefix = prefix or f"cpuprobe-{uuid.uuid4().hex[:8]}"
     settings = Settings(redis_prefix=prefix, events_queue=f"{prefix}.events")
     if service == "interact":
         from event_collector.app import create_app
