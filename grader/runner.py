@@ -1,9 +1,10 @@
 """The load: simulated users asking ``/recs`` and reporting feedback to ``/interact``, concurrently.
 
-One asyncio loop per process with one ``httpx.AsyncClient``; at most ``concurrency`` users are active at once
-(a pool of workers taking users in arrival order). ``--processes P`` splits the users round-robin over P
-processes, each with its share of the concurrency, and merges the traces. The runner only records what it
-saw; judging the answers is ``grader.evaluation``'s job.
+One asyncio loop per process with one HTTP client (aiohttp over the network, httpx with an injected
+transport); at most ``concurrency`` users are active at once (a pool of workers taking users in arrival
+order). ``--processes P`` splits the users round-robin over P processes, each with its share of the
+concurrency, and merges the traces. The runner only records what it saw; judging the answers is
+``grader.evaluation``'s job.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import multiprocessing
 import queue
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
+import orjson
 
 from grader.config import PauseRange, RunConfig
 from grader.simulation import SimulatedUser, react
@@ -31,41 +36,92 @@ def _no_progress(_calls: int) -> None:
 
 
 def make_client(
-    concurrency: int,
-    timeout_s: float,
-    transport: httpx.AsyncBaseTransport | None = None,
-    services: Sequence[str] = (),
+    concurrency: int, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """One client for the run; each of ``services`` (base URLs) gets a connection pool of its own.
+    """An httpx client: the set-up calls, and the load when a transport is injected (tests, in-process fakes)."""
+    # Each active user has at most one request in flight, to one of the two services.
+    pool_size = 2 * concurrency + 4
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+        limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+    )
 
-    Each active user has at most one request in flight, so a service needs at most ``concurrency`` connections.
-    httpcore checks every pooled connection on every request, so two pools of ``concurrency`` cost half the
-    client CPU of one pool of twice that: the grader's own CPU shows in the latencies it measures.
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    group: str | None
+    body: bytes
+
+
+class LoadClient(Protocol):
+    """The two calls a simulated user makes; a transport error raises one of ``TRANSPORT_ERRORS``."""
+
+    async def get(self, url: str) -> Reply: ...
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> int: ...
+
+
+TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+
+
+class HttpxLoadClient:
+    """The load through httpx: used with an injected transport (an ASGI app or a mock, in tests)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def get(self, url: str) -> Reply:
+        response = await self._client.get(url)
+        return Reply(response.status_code, response.headers.get(GROUP_HEADER), response.content)
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> int:
+        return (await self._client.post(url, json=body)).status_code
+
+
+class AiohttpLoadClient:
+    """The load over the network through aiohttp.
+
+    httpx's pool re-checks every connection and queued request on each request and response: with 50 users
+    that was ~60% of the grader's CPU, and 200-400 ms of the latency it measured over its first seconds (when
+    all users start at once) was its own event loop. aiohttp's connector costs a fraction of that.
     """
-    pool_size = concurrency + 2
-    timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
-    if transport is not None or not services:
-        limits = httpx.Limits(max_connections=2 * pool_size, max_keepalive_connections=2 * pool_size)
-        return httpx.AsyncClient(transport=transport, timeout=timeout, limits=limits)
-    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
-        _origin(url): httpx.AsyncHTTPTransport(limits=limits) for url in services
-    }
-    return httpx.AsyncClient(timeout=timeout, limits=limits, mounts=mounts)
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def get(self, url: str) -> Reply:
+        async with self._session.get(url) as response:
+            return Reply(response.status, response.headers.get(GROUP_HEADER), await response.read())
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> int:
+        headers = {"content-type": "application/json"}
+        async with self._session.post(url, data=orjson.dumps(body), headers=headers) as response:
+            await response.read()
+            return response.status
 
 
-def _origin(url: str) -> str:
-    """The mount pattern of a base URL: scheme, host and port (httpx routes by these, not by path)."""
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
+@contextlib.asynccontextmanager
+async def load_client(
+    concurrency: int, timeout_s: float, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[LoadClient]:
+    if transport is not None:
+        async with make_client(concurrency, timeout_s, transport) as client:
+            yield HttpxLoadClient(client)
+        return
+    # Each active user has at most one request in flight, so a service needs at most ``concurrency``.
+    connector = aiohttp.TCPConnector(limit=2 * concurrency + 4, limit_per_host=concurrency + 2)
+    timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(5.0, timeout_s))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        yield AiohttpLoadClient(session)
 
 
-def parse_recs_body(response: httpx.Response) -> tuple[tuple[str, ...], bool]:
+def parse_recs_body(body: bytes) -> tuple[tuple[str, ...], bool]:
     """(item ids, whether the body had the contract's shape)."""
     try:
-        payload = response.json()
-    except ValueError:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return (), False
     items = payload.get("item_ids") if isinstance(payload, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
@@ -78,35 +134,34 @@ async def _pause(rng: random.Random, pause: PauseRange) -> None:
         await asyncio.sleep(rng.uniform(pause.low_s, pause.high_s))
 
 
-async def _recommend(client: httpx.AsyncClient, recs_url: str, user_id: str, session: int, index: int) -> CallTrace:
+async def _recommend(client: LoadClient, recs_url: str, user_id: str, session: int, index: int) -> CallTrace:
     started_at = time.time()
     started = time.perf_counter()
     try:
-        response = await client.get(f"{recs_url}/recs/{user_id}")
-    except httpx.HTTPError as exc:
+        reply = await client.get(f"{recs_url}/recs/{user_id}")
+    except TRANSPORT_ERRORS as exc:
         return CallTrace(session, index, started_at, None, None, (), False, None, error=f"{type(exc).__name__}: {exc}")
     latency_ms = (time.perf_counter() - started) * 1000.0
-    group = response.headers.get(GROUP_HEADER) or None
-    if response.status_code != 200:
-        return CallTrace(session, index, started_at, latency_ms, response.status_code, (), False, group)
-    items, body_ok = parse_recs_body(response)
+    group = reply.group or None
+    if reply.status != 200:
+        return CallTrace(session, index, started_at, latency_ms, reply.status, (), False, group)
+    items, body_ok = parse_recs_body(reply.body)
     error = None if body_ok else "body is not {'item_ids': [str, ...]}"
     return CallTrace(session, index, started_at, latency_ms, 200, items, body_ok, group, error=error)
 
 
 async def _interact(
-    client: httpx.AsyncClient, events_url: str, user_id: str, item_ids: Sequence[str], actions: Sequence[str]
+    client: LoadClient, events_url: str, user_id: str, item_ids: Sequence[str], actions: Sequence[str]
 ) -> int | None:
     body = {"user_id": user_id, "item_ids": list(item_ids), "actions": list(actions), "timestamp": time.time()}
     try:
-        response = await client.post(f"{events_url}/interact", json=body)
-    except httpx.HTTPError:
+        return await client.post_json(f"{events_url}/interact", body)
+    except TRANSPORT_ERRORS:
         return None
-    return response.status_code
 
 
 async def simulate_user(
-    client: httpx.AsyncClient, user: SimulatedUser, config: RunConfig, on_call: ProgressCallback
+    client: LoadClient, user: SimulatedUser, config: RunConfig, on_call: ProgressCallback
 ) -> UserTrace:
     # Pauses are seeded per user so a rerun replays the same rhythm regardless of scheduling.
     rng = random.Random(f"grader-pauses:{config.seed}:{user.arrival}")
@@ -154,13 +209,13 @@ async def run_users(
     traces: list[UserTrace] = []
     pending: Iterator[SimulatedUser] = iter(sorted(users, key=lambda u: u.arrival))
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: LoadClient) -> None:
         # A shared iterator is safe here: next() never awaits, so workers cannot interleave inside it.
         for user in pending:
             traces.append(await simulate_user(client, user, config, on_call))
 
     services = (config.recs_url, config.events_url)
-    async with make_client(concurrency, config.request_timeout_s, transport, services) as client:
+    async with load_client(concurrency, config.request_timeout_s, transport) as client:
         await open_connections(client, services, min(concurrency, len(users)))
         async with asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, len(users))):
@@ -168,17 +223,12 @@ async def run_users(
     return sorted(traces, key=lambda t: t.arrival)
 
 
-async def open_connections(client: httpx.AsyncClient, services: Sequence[str], per_service: int) -> None:
-    """Open the pools' connections before the clock starts, with concurrent ``GET /healthcheck`` calls.
-
-    Otherwise the first calls of the run wait while httpcore opens 50 connections at once: its pool re-checks
-    every queued request against every connection on each change, which cost a few seconds of the grader's
-    CPU and 200-280 ms of mean latency over the first 150 users on a slow machine. A real client keeps its
-    connections open; the service is not what that measured.
-    """
+async def open_connections(client: LoadClient, services: Sequence[str], per_service: int) -> None:
+    """Open the connections before the clock starts, with concurrent ``GET /healthcheck`` calls: the first
+    calls of the run then measure the service, not the set-up of 50 connections at once."""
 
     async def touch(url: str) -> None:
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(*TRANSPORT_ERRORS):
             await client.get(f"{url}/healthcheck")
 
     await asyncio.gather(*(touch(url) for url in services for _ in range(per_service)))
