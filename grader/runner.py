@@ -64,6 +64,7 @@ class LoadClient(Protocol):
 
 
 TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+CLIENT_KEEPALIVE_S = 4.0
 
 
 class HttpxLoadClient:
@@ -111,7 +112,11 @@ async def load_client(
             yield HttpxLoadClient(client)
         return
     # Each active user has at most one request in flight, so a service needs at most ``concurrency``.
-    connector = aiohttp.TCPConnector(limit=2 * concurrency + 4, limit_per_host=concurrency + 2)
+    # The client drops an idle connection before any server would (uvicorn's default is 5 s): a request sent
+    # on a connection the server closes at that instant fails, and the grader would count it against the service.
+    connector = aiohttp.TCPConnector(
+        limit=2 * concurrency + 4, limit_per_host=concurrency + 2, keepalive_timeout=CLIENT_KEEPALIVE_S
+    )
     timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(5.0, timeout_s))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         yield AiohttpLoadClient(session)
