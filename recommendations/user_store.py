@@ -57,13 +57,13 @@ class UserStore:
             run.user_history(user_id),
         ]
         reply = await self._read(keys=keys, args=[run.base, user_id])
-        current, catalog, bandit, model, co_likes, shown, history = reply[:7]
+        current, catalog, bandit, model, co_likes, shown, history, factors = reply
         versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
         feedback = []
         for raw in reversed(history):
             entry = orjson.loads(raw)
             feedback.append(Feedback(entry["item_id"], entry["action"], float(entry.get("ts") or 0.0)))
-        vector = FactorModel.vector_from_bytes(reply[7]) if len(reply) > 7 and reply[7] else None
+        vector = FactorModel.vector_from_bytes(factors) if factors else None
         return UserSnapshot(versions, [as_str(s) for s in shown], feedback, vector)
 
     async def read_versions(self) -> Versions:
