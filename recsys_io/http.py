@@ -62,17 +62,20 @@ async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:
-        located = [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
-        raise RequestValidationError(located) from None
+        raise _located(error, ("body",)) from None
 
 
-def parse_param(adapter: TypeAdapter[ModelT] | TypeAdapter[Any], value: object, location: tuple[str, str]) -> Any:
+def parse_param(adapter: TypeAdapter[Any], value: object, location: tuple[str, str]) -> Any:
     """A path or query parameter validated by ``adapter``; errors are FastAPI's 422 at ``location``."""
     try:
         return adapter.validate_python(value)
     except ValidationError as error:
-        located = [{**e, "loc": (*location, *e["loc"])} for e in error.errors(include_url=False)]
-        raise RequestValidationError(located) from None
+        raise _located(error, location) from None
+
+
+def _located(error: ValidationError, prefix: tuple[str, ...]) -> RequestValidationError:
+    """pydantic's errors as FastAPI reports them: each location starts with where the value came from."""
+    return RequestValidationError([{**e, "loc": (*prefix, *e["loc"])} for e in error.errors(include_url=False)])
 
 
 def param_openapi(
