@@ -17,8 +17,28 @@ IDLE_S = 6.5  # longer than uvicorn's default keep-alive (5 s), shorter than HTT
 
 
 def _get(connection: socket.socket, host: str, path: str) -> bytes:
+    """One whole response (head and Content-Length body); b"" if the server closed the connection.
+
+    A single recv() may return the head alone, and the next request would then read this body as its answer.
+    """
     connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    return connection.recv(65536)
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return response
+        response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 @pytest.mark.parametrize("service", ["recs", "collector"])
