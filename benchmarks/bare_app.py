@@ -82,7 +82,7 @@ def main() -> None:
         workers=settings.recs_workers,
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=int(settings.http_keep_alive_s),
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
 
 

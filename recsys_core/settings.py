@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     recs_workers: int = 1
     # How long a service keeps an idle client connection open. uvicorn's 5 s is shorter than common clients'
     # idle limits (aiohttp 15 s, urllib3 none): a client reusing a connection the server has just closed gets
-    # a dropped request, which a grader counts as a failed call.
-    http_keep_alive_s: float = Field(default=75.0, gt=0)
+    # a dropped request, which a grader counts as a failed call. Whole seconds, as uvicorn takes them.
+    http_keep_alive_s: int = Field(default=75, ge=1)
     # Users whose shown items a recs replica remembers for answering while Redis is down (an LRU; ~450 bytes
     # per user, so the default bounds it at ~9 MB per process).
     fallback_memory_users: int = Field(default=20_000, ge=1)

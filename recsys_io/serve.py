@@ -33,5 +33,5 @@ def serve(app_factory: str, port_setting: str, workers_setting: str | None = Non
         workers=int(getattr(settings, workers_setting)) if workers_setting else 1,
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=int(settings.http_keep_alive_s),
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
