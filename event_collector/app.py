@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from event_collector.generation import GenerationSource
+from event_collector.metrics import PublisherMetrics
 from event_collector.publisher import EventPublisher
 from event_collector.routers import health, interact
 from recsys_core.keys import GlobalKeys
@@ -23,8 +24,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        publisher = EventPublisher(settings.amqp_url, settings.events_queue, settings.amqp_publish_timeout_s)
+        publisher = EventPublisher(
+            settings.amqp_url,
+            settings.events_queue,
+            settings.amqp_publish_timeout_s,
+            max_in_flight=settings.amqp_publish_max_in_flight,
+        )
         publisher.start()
+        publisher_metrics = PublisherMetrics(publisher)
+        app.state.metrics_registry.register(publisher_metrics)
         app.state.settings = settings
         app.state.publisher = publisher
         generations = GenerationSource(
@@ -37,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await generations.close()
             await publisher.close()
+            app.state.metrics_registry.unregister(publisher_metrics)
             await redis.aclose()
 
     app = FastAPI(title="event_collector", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)

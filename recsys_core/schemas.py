@@ -107,6 +107,20 @@ class EventMessage(BaseModel):
     received_at: float
 
 
+# The AMQP ``type`` of a message that holds an ``EventBatch``; a message without it holds one ``EventMessage``
+# (the format before batches, still accepted so that messages queued by an older collector are consumed).
+EVENT_BATCH_TYPE = "event-batch"
+
+
+class EventBatch(BaseModel):
+    """One message of the events queue: the events of the /interact calls the collector published together.
+
+    Each event keeps its own ``message_id``, so a redelivered batch is deduplicated event by event.
+    """
+
+    events: list[EventMessage] = Field(min_length=1)
+
+
 class ErrorResponse(BaseModel):
     detail: str | list[dict[str, object]]
 

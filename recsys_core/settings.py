@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Timeouts keep a dead dependency from hanging a request: it becomes a 503 or a fallback.
     redis_timeout_s: float = 1.0
     amqp_publish_timeout_s: float = 3.0
+    # Group commit: how many messages the collector lets await the broker's confirm at once; the events that
+    # arrive meanwhile leave together in the next message.
+    amqp_publish_max_in_flight: int = Field(default=4, ge=1)
 
     # --- HTTP services ---
     host: str = "127.0.0.1"

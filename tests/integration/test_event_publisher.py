@@ -1,13 +1,13 @@
 """The collector's publisher against the real RabbitMQ: many requests share a few confirming channels.
 
 Every confirmed publish must be in the queue exactly once, and a message no queue took must fail (the route
-answers 503 then), even while hundreds of other publishes are in flight on the same channels.
+answers 503 then), even while hundreds of other publishes are in flight on the same channels. Events that wait
+for a confirm leave together in one message (group commit), which the pipeline's parser reads back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,7 +15,8 @@ import aio_pika
 import pytest
 
 from event_collector.publisher import BrokerUnavailable, EventPublisher
-from recsys_core.schemas import EventMessage
+from pipeline.consumer import parse_events
+from recsys_core.schemas import EVENT_BATCH_TYPE, EventMessage
 from recsys_core.settings import Settings
 from recsys_io.amqp import dead_letter_queue_name
 
@@ -56,12 +57,79 @@ async def test_concurrent_publishes_are_each_confirmed_and_stored_once(
     events = [_event(n) for n in range(600)]
     await asyncio.gather(*(publisher.publish(event) for event in events))
     queue = await channel.declare_queue(queue_name, passive=True)
-    received: list[str] = []
+    received: list[EventMessage] = []
+    messages = 0
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-        received.append(json.loads(message.body)["message_id"])
-    print(f"{len(events)} confirmed, {len(received)} in the queue, {len(set(received))} distinct")
-    assert sorted(received) == sorted(event.message_id for event in events)
+        received += parse_events(message)
+        messages += 1
+    ids = [event.message_id for event in received]
+    print(f"{len(events)} confirmed, {len(received)} in the queue in {messages} messages, {len(set(ids))} distinct")
+    assert sorted(ids) == sorted(event.message_id for event in events)
+    assert {event.message_id: event for event in received} == {event.message_id: event for event in events}
+    # Group commit: the events that arrived while the first messages awaited their confirms left together.
+    assert messages < len(events) / 10
+    assert (publisher.messages_published, publisher.events_published) == (messages, len(events))
+
+
+async def test_a_lone_event_is_sent_at_once_in_the_single_event_format(
+    publisher_and_queue: tuple[EventPublisher, str, aio_pika.abc.AbstractChannel],
+) -> None:
+    publisher, queue_name, channel = publisher_and_queue
+    event = _event(1)
+    await publisher.publish(event)
+    queue = await channel.declare_queue(queue_name, passive=True)
+    message = await queue.get(no_ack=True)
+    assert message.type != EVENT_BATCH_TYPE
+    assert message.message_id == event.message_id
+    assert EventMessage.model_validate_json(message.body) == event  # what a pipeline before batches reads
+    assert await queue.get(no_ack=True, fail=False) is None
+
+
+async def test_an_event_whose_request_gave_up_while_waiting_is_never_sent() -> None:
+    """A request answered 503 (its wait timed out) must not have its event published afterwards."""
+    settings = Settings()
+    queue_name = f"test-publisher-{uuid.uuid4().hex[:10]}"
+    publisher = EventPublisher(settings.amqp_url, queue_name, timeout_s=0.3, max_in_flight=1)
+    publisher.start()
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    try:
+        for _ in range(100):
+            if publisher.connected:
+                break
+            await asyncio.sleep(0.05)
+        release = asyncio.Event()
+        real_exchange = publisher._channels[0].default_exchange
+
+        class HeldExchange:
+            """The first message waits for ``release`` (a broker slow to confirm), longer than the timeout."""
+
+            async def publish(self, *args: object, **kwargs: object) -> object:
+                await release.wait()
+                return await real_exchange.publish(*args, **kwargs)
+
+        class HeldChannel:
+            default_exchange = HeldExchange()
+
+        publisher._channels = [HeldChannel()]  # type: ignore[list-item]
+        held, waiting = _event(1), _event(2)
+        results = await asyncio.gather(publisher.publish(held), publisher.publish(waiting), return_exceptions=True)
+        assert all(isinstance(result, BrokerUnavailable) for result in results), results
+        release.set()
+        later = _event(3)
+        await publisher.publish(later)
+        queue = await channel.declare_queue(queue_name, passive=True)
+        received = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            received += [event.message_id for event in parse_events(message)]
+        print(f"in the queue: {len(received)} event(s)")
+        assert received == [later.message_id]
+    finally:
+        await publisher.close()
+        for name in (queue_name, dead_letter_queue_name(queue_name)):
+            await channel.queue_delete(name)
+        await connection.close()
 
 
 async def test_a_message_no_queue_takes_is_refused_while_others_are_in_flight(
