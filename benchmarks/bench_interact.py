@@ -15,6 +15,7 @@ import httpx
 
 from benchmarks import data, loadgen
 from benchmarks.base import Context, log, target
+from benchmarks.metrics import counter_total
 from benchmarks.report import fmt
 from benchmarks.stack import AMQP_URL, BenchStack, queue_depth
 from benchmarks.stats import meets, ratio
@@ -30,6 +31,14 @@ PAUSED = "interact-paused"
 
 def events_applied(pipeline_url: str) -> int:
     return int(httpx.get(f"{pipeline_url}/status", timeout=10).json()["events_applied"])
+
+
+def published(collector_url: str) -> tuple[float, float]:
+    """(events, messages) the collector has published so far."""
+    return (
+        counter_total(collector_url, "collector_events_published"),
+        counter_total(collector_url, "collector_messages_published"),
+    )
 
 
 def wait_drained(queue: str, timeout_s: float) -> float | None:
@@ -81,6 +90,7 @@ def run(ctx: Context) -> dict[str, Any]:
             for name in urls:  # interleaved, so a disturbance hits every variant alike
                 log(f"interact: {name} at {connections} connections for {measure_s:.0f}s")
                 applied_before = events_applied(stack.url("pipeline"))
+                published_before = published(collector)
                 if name == PAUSED:
                     os.kill(pipeline, signal.SIGSTOP)
                 try:
@@ -92,6 +102,10 @@ def run(ctx: Context) -> dict[str, Any]:
                     result["purged_after_run"] = asyncio.run(_purge(stack.bare_queue))
                 else:
                     result["consumed_during_run"] = events_applied(stack.url("pipeline")) - applied_before
+                    events_after, messages_after = published(collector)
+                    events, messages = events_after - published_before[0], messages_after - published_before[1]
+                    # Group commit: how many events each message the collector published held, on average.
+                    result["events_per_message"] = events / messages if messages else None
                     result["backlog_after_run"] = asyncio.run(queue_depth(stack.queue))
                     # The next measurement starts only once the pipeline caught up, so its backlog cannot steal CPU.
                     result["drain_s"] = wait_drained(stack.queue, DRAIN_TIMEOUT_S)
@@ -136,16 +150,18 @@ def render(result: dict[str, Any]) -> str:
         f"Closed-loop load from {s['tool']} (1 thread), {s['warmup_s']:.0f} s warm-up per endpoint, then "
         f"{s['measure_s']:.0f} s per measurement, interleaved. Each request is one like (or, 1 in 4, a dislike) "
         f"of a random MovieLens item by a random user of {s['user_pool']:,}. `interact` is the real collector "
-        "(persistent message, publisher confirms, 200 after the confirm) with the real pipeline consuming its "
+        "(persistent messages, publisher confirms, 200 after the confirm of the message holding the event; "
+        "events that arrive while `AMQP_PUBLISH_MAX_IN_FLIGHT` messages await their confirm leave together, "
+        '"events per message" says how many on average) with the real pipeline consuming its '
         "queue on the same two cores; `bare` is `benchmarks/bare_app.py`: FastAPI publishing the raw body as "
         "one persistent message on one confirming aio-pika channel to a queue nobody consumes (purged after "
         "each run). `interact-paused` is the collector with the pipeline process stopped (SIGSTOP) for the run, so "
         "its queue fills like the bare one and the collector has the CPU to itself (SIGCONT and a drain after). "
         "Before each measurement the pipeline had drained the events queue.",
         "",
-        "| endpoint | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | pipeline consumed | "
-        "backlog after | drained in |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| endpoint | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | events per message | "
+        "pipeline consumed | backlog after (messages) | drained in |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, run in result["runs"].items():
         name, connections = key.split("@")
@@ -153,7 +169,9 @@ def render(result: dict[str, Any]) -> str:
         consumed = run.get("consumed_during_run")
         lines.append(
             f"| {name} | {connections} | {fmt(run['rps'], 0)} | {fmt(lat['p50'], 2)} | {fmt(lat['p95'], 2)} | "
-            f"{fmt(lat['p99'], 2)} | {run['errors']} | {'' if consumed is None else f'{consumed:,}'} | "
+            f"{fmt(lat['p99'], 2)} | {run['errors']} | "
+            f"{fmt(run.get('events_per_message'), 1) if name != 'bare' else ''} | "
+            f"{'' if consumed is None else f'{consumed:,}'} | "
             f"{run.get('backlog_after_run', '')} | {fmt(run.get('drain_s'), 1, ' s') if name != 'bare' else ''} |"
         )
     return "\n".join(lines)

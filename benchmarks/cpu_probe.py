@@ -1,10 +1,15 @@
-"""``python -m benchmarks.cpu_probe {recs,interact} [--requests N]``: a service's CPU time per request.
+"""``python -m benchmarks.cpu_probe {recs,interact,pipeline} [--requests N]``: a service's CPU time per request.
 
 Throughput under wrk moves by ±10% or more from run to run on a shared machine, the bare endpoints included, so
 it cannot show a change of a few percent in the request path. This probe builds the service's app (its real
 lifespan, the real Redis and RabbitMQ), calls the ASGI app directly from 16 concurrent callers (no HTTP client,
 no server) and divides the process's CPU time by the number of requests. What it leaves out (uvicorn's HTTP
 parsing) is the same for any version of a route, so two versions compare on what they do differently.
+
+``pipeline`` measures the consumer instead: the queue is filled first (``--requests`` messages of
+``--events-per-message`` events each, in the collector's formats), then a real pipeline consumes it, and the
+probe divides the pipeline process's CPU time over that drain by the number of messages. Comparing one event per
+message with eight shows what the collector's group commit saves the pipeline.
 
 Everything it creates lives under its own Redis prefix and queue, deleted at the end. Compare two commits by
 running it from each checkout (``PYTHONPATH=<checkout> python -m benchmarks.cpu_probe recs``).
@@ -25,10 +30,13 @@ import orjson
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from devstack.stack import free_port, local_url
+from recsys_core.schemas import EVENT_BATCH_TYPE, EventBatch, EventMessage
 from recsys_core.settings import Settings
 
 CALLERS = 16
 CATALOG_SIZE = 2_000
+DRAIN_TIMEOUT_S = 600
 
 
 async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: bytes = b"") -> None:
@@ -111,6 +119,72 @@ async def probe(service: str, requests: int, prefix: str | None = None) -> float
         await _clean(settings)
 
 
+async def probe_pipeline(messages: int, events_per_message: int, prefix: str | None = None) -> float:
+    """Microseconds of the pipeline's CPU per consumed message of ``events_per_message`` events."""
+    from pipeline.app import create_app as create_pipeline
+    from recommendations.app import create_app as create_recs
+    from recsys_io.amqp import declare_events_queue
+
+    prefix = prefix or f"cpuprobe-{uuid.uuid4().hex[:8]}"
+    # No retrain during the drain (the schedule's first run is an interval away), MLflow unreachable.
+    settings = Settings(
+        redis_prefix=prefix,
+        events_queue=f"{prefix}.events",
+        retrain_interval_s=3_600,
+        mlflow_tracking_uri=local_url(free_port()),
+    )
+    rng = random.Random(0)
+    try:
+        recs = create_recs(settings)
+        async with recs.router.lifespan_context(recs):
+            items = [f"item{i}" for i in range(CATALOG_SIZE)]
+            await call(
+                recs, "POST", "/add_items", body=orjson.dumps({"item_ids": items, "genres": [["Drama"]] * CATALOG_SIZE})
+            )
+        connection = await aio_pika.connect_robust(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await declare_events_queue(channel, settings.events_queue)
+            now = time.time()
+            for first in range(0, messages, 500):
+                sends = []
+                for _ in range(first, min(messages, first + 500)):
+                    events = [
+                        EventMessage(
+                            generation=0,
+                            user_id=f"u{rng.randrange(3_000)}",
+                            item_ids=[f"item{rng.randrange(CATALOG_SIZE)}"],
+                            actions=[rng.choice(["like", "dislike"])],
+                            timestamp=now,
+                            received_at=now,
+                        )
+                        for _ in range(events_per_message)
+                    ]
+                    if events_per_message == 1:
+                        body, kind = events[0].model_dump_json().encode(), None
+                    else:
+                        body, kind = EventBatch(events=events).model_dump_json().encode(), EVENT_BATCH_TYPE
+                    message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=kind)
+                    sends.append(channel.default_exchange.publish(message, routing_key=settings.events_queue))
+                await asyncio.gather(*sends)
+        pipeline = create_pipeline(settings)
+        async with pipeline.router.lifespan_context(pipeline):
+            runtime = pipeline.state.runtime
+            started = time.process_time()
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while (consumed := runtime.describe()["messages_consumed"]) < messages:
+                if runtime.describe()["messages_rejected"]:
+                    raise RuntimeError("the pipeline rejected messages the probe published: see its log")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the pipeline consumed {consumed} of {messages} messages in {DRAIN_TIMEOUT_S} s"
+                    )
+                await asyncio.sleep(0.01)
+            return 1e6 * (time.process_time() - started) / messages
+    finally:
+        await _clean(settings)
+
+
 async def _clean(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis_url)
     try:
@@ -129,11 +203,19 @@ async def _clean(settings: Settings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("service", choices=["recs", "interact"])
-    parser.add_argument("--requests", type=int, default=3_200)
+    parser.add_argument("service", choices=["recs", "interact", "pipeline"])
+    parser.add_argument("--requests", type=int, default=3_200, help="requests (pipeline: messages) per measurement")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--events-per-message", type=int, default=1, help="pipeline only")
     args = parser.parse_args()
     for _ in range(args.repeat):
+        if args.service == "pipeline":
+            micros = asyncio.run(probe_pipeline(args.requests, args.events_per_message))
+            print(
+                f"pipeline: {micros:.0f} µs of CPU per message of {args.events_per_message} event(s) "
+                f"({args.requests} messages, {micros / args.events_per_message:.0f} µs per event)"
+            )
+            continue
         micros = asyncio.run(probe(args.service, args.requests))
         print(f"{args.service}: {micros:.0f} µs of CPU per request ({args.requests} requests, {CALLERS} callers)")
 

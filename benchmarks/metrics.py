@@ -35,3 +35,11 @@ def http_totals(url: str, method: str, route: str) -> tuple[float, float]:
 
 async def http_totals_async(client: httpx.AsyncClient, url: str, method: str, route: str) -> tuple[float, float]:
     return parse_http_totals((await client.get(f"{url}/metrics")).text, method, route)
+
+
+def counter_total(url: str, name: str) -> float:
+    """The value of one unlabelled counter (``name`` without ``_total``) in a service's /metrics, 0 if absent."""
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        if family.name == name:
+            return sum(sample.value for sample in family.samples if sample.name == f"{name}_total")
+    return 0.0

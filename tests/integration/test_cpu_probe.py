@@ -8,16 +8,19 @@ import aio_pika
 import pytest
 import redis
 
-from benchmarks.cpu_probe import probe
+from benchmarks.cpu_probe import probe, probe_pipeline
 from recsys_core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("service", ["recs", "interact"])
+@pytest.mark.parametrize("service", ["recs", "interact", "pipeline"])
 async def test_probe_measures_and_cleans_up(service: str) -> None:
     prefix = f"test-probe-{uuid.uuid4().hex[:8]}"
-    micros = await probe(service, 64, prefix=prefix)
+    if service == "pipeline":  # the drain only ends once the pipeline consumed every batch message
+        micros = await probe_pipeline(16, events_per_message=4, prefix=prefix)
+    else:
+        micros = await probe(service, 64, prefix=prefix)
     # A request of either service costs tens of microseconds at least; a broken probe that skipped the calls
     # (or divided by the wrong count) would report about nothing.
     assert 10 < micros < 1_000_000
