@@ -6,9 +6,9 @@ turns it into a 503); a background task keeps connecting, and aio-pika's robust 
 
 Group commit: at most ``max_in_flight`` messages await their confirm at once. Events that arrive meanwhile wait
 and leave together, as one ``EventBatch`` message, when a confirm comes back. An idle collector therefore
-publishes each event at once, alone; a busy one sends a few messages holding many events. Both the collector and
-the pipeline pay mostly per message, not per event (a message of 8 events costs the pipeline about what a
-message of one does), so under load the whole path does less work per event.
+publishes each event at once, alone; a busy one sends a few messages holding many events. Much of the cost of
+an event, in the collector and in the pipeline, is per message: the pipeline spends ~240 µs of CPU on a message
+of one event and ~620 µs on a message of eight (``python -m benchmarks.cpu_probe pipeline``).
 """
 
 from __future__ import annotations
