@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # two cores.
 PUBLISH_CHANNELS = 2
 RECONNECT_DELAY_S = 1.0
+# A bound on one message, so that a burst becomes several messages of moderate size rather than one the pipeline
+# must store in a single huge Redis pipeline.
+MAX_EVENTS_PER_MESSAGE = 256
 
 
 class BrokerUnavailable(RuntimeError):
@@ -108,16 +111,17 @@ class EventPublisher:
             raise BrokerUnavailable(f"RabbitMQ did not confirm the event within {self._timeout_s:g} s") from error
 
     def _send_waiting(self) -> None:
-        """Send every waiting event as one message, unless ``max_in_flight`` messages await their confirm."""
+        """Send the waiting events, up to ``MAX_EVENTS_PER_MESSAGE`` per message, while fewer than ``max_in_flight``
+        messages await their confirm."""
         if self._closing or not self._waiting or len(self._in_flight) >= self._max_in_flight:
             return
-        batch = [(event, confirmed) for event, confirmed in self._waiting if not confirmed.done()]
-        self._waiting = []
-        if not batch:
-            return
-        task = asyncio.create_task(self._send(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._sent)
+        waiting = [(event, confirmed) for event, confirmed in self._waiting if not confirmed.done()]
+        while waiting and len(self._in_flight) < self._max_in_flight:
+            batch, waiting = waiting[:MAX_EVENTS_PER_MESSAGE], waiting[MAX_EVENTS_PER_MESSAGE:]
+            task = asyncio.create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._sent)
+        self._waiting = waiting
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from event_collector.publisher import BrokerUnavailable, EventPublisher
+from event_collector.publisher import MAX_EVENTS_PER_MESSAGE, BrokerUnavailable, EventPublisher
 from pipeline.consumer import parse_events
 from recsys_core.schemas import EVENT_BATCH_TYPE, EventMessage
 from recsys_core.settings import Settings
@@ -58,17 +58,20 @@ async def test_concurrent_publishes_are_each_confirmed_and_stored_once(
     await asyncio.gather(*(publisher.publish(event) for event in events))
     queue = await channel.declare_queue(queue_name, passive=True)
     received: list[EventMessage] = []
-    messages = 0
+    sizes: list[int] = []
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-        received += parse_events(message)
-        messages += 1
+        held = parse_events(message)
+        received += held
+        sizes.append(len(held))
+    messages = len(sizes)
     ids = [event.message_id for event in received]
-    print(f"{len(events)} confirmed, {len(received)} in the queue in {messages} messages, {len(set(ids))} distinct")
+    print(f"{len(events)} confirmed, {len(received)} in the queue in {messages} messages of {sizes} events")
     assert sorted(ids) == sorted(event.message_id for event in events)
     assert {event.message_id: event for event in received} == {event.message_id: event for event in events}
     # Group commit: the events that arrived while the first messages awaited their confirms left together.
     assert messages < len(events) / 10
+    assert max(sizes) == MAX_EVENTS_PER_MESSAGE  # a burst is cut into messages of bounded size
     assert (publisher.messages_published, publisher.events_published) == (messages, len(events))
 
 
