@@ -381,6 +381,8 @@ class PipelineRuntime:
             # What the next retrain learns from: the latest TRAINING_MAX_EVENTS events of the run.
             "events_in_training_window": len(state.log),
             "events_since_train": state.events_since_train,
+            # One stored message per accepted /interact call; the collector may send several in one AMQP message
+            # (group commit), so "messages_consumed" (AMQP messages) can be the smaller number.
             "messages_stored": state.messages_stored,
             "duplicates": state.duplicates,
             "stale_dropped": state.stale_dropped,
