@@ -92,7 +92,7 @@ def synthetic_columns(n_events: int, n_users: int, n_items: int, seed: int = 7) 
 
 def inject_stream(client: redis.Redis, prefix: str, columns: TrainingColumns, generation: int = 0) -> int:
     """XADD every interaction to ``{prefix}:g{generation}:events`` with the fields the pipeline's
-    ``EventStore.load_run`` reads (and the ones ``STORE_EVENT`` writes). Returns the entries written."""
+    ``EventStore.load_run`` reads (and the ones ``STORE_EVENTS`` writes). Returns the entries written."""
     stream = f"{prefix}:g{generation}:events"
     actions = {LIKE: "like", DISLIKE: "dislike"}
     n = int(columns.users.size)

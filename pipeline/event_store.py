@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -18,6 +19,8 @@ from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
 log = logging.getLogger(__name__)
 
 HISTORY_CAP = 200
+# Messages per STORE_EVENTS call: Redis runs one call without interruption, so a call stays short.
+STORE_CHUNK = 64
 STREAM_READ_CHUNK = 10_000
 # Reloading a long run is hundreds of reads of a chunk each, against a client timeout of 1 s meant for requests:
 # a read that outlasts it on a busy Redis is retried, instead of failing the whole start-up.
@@ -32,46 +35,53 @@ class GroupedEvent:
     group: str
 
 
+def _chunks_of_one_run(events: list[GroupedEvent], size: int) -> Iterator[list[GroupedEvent]]:
+    """Consecutive runs of events of the same generation, cut to at most ``size`` messages, in order."""
+    chunk: list[GroupedEvent] = []
+    for grouped in events:
+        if chunk and (len(chunk) == size or grouped.event.generation != chunk[0].event.generation):
+            yield chunk
+            chunk = []
+        chunk.append(grouped)
+    if chunk:
+        yield chunk
+
+
 class EventStore:
     def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
         self._redis = redis
         self._keys = keys
-        self._store = redis.register_script(lua.STORE_EVENT)
+        self._store = redis.register_script(lua.STORE_EVENTS)
 
     async def store(self, events: list[GroupedEvent]) -> list[int]:
-        """One round trip for the batch; each message is stored atomically, or recognised as a redelivery."""
+        """One round trip for the batch; each message is stored atomically, or recognised as a redelivery.
+
+        Messages of one run go to Redis a chunk per script call (a batch spans two runs only around a /cleanup).
+        """
         if not events:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for grouped in events:
-                event = grouped.event
-                run = self._keys.for_generation(event.generation)
-                args: list[str | int | float] = [
-                    event.generation,
-                    event.message_id,
-                    event.user_id,
-                    event.timestamp,
-                    grouped.group,
-                    HISTORY_CAP,
+            for chunk in _chunks_of_one_run(events, STORE_CHUNK):
+                generation = chunk[0].event.generation
+                run = self._keys.for_generation(generation)
+                keys = [
+                    self._keys.generation,
+                    run.seen_messages,
+                    run.events,
+                    run.item_likes,
+                    run.item_dislikes,
+                    run.counters,
                 ]
-                for item_id, action in zip(event.item_ids, event.actions, strict=True):
-                    args += [item_id, action]
-                await self._store(
-                    keys=[
-                        self._keys.generation,
-                        run.seen_messages,
-                        run.events,
-                        run.item_likes,
-                        run.item_dislikes,
-                        run.user_feedback(event.user_id),
-                        run.user_history(event.user_id),
-                        run.counters,
-                    ],
-                    args=args,
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        return [int(r) for r in results]
+                args: list[str | int | float] = [generation, HISTORY_CAP]
+                for grouped in chunk:
+                    event = grouped.event
+                    keys += [run.user_feedback(event.user_id), run.user_history(event.user_id)]
+                    args += [event.message_id, event.user_id, event.timestamp, grouped.group, len(event.item_ids)]
+                    for item_id, action in zip(event.item_ids, event.actions, strict=True):
+                        args += [item_id, action]
+                await self._store(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [int(result) for reply in replies for result in reply]
 
     async def load_run(self, generation: int, max_events: int = 0) -> RunState:
         """The run as stored: its counters, and its latest ``max_events`` events in order (0: every event)."""

@@ -79,34 +79,50 @@ redis.call('HINCRBY', KEYS[6], 'impressions', #chosen)
 return chosen
 """
 
-# KEYS: generation, seen messages, events stream, item likes, item dislikes, user feedback, user history, counters
-# ARGV: expected generation, message id, user id, timestamp, group, history cap, then pairs (item id, action)
-# Returns 1 (stored), 0 (a redelivery of a stored message) or -1 (an event of an older run).
-STORE_EVENT = """
+# Stores the events of a batch of messages of one run, each atomically, in one call (a call per message cost the
+# pipeline more in building and parsing commands than Redis spent running them).
+# KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, then per message its user's
+#       feedback hash and history list
+# ARGV: expected generation, history cap, then per message: message id, user id, timestamp, group, number of
+#       (item id, action) pairs, the pairs
+# Returns, per message in order: 1 (stored), 0 (a redelivery of a stored message) or -1 (all: an older run).
+STORE_EVENTS = """
+local n = (#KEYS - 6) / 2
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
-  return -1
+  local stale = {}
+  for m = 1, n do stale[m] = -1 end
+  return stale
 end
-if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
-  redis.call('HINCRBY', KEYS[8], 'duplicates', 1)
-  return 0
-end
-local cap = tonumber(ARGV[6])
-for i = 7, #ARGV, 2 do
-  local item, action = ARGV[i], ARGV[i + 1]
-  redis.call('XADD', KEYS[3], '*', 'msg', ARGV[2], 'user', ARGV[3], 'item', item, 'action', action,
-    'ts', ARGV[4], 'group', ARGV[5])
-  if action == 'like' then
-    redis.call('HINCRBY', KEYS[4], item, 1)
+local cap = tonumber(ARGV[2])
+local results = {}
+local a = 3
+for m = 1, n do
+  local id, user, ts, group, pairs = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  local first, feedback, history = a + 5, KEYS[5 + 2 * m], KEYS[6 + 2 * m]
+  a = first + 2 * pairs
+  if redis.call('SADD', KEYS[2], id) == 0 then
+    redis.call('HINCRBY', KEYS[6], 'duplicates', 1)
+    results[m] = 0
   else
-    redis.call('HINCRBY', KEYS[5], item, 1)
+    for i = first, a - 1, 2 do
+      local item, action = ARGV[i], ARGV[i + 1]
+      redis.call('XADD', KEYS[3], '*', 'msg', id, 'user', user, 'item', item, 'action', action, 'ts', ts,
+        'group', group)
+      if action == 'like' then
+        redis.call('HINCRBY', KEYS[4], item, 1)
+      else
+        redis.call('HINCRBY', KEYS[5], item, 1)
+      end
+      redis.call('HSET', feedback, item, action)
+      redis.call('LPUSH', history, cjson.encode({item_id = item, action = action, ts = tonumber(ts)}))
+    end
+    redis.call('LTRIM', history, 0, cap - 1)
+    redis.call('HINCRBY', KEYS[6], 'messages', 1)
+    redis.call('HINCRBY', KEYS[6], 'events', pairs)
+    results[m] = 1
   end
-  redis.call('HSET', KEYS[6], item, action)
-  redis.call('LPUSH', KEYS[7], cjson.encode({item_id = item, action = action, ts = tonumber(ARGV[4])}))
 end
-redis.call('LTRIM', KEYS[7], 0, cap - 1)
-redis.call('HINCRBY', KEYS[8], 'messages', 1)
-redis.call('HINCRBY', KEYS[8], 'events', (#ARGV - 6) / 2)
-return 1
+return results
 """
 
 # KEYS: generation, bandit snapshot, bandit version
