@@ -8,7 +8,7 @@ Group commit: at most ``max_in_flight`` messages await their confirm at once. Ev
 and leave together, as one ``EventBatch`` message, when a confirm comes back. An idle collector therefore
 publishes each event at once, alone; a busy one sends a few messages holding many events. Much of the cost of
 an event, in the collector and in the pipeline, is per message: the pipeline spends ~240 µs of CPU on a message
-of one event and ~620 µs on a message of eight (``python -m benchmarks.cpu_probe pipeline``).
+of one event and ~400 µs on a message of eight (``python -m benchmarks.cpu_probe pipeline``).
 """
 
 from __future__ import annotations
