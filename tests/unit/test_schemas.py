@@ -12,6 +12,8 @@ from recsys_core.schemas import (
     MAX_GENRES_PER_ITEM,
     MAX_ID_LENGTH,
     AddItemsRequest,
+    EventBatch,
+    EventMessage,
     InteractRequest,
 )
 
@@ -160,3 +162,16 @@ def test_interact_bad_user_id_rejected() -> None:
         InteractRequest.model_validate(_interact(user_id="has space"))
     with pytest.raises(ValidationError):
         InteractRequest.model_validate(_interact(user_id=""))
+
+
+# --- EventBatch (the collector's group commit) --------------------------------------------------------------
+
+
+def test_an_event_batch_round_trips_and_is_never_empty() -> None:
+    events = [
+        EventMessage(generation=3, user_id=f"u{n}", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=2.0)
+        for n in range(3)
+    ]
+    assert EventBatch.model_validate_json(EventBatch(events=events).model_dump_json()).events == events
+    with pytest.raises(ValidationError):
+        EventBatch(events=[])
