@@ -128,28 +128,18 @@ class EventPublisher:
         self._send_waiting()  # what arrived while this message was in flight leaves now
 
     async def _send(self, batch: list[tuple[EventMessage, asyncio.Future[None]]]) -> None:
-        events = [event for event, _ in batch]
-        if len(events) == 1:  # a lone event keeps the single-event format: nothing to wrap
-            body, kind = events[0].model_dump_json().encode(), None
-        else:
-            body, kind = EventBatch(events=events).model_dump_json().encode(), EVENT_BATCH_TYPE
-        message = aio_pika.Message(
-            body=body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=events[0].message_id if len(events) == 1 else uuid.uuid4().hex,
-            type=kind,
-        )
         channel = self._channels[self._next_channel]
         self._next_channel = (self._next_channel + 1) % len(self._channels)
         failure: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                await channel.default_exchange.publish(message, routing_key=self._queue_name, mandatory=True)
+                await channel.default_exchange.publish(
+                    self._message([event for event, _ in batch]), routing_key=self._queue_name, mandatory=True
+                )
         except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
             failure = f"RabbitMQ did not confirm the event: {error!r}"
-        except BaseException:  # cancelled (the collector stops): the waiting requests must not hang
-            failure = "the collector stopped before RabbitMQ confirmed the event"
+        except BaseException:  # cancelled (the collector stops) or a bug: the waiting requests must not hang
+            failure = "the collector failed or stopped before RabbitMQ confirmed the event"
             raise
         finally:
             for _, confirmed in batch:
@@ -162,6 +152,20 @@ class EventPublisher:
             if failure is None:
                 self.messages_published += 1
                 self.events_published += len(batch)
+
+    @staticmethod
+    def _message(events: list[EventMessage]) -> aio_pika.Message:
+        if len(events) == 1:  # a lone event keeps the single-event format: nothing to wrap
+            body, kind, message_id = events[0].model_dump_json().encode(), None, events[0].message_id
+        else:
+            body, kind, message_id = EventBatch(events=events).model_dump_json().encode(), EVENT_BATCH_TYPE, None
+        return aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id or uuid.uuid4().hex,
+            type=kind,
+        )
 
     async def close(self) -> None:
         self._closing = True
