@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
-from pipeline.event_store import STALE, STORED, EventStore, GroupedEvent
+from pipeline.event_store import STALE, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
 from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
 from pipeline.state import InteractionLog, RunState
 from pipeline.tracking import MlflowTracker, RetrainRecord
@@ -134,7 +134,8 @@ class PipelineRuntime:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self._scheduler.shutdown(wait=False)
+        if self._scheduler.running:  # stop() also cleans up a runtime whose start() never ran or failed early
+            self._scheduler.shutdown(wait=False)
         for task in (self._co_likes_task, self._trim_task):
             if task is not None:
                 task.cancel()
@@ -231,7 +232,11 @@ class PipelineRuntime:
             # A /cleanup happened and its events arrive before the watch loop noticed.
             await self._switch_generation(await self._retry(lambda: read_generation(self._redis, self.keys)))
         grouped = [GroupedEvent(e, self.experiment.assign(e.user_id).name) for e in events]
-        results = await self._retry(lambda: self._events.store(grouped))
+        results: list[int] = []
+        for first in range(0, len(grouped), STORE_ROUND_TRIP):
+            batch = grouped[first : first + STORE_ROUND_TRIP]
+            # A slice that failed is retried alone: the slices before it are stored and counted already.
+            results += await self._retry(lambda batch=batch: self._events.store(batch))
         state = self._state
         for event, result in zip(events, results, strict=True):
             if result == STORED and event.generation == state.generation:

@@ -1,16 +1,22 @@
-"""The pipeline's event store on the real Redis: a batch of messages is stored a chunk of messages per script call,
-and each message still counts once, whatever else shares its call (a redelivery, an event of an older run)."""
+"""The pipeline's event store on the real Redis: a batch of messages is stored a chunk of messages per script call
+and a slice of chunks per round trip, and each message still counts once, whatever else shares its call (a
+redelivery, an event of an older run)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from devstack.stack import free_port, local_url
 from pipeline.event_store import DUPLICATE, STALE, STORED, EventStore, GroupedEvent
+from pipeline.runtime import PipelineRuntime
+from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
+from recsys_core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +65,25 @@ async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
 
     reloaded = await store.load_run(1)
     assert reloaded.messages_stored == 3 and reloaded.applied_events == 4 and reloaded.duplicates == 2
+
+
+async def test_the_pipeline_stores_a_long_batch_in_slices_and_applies_every_message(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of group-committed messages longer than one round trip: every slice is stored, none twice."""
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.runtime.STORE_ROUND_TRIP", 4)
+    monkeypatch.setattr("pipeline.event_store.STORE_CHUNK", 3)
+    # MLflow on a closed port: the run switch this batch causes must not log to a tracking server of the machine.
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    batch = [_message(0, f"user-{n % 3}", [(f"item-{n}", "like")], float(n)).event for n in range(11)]
+    try:
+        await runtime.handle_batch(batch + batch[:2])  # two redeliveries in the same batch
+        status = runtime.describe()
+    finally:
+        await runtime.stop()
+
+    print(f"stored {status['messages_stored']}, duplicates {status['duplicates']}")
+    assert (status["messages_stored"], status["duplicates"], status["events_applied"]) == (11, 2, 11)
+    assert await redis_client.xlen(keys.for_generation(0).events) == 11
