@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from recsys_core.schemas import EVENT_BATCH_TYPE, EventBatch, EventMessage
-from recsys_io.amqp import declare_events_queue
+from recsys_core.schemas import EventMessage
+from recsys_io.amqp import declare_events_queue, events_message
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ class EventPublisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await channel.default_exchange.publish(
-                    self._message([event for event, _ in batch]), routing_key=self._queue_name, mandatory=True
+                    events_message([event for event, _ in batch]), routing_key=self._queue_name, mandatory=True
                 )
         except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
             failure = f"RabbitMQ did not confirm the event: {error!r}"
@@ -152,20 +151,6 @@ class EventPublisher:
             if failure is None:
                 self.messages_published += 1
                 self.events_published += len(batch)
-
-    @staticmethod
-    def _message(events: list[EventMessage]) -> aio_pika.Message:
-        if len(events) == 1:  # a lone event keeps the single-event format: nothing to wrap
-            body, kind, message_id = events[0].model_dump_json().encode(), None, events[0].message_id
-        else:
-            body, kind, message_id = EventBatch(events=events).model_dump_json().encode(), EVENT_BATCH_TYPE, None
-        return aio_pika.Message(
-            body=body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id or uuid.uuid4().hex,
-            type=kind,
-        )
 
     async def close(self) -> None:
         self._closing = True

@@ -16,21 +16,14 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
-from recsys_core.schemas import EVENT_BATCH_TYPE, EventBatch, EventMessage
-from recsys_io.amqp import declare_events_queue
+from recsys_core.schemas import EventMessage
+from recsys_io.amqp import declare_events_queue, parse_events
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_S = 1.0
 
 BatchHandler = Callable[[list[EventMessage]], Awaitable[None]]
-
-
-def parse_events(message: AbstractIncomingMessage) -> list[EventMessage]:
-    """The events one message holds: a collector's batch, or one event (the format before batches)."""
-    if message.type == EVENT_BATCH_TYPE:
-        return EventBatch.model_validate_json(message.body).events
-    return [EventMessage.model_validate_json(message.body)]
 
 
 class EventConsumer:
