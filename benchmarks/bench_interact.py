@@ -15,7 +15,7 @@ import httpx
 
 from benchmarks import data, loadgen
 from benchmarks.base import Context, log, target
-from benchmarks.metrics import counter_total
+from benchmarks.metrics import counter_totals
 from benchmarks.report import fmt
 from benchmarks.stack import AMQP_URL, BenchStack, queue_depth
 from benchmarks.stats import meets, ratio
@@ -33,12 +33,9 @@ def events_applied(pipeline_url: str) -> int:
     return int(httpx.get(f"{pipeline_url}/status", timeout=10).json()["events_applied"])
 
 
-def published(collector_url: str) -> tuple[float, float]:
+def published(collector_url: str) -> tuple[float, ...]:
     """(events, messages) the collector has published so far."""
-    return (
-        counter_total(collector_url, "collector_events_published"),
-        counter_total(collector_url, "collector_messages_published"),
-    )
+    return counter_totals(collector_url, "collector_events_published", "collector_messages_published")
 
 
 def wait_drained(queue: str, timeout_s: float) -> float | None:

@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from devstack.stack import free_port, local_url
-from recsys_core.schemas import EVENT_BATCH_TYPE, EventBatch, EventMessage
+from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
 
 CALLERS = 16
@@ -79,6 +79,12 @@ async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: b
         raise RuntimeError(f"{method} {path} answered {statuses}")
 
 
+async def _add_catalog(recs: FastAPI) -> None:
+    """``CATALOG_SIZE`` items through the recommendations app's /add_items."""
+    items = [f"item{i}" for i in range(CATALOG_SIZE)]
+    await call(recs, "POST", "/add_items", body=orjson.dumps({"item_ids": items, "genres": [["Drama"]] * CATALOG_SIZE}))
+
+
 async def probe(service: str, requests: int, prefix: str | None = None) -> float:
     """Microseconds of process CPU per request, measured after a warm-up of as many requests."""
     prefix = prefix or f"cpuprobe-{uuid.uuid4().hex[:8]}"
@@ -104,9 +110,7 @@ async def probe(service: str, requests: int, prefix: str | None = None) -> float
     try:
         async with app.router.lifespan_context(app):
             if service == "recs":
-                items = [f"item{i}" for i in range(CATALOG_SIZE)]
-                body = orjson.dumps({"item_ids": items, "genres": [["Drama"]] * CATALOG_SIZE})
-                await call(app, "POST", "/add_items", body=body)
+                await _add_catalog(app)
             await asyncio.sleep(1.5)  # the collector's generation watcher and the recs serving state settle
             per_caller = requests // CALLERS
             cpu = 0.0
@@ -123,7 +127,7 @@ async def probe_pipeline(messages: int, events_per_message: int, prefix: str | N
     """Microseconds of the pipeline's CPU per consumed message of ``events_per_message`` events."""
     from pipeline.app import create_app as create_pipeline
     from recommendations.app import create_app as create_recs
-    from recsys_io.amqp import declare_events_queue
+    from recsys_io.amqp import declare_events_queue, events_message
 
     prefix = prefix or f"cpuprobe-{uuid.uuid4().hex[:8]}"
     # No retrain during the drain (the schedule's first run is an interval away), MLflow unreachable.
@@ -137,10 +141,7 @@ async def probe_pipeline(messages: int, events_per_message: int, prefix: str | N
     try:
         recs = create_recs(settings)
         async with recs.router.lifespan_context(recs):
-            items = [f"item{i}" for i in range(CATALOG_SIZE)]
-            await call(
-                recs, "POST", "/add_items", body=orjson.dumps({"item_ids": items, "genres": [["Drama"]] * CATALOG_SIZE})
-            )
+            await _add_catalog(recs)
         connection = await aio_pika.connect_robust(settings.amqp_url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
@@ -160,11 +161,7 @@ async def probe_pipeline(messages: int, events_per_message: int, prefix: str | N
                         )
                         for _ in range(events_per_message)
                     ]
-                    if events_per_message == 1:
-                        body, kind = events[0].model_dump_json().encode(), None
-                    else:
-                        body, kind = EventBatch(events=events).model_dump_json().encode(), EVENT_BATCH_TYPE
-                    message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=kind)
+                    message = events_message(events)  # the collector's format for this many events
                     sends.append(channel.default_exchange.publish(message, routing_key=settings.events_queue))
                 await asyncio.gather(*sends)
         pipeline = create_pipeline(settings)
@@ -172,12 +169,13 @@ async def probe_pipeline(messages: int, events_per_message: int, prefix: str | N
             runtime = pipeline.state.runtime
             started = time.process_time()
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while (consumed := runtime.describe()["messages_consumed"]) < messages:
-                if runtime.describe()["messages_rejected"]:
+            while (status := runtime.describe())["messages_consumed"] < messages:
+                if status["messages_rejected"]:
                     raise RuntimeError("the pipeline rejected messages the probe published: see its log")
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"the pipeline consumed {consumed} of {messages} messages in {DRAIN_TIMEOUT_S} s"
+                        f"the pipeline consumed {status['messages_consumed']} of {messages} messages in "
+                        f"{DRAIN_TIMEOUT_S} s"
                     )
                 await asyncio.sleep(0.01)
             return 1e6 * (time.process_time() - started) / messages

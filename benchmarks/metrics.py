@@ -37,9 +37,11 @@ async def http_totals_async(client: httpx.AsyncClient, url: str, method: str, ro
     return parse_http_totals((await client.get(f"{url}/metrics")).text, method, route)
 
 
-def counter_total(url: str, name: str) -> float:
-    """The value of one unlabelled counter (``name`` without ``_total``) in a service's /metrics, 0 if absent."""
+def counter_totals(url: str, *names: str) -> tuple[float, ...]:
+    """The values of unlabelled counters (``names`` without ``_total``) in one read of a service's /metrics, 0 for
+    one that is absent."""
+    values = dict.fromkeys(names, 0.0)
     for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
-        if family.name == name:
-            return sum(sample.value for sample in family.samples if sample.name == f"{name}_total")
-    return 0.0
+        if family.name in values:
+            values[family.name] = sum(s.value for s in family.samples if s.name == f"{family.name}_total")
+    return tuple(values[name] for name in names)
