@@ -21,7 +21,7 @@ from recsys_core.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def _message(generation: int, user: str, pairs: list[tuple[str, str]], ts: float) -> GroupedEvent:
+def _grouped(generation: int, user: str, pairs: list[tuple[str, str]], ts: float) -> GroupedEvent:
     items, actions = zip(*pairs, strict=True)
     event = EventMessage(
         generation=generation, user_id=user, item_ids=list(items), actions=list(actions), timestamp=ts, received_at=ts
@@ -36,10 +36,10 @@ async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
     monkeypatch.setattr("pipeline.event_store.STORE_CHUNK", 2)  # several script calls in one round trip
     await redis_client.set(keys.generation, 1)
     store = EventStore(redis_client, keys)
-    first = _message(1, "ann", [("a", "like"), ("b", "dislike")], 1.0)
-    second = _message(1, "bob", [("a", "like")], 2.0)
-    older_run = _message(0, "ann", [("c", "like")], 3.0)
-    third = _message(1, "ann", [("c", "like")], 4.0)
+    first = _grouped(1, "ann", [("a", "like"), ("b", "dislike")], 1.0)
+    second = _grouped(1, "bob", [("a", "like")], 2.0)
+    older_run = _grouped(0, "ann", [("c", "like")], 3.0)
+    third = _grouped(1, "ann", [("c", "like")], 4.0)
     batch = [first, second, first, older_run, third]
 
     results = await store.store(batch)
@@ -77,7 +77,7 @@ async def test_the_pipeline_stores_a_long_batch_in_slices_and_applies_every_mess
     # MLflow on a closed port: the run switch this batch causes must not log to a tracking server of the machine.
     settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
     runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
-    batch = [_message(0, f"user-{n % 3}", [(f"item-{n}", "like")], float(n)).event for n in range(11)]
+    batch = [_grouped(0, f"user-{n % 3}", [(f"item-{n}", "like")], float(n)).event for n in range(11)]
     try:
         await runtime.handle_batch(batch + batch[:2])  # two redeliveries in the same batch
         status = runtime.describe()
