@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ STORE_CHUNK = 64
 # batch of 256 AMQP messages can hold up to 65,536 messages, which took 1.4 s in one round trip here (1,024:
 # 0.03 s), longer than the client's 1 s timeout.
 STORE_ROUND_TRIP = 1024
+# How long Redis keeps a store call's replies for a retry of that call (a retry comes within seconds of Redis being
+# reachable again; past this the retry's messages count as redeliveries, the behaviour without the replies).
+STORE_REPLIES_TTL_S = 3600
 STREAM_READ_CHUNK = 10_000
 # Reloading a long run is hundreds of reads of a chunk each, against a client timeout of 1 s meant for requests:
 # a read that outlasts it on a busy Redis is retried, instead of failing the whole start-up.
@@ -57,15 +61,22 @@ class EventStore:
         self._keys = keys
         self._store = redis.register_script(lua.STORE_EVENTS)
 
-    async def store(self, events: list[GroupedEvent]) -> list[int]:
+    @staticmethod
+    def new_call_id() -> str:
+        """An id for one ``store`` call, to be passed again by each retry of that call."""
+        return uuid.uuid4().hex
+
+    async def store(self, events: list[GroupedEvent], call_id: str) -> list[int]:
         """One round trip for the batch; each message is stored atomically, or recognised as a redelivery.
 
         Messages of one run go to Redis a chunk per script call (a batch spans two runs only around a /cleanup).
+        A retry must pass the ``call_id`` of the call it repeats: the chunks that call already stored then answer
+        as they did then, even if that reply was lost on the way back.
         """
         if not events:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for chunk in _chunks_of_one_run(events, STORE_CHUNK):
+            for number, chunk in enumerate(_chunks_of_one_run(events, STORE_CHUNK)):
                 generation = chunk[0].event.generation
                 run = self._keys.for_generation(generation)
                 keys = [
@@ -75,8 +86,9 @@ class EventStore:
                     run.item_likes,
                     run.item_dislikes,
                     run.counters,
+                    run.store_replies(f"{call_id}.{number}"),
                 ]
-                args: list[str | int | float] = [generation, HISTORY_CAP]
+                args: list[str | int | float] = [generation, HISTORY_CAP, STORE_REPLIES_TTL_S]
                 for grouped in chunk:
                     event = grouped.event
                     keys += [run.user_feedback(event.user_id), run.user_history(event.user_id)]

@@ -235,8 +235,10 @@ class PipelineRuntime:
         results: list[int] = []
         for first in range(0, len(grouped), STORE_ROUND_TRIP):
             batch = grouped[first : first + STORE_ROUND_TRIP]
-            # A slice that failed is retried alone: the slices before it are stored and counted already.
-            results += await self._retry(lambda batch=batch: self._events.store(batch))
+            # A slice that failed is retried alone: the slices before it are stored and counted already. Its retries
+            # share one call id, so what the failed try stored before its reply was lost still counts as stored.
+            call_id = self._events.new_call_id()
+            results += await self._retry(lambda batch=batch, call_id=call_id: self._events.store(batch, call_id))
         state = self._state
         for event, result in zip(events, results, strict=True):
             if result == STORED and event.generation == state.generation:

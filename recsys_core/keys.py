@@ -95,6 +95,11 @@ class RunKeys:
         """set: ids of /interact messages already stored, for idempotent redelivery."""
         return f"{self.base}:events:seen"
 
+    def store_replies(self, call_id: str) -> str:
+        """string, expiring: the replies of one event-store script call, as JSON, so that a retry of a call whose
+        reply was lost (the connection dropped after Redis ran it) gets them instead of seeing redeliveries."""
+        return f"{self.base}:events:replies:{call_id}"
+
     @property
     def item_likes(self) -> str:
         """hash: item id -> number of likes."""

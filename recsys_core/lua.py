@@ -80,14 +80,18 @@ return chosen
 """
 
 # Stores the events of a batch of messages of one run, each atomically, in one call (a call per message cost the
-# pipeline more in building and parsing commands than Redis spent running them).
-# KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, then per message its user's
-#       feedback hash and history list
-# ARGV: expected generation, history cap, then per message: message id, user id, timestamp, group, number of
-#       (item id, action) pairs, the pairs
+# pipeline more in building and parsing commands than Redis spent running them). A call is idempotent: its replies
+# are kept for ARGV[3] seconds under its own key, and a retry with the same key gets them back unchanged, so a
+# reply lost with the connection does not turn the call's own messages into "redeliveries" the caller never applied.
+# KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, this call's replies, then per
+#       message its user's feedback hash and history list
+# ARGV: expected generation, history cap, replies TTL in seconds, then per message: message id, user id, timestamp,
+#       group, number of (item id, action) pairs, the pairs
 # Returns, per message in order: 1 (stored), 0 (a redelivery of a stored message) or -1 (all: an older run).
 STORE_EVENTS = """
-local n = (#KEYS - 6) / 2
+local n = (#KEYS - 7) / 2
+local earlier = redis.call('GET', KEYS[7])
+if earlier then return cjson.decode(earlier) end
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
   local stale = {}
   for m = 1, n do stale[m] = -1 end
@@ -95,10 +99,10 @@ if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
 end
 local cap = tonumber(ARGV[2])
 local results = {}
-local a = 3
+local a = 4
 for m = 1, n do
   local id, user, ts, group, pairs = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  local first, feedback, history = a + 5, KEYS[5 + 2 * m], KEYS[6 + 2 * m]
+  local first, feedback, history = a + 5, KEYS[6 + 2 * m], KEYS[7 + 2 * m]
   a = first + 2 * pairs
   if redis.call('SADD', KEYS[2], id) == 0 then
     redis.call('HINCRBY', KEYS[6], 'duplicates', 1)
@@ -122,6 +126,7 @@ for m = 1, n do
     results[m] = 1
   end
 end
+redis.call('SET', KEYS[7], cjson.encode(results), 'EX', ARGV[3])
 return results
 """
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from devstack.stack import free_port, local_url
 from pipeline.event_store import DUPLICATE, STALE, STORED, EventStore, GroupedEvent
@@ -42,10 +43,10 @@ async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
     third = _grouped(1, "ann", [("c", "like")], 4.0)
     batch = [first, second, first, older_run, third]
 
-    results = await store.store(batch)
+    results = await store.store(batch, store.new_call_id())
     print(f"results {results}")
     assert results == [STORED, STORED, DUPLICATE, STALE, STORED]
-    assert await store.store([second]) == [DUPLICATE]  # a redelivery after the batch was stored
+    assert await store.store([second], store.new_call_id()) == [DUPLICATE]  # a redelivery after the batch was stored
 
     run = keys.for_generation(1)
     counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(run.counters)).items()}
@@ -87,3 +88,60 @@ async def test_the_pipeline_stores_a_long_batch_in_slices_and_applies_every_mess
     print(f"stored {status['messages_stored']}, duplicates {status['duplicates']}")
     assert (status["messages_stored"], status["duplicates"], status["events_applied"]) == (11, 2, 11)
     assert await redis_client.xlen(keys.for_generation(0).events) == 11
+
+
+async def test_a_retry_of_a_call_whose_reply_was_lost_gets_that_calls_replies(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis ran the call but the connection dropped before the reply came back: the retry (same call id) must
+    answer "stored" for what that call stored, and count nothing twice; another call still sees redeliveries."""
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.event_store.STORE_CHUNK", 2)
+    store = EventStore(redis_client, keys)
+    fresh = _grouped(0, "ann", [("a", "like")], 1.0)
+    stored_before = _grouped(0, "bob", [("b", "like")], 2.0)
+    await store.store([stored_before], store.new_call_id())
+    batch = [fresh, stored_before, fresh, _grouped(0, "cid", [("c", "dislike")], 3.0)]
+    call_id = store.new_call_id()
+
+    first_try = await store.store(batch, call_id)  # the reply the pipeline never received
+    retry = await store.store(batch, call_id)
+    other_call = await store.store(batch, store.new_call_id())
+
+    print(f"first try {first_try}, retry {retry}, another call {other_call}")
+    assert first_try == retry == [STORED, DUPLICATE, DUPLICATE, STORED]
+    assert other_call == [DUPLICATE] * 4
+    counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(keys.for_generation(0).counters)).items()}
+    assert counters == {"messages": 3, "events": 3, "duplicates": 2 + 4}
+    assert await redis_client.xlen(keys.for_generation(0).events) == 3
+
+
+async def test_the_pipeline_applies_the_events_of_a_store_whose_reply_was_lost(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's view of the run (what its bandit snapshots count) must hold the events of a slice whose first
+    try reached Redis and then failed on the way back."""
+    redis_client, keys = redis_and_keys
+    store_for_real = EventStore.store
+    tries: list[str] = []
+
+    async def reply_lost_once(self: EventStore, events: list[GroupedEvent], call_id: str) -> list[int]:
+        replies = await store_for_real(self, events, call_id)
+        tries.append(call_id)
+        if len(tries) == 1:
+            raise RedisConnectionError("connection dropped after the script ran")
+        return replies
+
+    monkeypatch.setattr(EventStore, "store", reply_lost_once)
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    batch = [_grouped(0, f"user-{n}", [(f"item-{n}", "like"), ("x", "dislike")], float(n)).event for n in range(5)]
+    try:
+        await runtime.handle_batch(batch)
+        status = runtime.describe()
+    finally:
+        await runtime.stop()
+
+    print(f"tries {len(tries)}, stored {status['messages_stored']}, duplicates {status['duplicates']}")
+    assert len(tries) == 2 and tries[0] == tries[1]
+    assert (status["messages_stored"], status["duplicates"], status["events_applied"]) == (5, 0, 10)

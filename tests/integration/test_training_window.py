@@ -41,7 +41,7 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
         )
         for n in range(30)
     ]
-    assert await store.store(events) == [1] * 30
+    assert await store.store(events, store.new_call_id()) == [1] * 30
     pairs = [
         (grouped.event.user_id, item, action)
         for grouped in events

@@ -34,8 +34,9 @@ def _run_key_values(run: RunKeys) -> list[str]:
         run.pipeline_status,
     ]
     per_version = [run.model_blob(3), run.model_meta(3), run.model_user_factors(3), run.model_blob(4)]
+    per_call = [run.store_replies("call-1"), run.store_replies("call-2")]
     per_user = [run.user_shown(USER), run.user_feedback(USER), run.user_history(USER), run.user_sources(USER)]
-    return fixed + per_version + per_user
+    return fixed + per_version + per_call + per_user
 
 
 def test_for_generation_base() -> None:
