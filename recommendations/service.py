@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
 from recommendations.metrics import RecsMetrics
@@ -87,6 +88,10 @@ class RecommendationService:
         try:
             if self.memory.has_pending() or self._flush_lock.locked():
                 # Answers served in fallback mode must reach the shown sets before a normal answer reads them.
+                # One request at a time writes them back; the others answer from the fallback meanwhile instead of
+                # queueing behind a Redis that may hang (each would wait for its own timeout, one after another).
+                if self._flush_lock.locked():
+                    return self._fallback(user_id, k, group.name)
                 await self.flush_fallback_writes()
                 if self.memory.has_pending():
                     return self._fallback(user_id, k, group.name)  # Redis is still unreachable
@@ -100,9 +105,9 @@ class RecommendationService:
         for _ in range(MAX_GENERATION_RETRIES):
             snapshot = await self.users.read(max(generation, 0), user_id)
             if snapshot.versions.generation != generation:
-                # The user's keys were read under a stale generation (start-up or /cleanup): read again.
+                # The user's keys were read under a stale generation (start-up or /cleanup): read again. The
+                # versions came from the old run's keys, so they must not reach the cache.
                 generation = snapshot.versions.generation
-                await self.cache.ensure(snapshot.versions)
                 continue
             state = await self.cache.ensure(snapshot.versions)
             answer = await self._rank_and_claim(state, snapshot, user_id, k, group_name)
@@ -185,13 +190,16 @@ class RecommendationService:
         indices = popular_unseen(state, self.memory.shown(state.generation, user_id), k)
         items = [state.catalog.item_ids[i] for i in indices]
         self.memory.remember(state.generation, user_id, indices)
-        self.memory.add_pending(PendingWrite(state.generation, user_id, tuple(items)))
+        if items:
+            self.memory.add_pending(PendingWrite(state.generation, user_id, tuple(items)))
         return Answer(items, ["fallback"] * len(items), group_name, fallback=True)
 
     async def flush_fallback_writes(self) -> int:
         """Write items served in fallback mode into the users' shown sets (called periodically)."""
         async with self._flush_lock:  # a request waits for a flush in progress instead of overtaking it
-            pending = self.memory.take_pending()
+            # Answers of an older run would recreate keys that its /cleanup deleted.
+            generation = self.cache.state.generation
+            pending = [write for write in self.memory.take_pending() if write.generation == generation]
             if not pending:
                 return 0
             try:
@@ -200,7 +208,8 @@ class RecommendationService:
                         shown = self.keys.for_generation(write.generation).user_shown(write.user_id)
                         pipe.sadd(shown, *write.item_ids)
                     await pipe.execute()
-            except REDIS_UNAVAILABLE:
+            except (*REDIS_UNAVAILABLE, RedisError) as error:
+                log.warning("could not write %d fallback answers back to Redis: %s", len(pending), error)
                 self.memory.return_pending(pending)
                 return 0
             return len(pending)
@@ -208,6 +217,10 @@ class RecommendationService:
     async def run_fallback_flusher(self, interval_s: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            written = await self.flush_fallback_writes()
+            try:
+                written = await self.flush_fallback_writes()
+            except Exception:  # the flusher must outlive any one failure; the next round tries again
+                log.exception("writing fallback answers back failed")
+                continue
             if written:
                 log.info("wrote %d fallback answers back to Redis", written)

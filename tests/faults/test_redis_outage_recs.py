@@ -6,6 +6,7 @@ are written to the user's shown set, so the normal path never shows them again e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -124,3 +125,42 @@ def test_recs_serve_from_the_fallback_while_redis_is_down(
         assert set(after) <= rest and len(after) == min(K, len(rest))
         response = client.get(f"{recs}/status")
         assert response.status_code == 200
+
+
+def test_recs_answer_concurrently_while_redis_hangs(
+    stack_factory: Callable[..., ServiceStack], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    """Redis accepts connections but never answers. Once a fallback answer waits to be written back, concurrent
+    requests must not queue one by one behind that write (each waiting for the 1 s Redis timeout)."""
+    proxy = proxy_for(REDIS_URL)
+    stack = stack_factory().start("pipeline", "event_collector")
+    recs = stack.start_service("recommendations", REDIS_URL=proxy.url_for(REDIS_URL)).url
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{recs}/cleanup").status_code == 200
+        ids, genres = catalog(CATALOG_SIZE)
+        add_items(client, recs, ids, genres)
+        assert client.get(f"{recs}/recs/{new_id('user-')}", params={"k": K}).status_code == 200
+
+        proxy.stall()
+        first, first_s = _timed_get(client, f"{recs}/recs/{new_id('user-')}?k={K}")
+        assert first.status_code == 200 and first.headers.get("X-Fallback"), first.text
+
+    async def concurrent(count: int) -> list[tuple[int, float]]:
+        async with httpx.AsyncClient(base_url=recs, timeout=60) as aclient:
+
+            async def one() -> tuple[int, float]:
+                started = time.monotonic()
+                response = await aclient.get(f"/recs/{new_id('user-')}", params={"k": K})
+                return response.status_code, time.monotonic() - started
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+    answers = asyncio.run(concurrent(20))
+    proxy.resume()
+    slowest = max(seconds for _, seconds in answers)
+    print(
+        f"first answer in the stall {first_s:.2f}s; 20 concurrent: codes {sorted({c for c, _ in answers})}, "
+        f"slowest {slowest:.2f}s"
+    )
+    assert {code for code, _ in answers} <= {200, 503}
+    assert slowest < ANSWER_BOUND_S, f"a /recs took {slowest:.2f}s while Redis hung: requests queued"

@@ -2,8 +2,9 @@
 
 A service is pointed at the proxy instead of the real Redis or RabbitMQ. ``pause()`` closes every proxied
 connection and stops listening, so reconnects are refused exactly as if the server were down; ``resume()``
-listens again on the same port. The proxy runs its own asyncio loop in a daemon thread, so it works from plain
-synchronous tests and from tests that run their own loop.
+listens again on the same port. ``stall()`` keeps every connection open but drops what flows through it, as a
+server that hangs; ``resume()`` ends that too (the bytes dropped meanwhile stay lost). The proxy runs its own
+asyncio loop in a daemon thread, so it works from plain synchronous tests and from tests that run their own loop.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._stalled = False
 
     @classmethod
     def for_url(cls, url: str) -> TcpProxy:
@@ -61,7 +63,12 @@ class TcpProxy:
         """Refuse new connections and cut the open ones; the number of connections cut."""
         return self._call(self._pause())
 
+    def stall(self) -> None:
+        """Keep accepting and keep connections open, but forward nothing: every request waits for its timeout."""
+        self._stalled = True
+
     def resume(self) -> None:
+        self._stalled = False
         self._call(self._listen())
 
     def close(self) -> None:
@@ -135,10 +142,11 @@ class TcpProxy:
                 self._writers.discard(writer)
                 writer.transport.abort()
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(CHUNK):
+                if self._stalled:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
