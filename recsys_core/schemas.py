@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 MAX_ID_LENGTH = 128
 MAX_ITEMS_PER_BATCH = 20_000
 MAX_GENRES_PER_ITEM = 32
+# A replica holds the catalog's genres as an items x distinct-genres matrix (9 bytes a cell): a batch of 20,000
+# items with 32 new genres each would ask for 115 GB.
+MAX_DISTINCT_GENRES_PER_BATCH = 256
 MAX_GENRE_LENGTH = 64
 MAX_TITLE_LENGTH = 512
 MAX_INTERACTIONS_PER_EVENT = 1_000
@@ -49,6 +52,11 @@ class AddItemsRequest(BaseModel):
             too_many = [i for i, genres in enumerate(self.genres) if len(genres) > MAX_GENRES_PER_ITEM]
             if too_many:
                 raise ValueError(f"item at position {too_many[0]} has more than {MAX_GENRES_PER_ITEM} genres")
+            distinct = len({genre for genres in self.genres for genre in genres})
+            if distinct > MAX_DISTINCT_GENRES_PER_BATCH:
+                raise ValueError(
+                    f"the batch names {distinct} distinct genres; at most {MAX_DISTINCT_GENRES_PER_BATCH} are allowed"
+                )
         if self.titles is not None and len(self.titles) != len(self.item_ids):
             raise ValueError(
                 f"titles has {len(self.titles)} entries but item_ids has {len(self.item_ids)}: "
@@ -105,6 +113,16 @@ class EventMessage(BaseModel):
     # Client's time when it gave one, otherwise the server's receive time.
     timestamp: float
     received_at: float
+
+    @model_validator(mode="after")
+    def _storable(self) -> EventMessage:
+        # The collector only sends valid events, but the queue may hold anything: a message the pipeline cannot
+        # store must fail here, where it goes to the dead-letter queue, not in the store, where it would be retried.
+        if len(self.actions) != len(self.item_ids) or not self.item_ids:
+            raise ValueError(f"{len(self.item_ids)} item ids with {len(self.actions)} actions")
+        if not (math.isfinite(self.timestamp) and math.isfinite(self.received_at)):
+            raise ValueError("timestamps must be finite")
+        return self
 
 
 # The AMQP ``type`` of a message that holds an ``EventBatch``; a message without it holds one ``EventMessage``

@@ -95,6 +95,9 @@ class BlendParams:
             raise ValueError("group_prior_shrinkage must be >= 0 and group_prior_item_cap > 0")
         if self.posterior_draws < 0:
             raise ValueError("posterior_draws must be >= 0")
+        # A taste without smoothing divides by zero for genres the population has not liked yet (NaN scores).
+        if self.taste_smoothing <= 0 or not 0 < self.neighbour_recency_decay <= 1:
+            raise ValueError("taste_smoothing must be > 0 and neighbour_recency_decay in (0, 1]")
 
 
 @dataclass(frozen=True, slots=True)

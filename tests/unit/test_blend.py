@@ -211,6 +211,10 @@ def test_params_are_validated() -> None:
         BlendParams(diversity_weight=1.0)
     with pytest.raises(ValueError, match="group_prior"):
         BlendParams(group_prior_item_cap=0.0)
+    with pytest.raises(ValueError, match="taste_smoothing"):
+        BlendParams(taste_smoothing=0.0)
+    with pytest.raises(ValueError, match="neighbour_recency_decay"):
+        BlendParams(neighbour_recency_decay=0.0)
 
 
 # --- components ---

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from recsys_core.schemas import (
+    MAX_DISTINCT_GENRES_PER_BATCH,
     MAX_GENRES_PER_ITEM,
     MAX_ID_LENGTH,
     AddItemsRequest,
@@ -66,6 +67,39 @@ def test_add_items_too_many_genres_names_the_position() -> None:
     with pytest.raises(ValidationError) as error:
         AddItemsRequest(item_ids=["a", "b"], genres=genres)
     assert f"item at position 1 has more than {MAX_GENRES_PER_ITEM} genres" in _messages(error)
+
+
+def test_add_items_refuses_a_batch_with_too_many_distinct_genres() -> None:
+    """Each replica holds an items x genres matrix: a flood of distinct genres must be a 422, not an OOM."""
+    limit = MAX_DISTINCT_GENRES_PER_BATCH
+    ids = [f"i{n}" for n in range(limit + 1)]
+    assert AddItemsRequest(item_ids=ids[:limit], genres=[[f"g{n}"] for n in range(limit)])
+    with pytest.raises(ValidationError) as error:
+        AddItemsRequest(item_ids=ids, genres=[[f"g{n}"] for n in range(limit + 1)])
+    assert f"the batch names {limit + 1} distinct genres; at most {limit} are allowed" in _messages(error)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"actions": ["like", "like"]}, "1 item ids with 2 actions"),
+        ({"item_ids": [], "actions": []}, "0 item ids with 0 actions"),
+        ({"timestamp": float("inf")}, "timestamps must be finite"),
+        ({"received_at": float("nan")}, "timestamps must be finite"),
+    ],
+)
+def test_an_event_message_the_pipeline_could_not_store_does_not_parse(overrides: dict[str, Any], message: str) -> None:
+    fields: dict[str, Any] = {
+        "generation": 0,
+        "user_id": "u",
+        "item_ids": ["a"],
+        "actions": ["like"],
+        "timestamp": 1.0,
+        "received_at": 1.0,
+    }
+    with pytest.raises(ValidationError) as error:
+        EventMessage(**{**fields, **overrides})
+    assert message in _messages(error)
 
 
 def test_add_items_exactly_max_genres_is_fine() -> None:
