@@ -1,8 +1,10 @@
 """/cleanup: start a new, empty run without restarting anything.
 
-Order matters: bump the generation first (every reader and writer of the old run is refused from then on),
-wait until every live collector stamps the new one (so an event sent after /cleanup returns belongs to the new
-run), purge the queue, wait for the pipeline to drop its in-memory state, then delete the old run's keys.
+Order matters: purge the queue of the old run's backlog, bump the generation (every reader and writer of the old
+run is refused from then on), wait until every live collector stamps the new one (so an event sent after /cleanup
+returns belongs to the new run), wait for the pipeline to drop its in-memory state, then delete the old run's keys.
+The purge comes first because a purge after the bump would also delete events of the new run that were already
+confirmed; old-run events queued after the purge carry the old generation, and the pipeline drops them.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ async def wait_for_collectors(redis: Redis, keys: GlobalKeys, generation: int) -
 
 
 async def cleanup(settings: Settings, redis: Redis, keys: GlobalKeys) -> CleanupResponse:
+    purged = await purge_events_queue(settings)
     generation = int(await redis.incr(keys.generation))
     collectors_switched = await wait_for_collectors(redis, keys, generation)
-    purged = await purge_events_queue(settings)
     acknowledged = await wait_for_pipeline(redis, keys, generation)
     deleted = await delete_generations_before(redis, keys, generation)
     log.info(
