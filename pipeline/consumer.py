@@ -2,7 +2,8 @@
 
 At-least-once: a message is acked only after Redis stored it (or recognised it as a redelivery, or as an
 event of an older run). If Redis fails, the batch is retried until it succeeds; nothing is acked meanwhile,
-so a crash redelivers it. A message that cannot be parsed is rejected to the dead-letter queue.
+so a crash redelivers it. A message that cannot be parsed, or whose batch fails to store for any other reason
+than Redis being unavailable, is rejected to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class EventConsumer:
 
     async def _subscribe(self) -> None:
         while True:
+            connection: AbstractRobustConnection | None = None
             try:
                 connection = await aio_pika.connect_robust(
                     self._amqp_url, timeout=5, reconnect_interval=RECONNECT_DELAY_S
@@ -67,7 +69,11 @@ class EventConsumer:
                 queue = await declare_events_queue(channel, self._queue_name)
                 await queue.consume(self._inbox.put)
             except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
-                log.warning("RabbitMQ not reachable (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                log.warning("could not consume from RabbitMQ (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                if connection is not None:
+                    # A robust connection left open would keep reconnecting on its own: one more per attempt.
+                    with contextlib.suppress(Exception):
+                        await connection.close()
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             self._connection = connection
@@ -103,16 +109,29 @@ class EventConsumer:
                     parsed.append(message)
                 except ValidationError as error:
                     log.error("rejecting an unparseable message to the dead-letter queue: %s", error)
-                    await message.reject(requeue=False)
+                    await self._settle(message, accept=False)
                     self.rejected += 1
-            await self._handler(events)  # retries internally until the events are stored
+            try:
+                await self._handler(events)  # retries internally while Redis is unavailable
+            except Exception:
+                # Not a Redis outage (those are retried): something in these messages cannot be stored. They go to
+                # the dead-letter queue, kept for inspection, and consumption goes on.
+                log.exception("rejecting %d messages to the dead-letter queue: storing them failed", len(parsed))
+                for message in parsed:
+                    await self._settle(message, accept=False)
+                self.rejected += len(parsed)
+                continue
             for message in parsed:
-                try:
-                    await message.ack()
-                except (aio_pika.exceptions.AMQPException, RuntimeError) as error:
-                    # The channel died after the store: the broker redelivers and the store sees a duplicate.
-                    log.warning("ack failed (%s); the message will be redelivered and deduplicated", error)
+                await self._settle(message, accept=True)
             self.consumed += len(parsed)
+
+    @staticmethod
+    async def _settle(message: AbstractIncomingMessage, accept: bool) -> None:
+        try:
+            await (message.ack() if accept else message.reject(requeue=False))
+        except (aio_pika.exceptions.AMQPException, RuntimeError) as error:
+            # The channel died meanwhile: the broker redelivers the message (a stored one is then deduplicated).
+            log.warning("could not settle a message (%s); the broker will redeliver it", error)
 
     async def close(self) -> None:
         for task in self._tasks:

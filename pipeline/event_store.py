@@ -26,9 +26,10 @@ STORE_CHUNK = 64
 # batch of 256 AMQP messages can hold up to 65,536 messages, which took 1.4 s in one round trip here (1,024:
 # 0.03 s), longer than the client's 1 s timeout.
 STORE_ROUND_TRIP = 1024
-# How long Redis keeps a store call's replies for a retry of that call (a retry comes within seconds of Redis being
-# reachable again; past this the retry's messages count as redeliveries, the behaviour without the replies).
-STORE_REPLIES_TTL_S = 3600
+# How long Redis keeps a store call's replies for a retry of that call (~140 bytes a call). A retry comes within
+# seconds of Redis being reachable again; past this the retry's messages count as redeliveries (the behaviour
+# without the replies: stored once in Redis, missing from this process's counters until it restarts).
+STORE_REPLIES_TTL_S = 300
 STREAM_READ_CHUNK = 10_000
 # Reloading a long run is hundreds of reads of a chunk each, against a client timeout of 1 s meant for requests:
 # a read that outlasts it on a busy Redis is retried, instead of failing the whole start-up.

@@ -162,6 +162,9 @@ class PipelineRuntime:
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
         self._tracking.submit(self._tracker.start_generation, generation)
 
+    async def _switch_to_current_generation(self) -> None:
+        await self._switch_generation(await read_generation(self._redis, self.keys))
+
     async def _housekeeping_forever(self) -> None:
         """Heartbeat, generation watch and bandit snapshots, every ``bandit_publish_interval_s``."""
         while not self._stopping.is_set():
@@ -177,6 +180,8 @@ class PipelineRuntime:
                 self._maybe_trim_log()
             except REDIS_UNAVAILABLE as error:
                 log.warning("redis unavailable in housekeeping: %s", error)
+            except Exception:  # heartbeats and snapshots must outlive any one failure
+                log.exception("housekeeping failed; trying again")
             await asyncio.sleep(self.settings.bandit_publish_interval_s)
 
     def _maybe_refresh_co_likes(self) -> None:
@@ -230,7 +235,7 @@ class PipelineRuntime:
         newest = max(event.generation for event in events)
         if newest > self._state.generation:
             # A /cleanup happened and its events arrive before the watch loop noticed.
-            await self._switch_generation(await self._retry(lambda: read_generation(self._redis, self.keys)))
+            await self._retry(self._switch_to_current_generation)
         grouped = [GroupedEvent(e, self.experiment.assign(e.user_id).name) for e in events]
         results: list[int] = []
         for first in range(0, len(grouped), STORE_ROUND_TRIP):

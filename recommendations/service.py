@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
 from recommendations.metrics import RecsMetrics
@@ -208,7 +207,7 @@ class RecommendationService:
                         shown = self.keys.for_generation(write.generation).user_shown(write.user_id)
                         pipe.sadd(shown, *write.item_ids)
                     await pipe.execute()
-            except (*REDIS_UNAVAILABLE, RedisError) as error:
+            except REDIS_UNAVAILABLE as error:
                 log.warning("could not write %d fallback answers back to Redis: %s", len(pending), error)
                 self.memory.return_pending(pending)
                 return 0

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_core.settings import Settings
-from recsys_io.redis_client import RedisConnectionError, RedisTimeoutError
 
 # FastAPI's native OpenTelemetry, off: this deployment exports Prometheus /metrics (below). Left on with no
 # provider configured, it still looks up the global providers (environment reads) on every request: ~3% of
@@ -167,15 +167,15 @@ async def _no_receive() -> Message:
 
 async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
-        status_code=503, content={"detail": f"Redis is unreachable: {exc}"}, headers={"Retry-After": "1"}
+        status_code=503, content={"detail": f"Redis is unavailable: {exc}"}, headers={"Retry-After": "1"}
     )
 
 
 def install_common(app: FastAPI, settings: Settings, service_name: str) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    # A dead dependency is a 503 the client can retry, never a 500 or a hang (timeouts are on the clients).
-    app.add_exception_handler(RedisConnectionError, _dependency_unavailable)
-    app.add_exception_handler(RedisTimeoutError, _dependency_unavailable)
+    # A dead or refusing dependency (unreachable, READONLY, OOM) is a 503 the client can retry, never a 500 or a
+    # hang (timeouts are on the clients).
+    app.add_exception_handler(RedisError, _dependency_unavailable)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
@@ -33,5 +32,7 @@ async def read_generation(redis: Redis, keys: GlobalKeys) -> int:
     return as_int(await redis.get(keys.generation))
 
 
-# What "Redis is unreachable" looks like from redis-py: the caller answers 503 or from a fallback.
-REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# What "Redis is unavailable" looks like from redis-py: unreachable, timing out, or refusing commands (READONLY
+# after a failover, OOM, MISCONF on a full disk). The caller answers 503, answers from a fallback, or retries;
+# a background loop that caught only lost connections died on the first refused write.
+REDIS_UNAVAILABLE = (RedisError, OSError)

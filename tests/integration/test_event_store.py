@@ -10,10 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from devstack.stack import free_port, local_url
 from pipeline.event_store import DUPLICATE, STALE, STORED, EventStore, GroupedEvent
 from pipeline.runtime import PipelineRuntime
+from pipeline.state import RunState
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
@@ -145,3 +147,57 @@ async def test_the_pipeline_applies_the_events_of_a_store_whose_reply_was_lost(
     print(f"tries {len(tries)}, stored {status['messages_stored']}, duplicates {status['duplicates']}")
     assert len(tries) == 2 and tries[0] == tries[1]
     assert (status["messages_stored"], status["duplicates"], status["events_applied"]) == (5, 0, 10)
+
+
+async def test_the_pipeline_retries_a_store_that_redis_refused(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused write (READONLY after a failover, OOM) is an outage like a lost connection: retried, not fatal."""
+    redis_client, keys = redis_and_keys
+    store_for_real = EventStore.store
+    tries: list[str] = []
+
+    async def refused_once(self: EventStore, events: list[GroupedEvent], call_id: str) -> list[int]:
+        tries.append(call_id)
+        if len(tries) == 1:
+            raise ResponseError("READONLY You can't write against a read only replica.")
+        return await store_for_real(self, events, call_id)
+
+    monkeypatch.setattr(EventStore, "store", refused_once)
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    try:
+        await runtime.handle_batch([_grouped(0, "ann", [("a", "like")], 1.0).event])
+        status = runtime.describe()
+    finally:
+        await runtime.stop()
+
+    assert len(tries) == 2 and (status["messages_stored"], status["events_applied"]) == (1, 1)
+
+
+async def test_a_generation_switch_that_redis_interrupts_is_retried(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first event of a new run makes the consumer switch runs; Redis failing during that reload must not end
+    consumption (the error escaped handle_batch and the consumer task died)."""
+    redis_client, keys = redis_and_keys
+    load_for_real = EventStore.load_run
+    loads: list[int] = []
+
+    async def fails_once(self: EventStore, generation: int, max_events: int = 0) -> RunState:
+        loads.append(generation)
+        if len(loads) == 1:
+            raise RedisConnectionError("connection dropped while loading the run")
+        return await load_for_real(self, generation, max_events)
+
+    monkeypatch.setattr(EventStore, "load_run", fails_once)
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    await redis_client.set(keys.generation, 1)  # a /cleanup the watch loop has not noticed yet
+    try:
+        await runtime.handle_batch([_grouped(1, "ann", [("a", "like")], 1.0).event])
+        status = runtime.describe()
+    finally:
+        await runtime.stop()
+
+    assert loads == [1, 1] and (status["generation"], status["messages_stored"]) == (1, 1)

@@ -1,0 +1,60 @@
+"""The pipeline's consumer on the real RabbitMQ (a queue of this test's own): a batch that fails to store for a
+reason other than Redis being unavailable goes to the dead-letter queue, and consumption goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import pytest
+
+from pipeline.consumer import EventConsumer
+from recsys_core.schemas import EventMessage
+from recsys_core.settings import Settings
+from recsys_io.amqp import dead_letter_queue_name, declare_events_queue, events_message, parse_events
+
+pytestmark = pytest.mark.integration
+
+
+def _event(user: str) -> EventMessage:
+    return EventMessage(generation=0, user_id=user, item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+
+
+async def test_a_batch_that_cannot_be_stored_is_dead_lettered_and_consumption_goes_on() -> None:
+    settings = Settings()
+    queue_name = f"test-consumer-{uuid.uuid4().hex[:10]}"
+    stored: list[str] = []
+    second_stored = asyncio.Event()
+
+    async def handler(events: list[EventMessage]) -> None:
+        if any(event.user_id == "poison" for event in events):
+            raise ValueError("this batch cannot be stored")
+        stored.extend(event.user_id for event in events)
+        if "after" in stored:
+            second_stored.set()
+
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    await declare_events_queue(channel, queue_name)
+    consumer = EventConsumer(settings.amqp_url, queue_name, handler, prefetch=10, batch_size=10, batch_wait_s=0.01)
+    try:
+        await channel.default_exchange.publish(events_message([_event("poison")]), routing_key=queue_name)
+        consumer.start()
+        for _ in range(100):  # the poison batch first, alone
+            if consumer.rejected:
+                break
+            await asyncio.sleep(0.05)
+        await channel.default_exchange.publish(events_message([_event("after")]), routing_key=queue_name)
+        await asyncio.wait_for(second_stored.wait(), timeout=5)
+
+        dead_queue = await channel.declare_queue(dead_letter_queue_name(queue_name), passive=True)
+        dead = await dead_queue.get(no_ack=True, fail=False)
+        print(f"rejected {consumer.rejected}, consumed {consumer.consumed}, stored {stored}")
+        assert consumer.rejected == 1 and stored == ["after"]
+        assert dead is not None and [event.user_id for event in parse_events(dead)] == ["poison"]
+    finally:
+        await consumer.close()
+        for name in (queue_name, dead_letter_queue_name(queue_name)):
+            await channel.queue_delete(name)
+        await connection.close()
