@@ -32,6 +32,18 @@ def _grouped(generation: int, user: str, pairs: list[tuple[str, str]], ts: float
     return GroupedEvent(event, "C")
 
 
+async def _status_after_handling(redis_client: Redis, keys: GlobalKeys, batch: list[EventMessage]) -> dict[str, object]:
+    """A pipeline runtime (not started) handles ``batch`` as its consumer would; its status afterwards."""
+    # MLflow on a closed port: a run switch the batch causes must not log to a tracking server of the machine.
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    try:
+        await runtime.handle_batch(batch)
+        return runtime.describe()
+    finally:
+        await runtime.stop()
+
+
 async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,15 +89,8 @@ async def test_the_pipeline_stores_a_long_batch_in_slices_and_applies_every_mess
     redis_client, keys = redis_and_keys
     monkeypatch.setattr("pipeline.runtime.STORE_ROUND_TRIP", 4)
     monkeypatch.setattr("pipeline.event_store.STORE_CHUNK", 3)
-    # MLflow on a closed port: the run switch this batch causes must not log to a tracking server of the machine.
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
     batch = [_grouped(0, f"user-{n % 3}", [(f"item-{n}", "like")], float(n)).event for n in range(11)]
-    try:
-        await runtime.handle_batch(batch + batch[:2])  # two redeliveries in the same batch
-        status = runtime.describe()
-    finally:
-        await runtime.stop()
+    status = await _status_after_handling(redis_client, keys, batch + batch[:2])  # two redeliveries in the batch
 
     print(f"stored {status['messages_stored']}, duplicates {status['duplicates']}")
     assert (status["messages_stored"], status["duplicates"], status["events_applied"]) == (11, 2, 11)
@@ -135,14 +140,8 @@ async def test_the_pipeline_applies_the_events_of_a_store_whose_reply_was_lost(
         return replies
 
     monkeypatch.setattr(EventStore, "store", reply_lost_once)
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
     batch = [_grouped(0, f"user-{n}", [(f"item-{n}", "like"), ("x", "dislike")], float(n)).event for n in range(5)]
-    try:
-        await runtime.handle_batch(batch)
-        status = runtime.describe()
-    finally:
-        await runtime.stop()
+    status = await _status_after_handling(redis_client, keys, batch)
 
     print(f"tries {len(tries)}, stored {status['messages_stored']}, duplicates {status['duplicates']}")
     assert len(tries) == 2 and tries[0] == tries[1]
@@ -164,13 +163,7 @@ async def test_the_pipeline_retries_a_store_that_redis_refused(
         return await store_for_real(self, events, call_id)
 
     monkeypatch.setattr(EventStore, "store", refused_once)
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
-    try:
-        await runtime.handle_batch([_grouped(0, "ann", [("a", "like")], 1.0).event])
-        status = runtime.describe()
-    finally:
-        await runtime.stop()
+    status = await _status_after_handling(redis_client, keys, [_grouped(0, "ann", [("a", "like")], 1.0).event])
 
     assert len(tries) == 2 and (status["messages_stored"], status["events_applied"]) == (1, 1)
 
@@ -191,13 +184,7 @@ async def test_a_generation_switch_that_redis_interrupts_is_retried(
         return await load_for_real(self, generation, max_events)
 
     monkeypatch.setattr(EventStore, "load_run", fails_once)
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
     await redis_client.set(keys.generation, 1)  # a /cleanup the watch loop has not noticed yet
-    try:
-        await runtime.handle_batch([_grouped(1, "ann", [("a", "like")], 1.0).event])
-        status = runtime.describe()
-    finally:
-        await runtime.stop()
+    status = await _status_after_handling(redis_client, keys, [_grouped(1, "ann", [("a", "like")], 1.0).event])
 
     assert loads == [1, 1] and (status["generation"], status["messages_stored"]) == (1, 1)
