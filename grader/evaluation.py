@@ -27,7 +27,7 @@ class ListJudgement:
     precision: float
     ndcg: float
     diversity: float | None
-    # Catalog items this list showed the user for the first time.
+    # Catalog items among the list's first k that it showed the user for the first time (what coverage counts).
     new_items: tuple[str, ...]
     wrong_length: bool
     duplicates: int
@@ -74,9 +74,9 @@ def judge_list(
             unknown += 1
         elif item_id in shown_before:
             reshown += 1
-        else:
+        elif position < k:  # coverage counts what the grader scores: the first k items
             new_items.append(item_id)
-            is_hit = item_id in relevant and position < k
+            is_hit = item_id in relevant
         seen_in_list.add(item_id)
         if position < k:
             relevance.append(is_hit)
@@ -87,7 +87,8 @@ def judge_list(
         hits=hits,
         precision=precision_at_k(hits, k),
         ndcg=ndcg_at_k(relevance, len(relevant - shown_before), k),
-        diversity=list_diversity([catalog.genres_of(item_id) for item_id in items[:k]]),
+        # Unknown ids have no genres: they would count as unlike everything and raise the list's diversity.
+        diversity=list_diversity([catalog.genres_of(item_id) for item_id in items[:k] if item_id in catalog]),
         new_items=tuple(new_items),
         wrong_length=wrong_length,
         duplicates=duplicates,
@@ -129,7 +130,7 @@ def evaluate_user(user: SimulatedUser, trace: UserTrace, catalog: Catalog, k: in
             outcomes.append(_failed_call(user.arrival, call))
             continue
         judged = judge_list(call.item_ids, shown, user.relevant, catalog, k)
-        shown.update(judged.new_items)
+        shown.update(item_id for item_id in call.item_ids if item_id in catalog)  # a list too long showed them all
         outcomes.append(
             CallOutcome(
                 arrival=user.arrival,

@@ -1,7 +1,8 @@
 """An offline replay of the grading protocol against the core strategies, for fast parameter sweeps.
 
 It is not the grader: no HTTP, no Redis, no processes. It replays the same simulated users with the same
-concurrency and pauses on a virtual clock, and models the deployment's delays — bandit evidence becomes
+concurrency, and pauses drawn from the same ranges (not the same values: its random stream is its own), on a
+virtual clock, and models the deployment's delays — bandit evidence becomes
 visible after ``snapshot_delay_s`` (pipeline + snapshot publish + reload), co-like neighbours are recomputed
 every ``co_likes_interval_s``, BPR is retrained every ``retrain_interval_s`` — so strategies can be compared
 in seconds instead of minutes. Every figure that is claimed comes from real grader runs; this only chooses

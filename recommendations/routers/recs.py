@@ -43,7 +43,10 @@ async def recommendations(request: Request) -> Response:
     try:
         answer = await service.recommend(user_id, k)
     except RecommendationsUnavailable as error:
-        raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from error
+        # The group still names the user's arm: an A/B analysis counts the failure against it instead of losing it.
+        group = service.experiment.assign(user_id).name
+        headers = {"Retry-After": "1", "X-Experiment-Group": group}
+        raise HTTPException(status_code=503, detail=str(error), headers=headers) from error
     headers = {"X-Experiment-Group": answer.group, "X-Recommendation-Sources": ",".join(answer.sources)}
     if answer.fallback:
         headers["X-Fallback"] = "redis-unavailable"

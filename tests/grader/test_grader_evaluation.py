@@ -54,6 +54,26 @@ def test_wrong_length_depends_on_what_is_left_unseen() -> None:
     assert judged.wrong_length and judged.hits == 0
 
 
+def test_a_list_longer_than_k_adds_to_coverage_only_its_first_k_but_shows_every_item() -> None:
+    catalog = _catalog(40)
+    user = _user(set())
+    too_long = [f"i{n}" for n in range(15)]
+    trace = UserTrace(0, user.user_id, (_call(0, too_long), _call(1, ["i12", *[f"i{n}" for n in range(20, 29)]])))
+    first, second = evaluate_user(user, trace, catalog, K)
+
+    assert first.wrong_length and first.new_items == tuple(too_long[:K])
+    assert second.reshown == 1, "i12 was shown (past position k) by the first list"
+    assert summarize([first, second], len(catalog), K).unique_items == 19
+
+
+def test_unknown_ids_do_not_count_as_diverse() -> None:
+    catalog = _catalog()
+    same_genre = ["i0", "i3", "i6", "i9"]  # all Action
+    assert judge_list(same_genre, set(), frozenset(), catalog, K).diversity == 0.0
+    with_unknown = judge_list([*same_genre, "x1", "x2"], set(), frozenset(), catalog, K)
+    assert with_unknown.unknown_ids == 2 and with_unknown.diversity == 0.0
+
+
 def test_evaluate_user_tracks_history_across_calls() -> None:
     catalog = _catalog(40)
     user = _user({"i0", "i12", "i25"})
