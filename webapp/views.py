@@ -116,7 +116,7 @@ def _age(now: float, then: float | None) -> float | None:
 
 
 def _model_info(status: RecsStatus, now: float) -> ModelInfo | None:
-    if status.model_version is None:
+    if not status.model_version:  # versions start at 1 (INCR): /status reports 0 before the first model
         return None
     meta = status.model or {}
     published_at = _number(meta.get("published_at"))

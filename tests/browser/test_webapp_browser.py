@@ -141,6 +141,28 @@ def test_malicious_title_is_rendered_as_text(
     assert page.evaluate("() => window.__xss") is None
 
 
+def test_a_like_answered_after_the_user_changed_stays_with_its_user(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+) -> None:
+    """Switch users while a like is on its way: the new user's history must not list it as "sending…"."""
+    held: list[sync_api.Route] = []
+    page.route("**/api/feedback", lambda route: held.append(route))  # the like waits here until let go
+    start_new_user(page, webapp_stack.url("webapp"))
+    first_user = page.locator("#user-id").input_value()
+    page.locator("#recs .card button.like").first.click()
+    page.wait_for_function("() => document.body.classList.contains('busy')")
+    assert len(held) == 1
+
+    page.click("#new-user")
+    page.wait_for_function(f"() => document.querySelector('#user-id').value !== {first_user!r}")
+    sync_api.expect(page.locator("#recs .card")).to_have_count(10)
+    held[0].continue_()
+    page.wait_for_timeout(500)  # the answer arrives and is handled (or ignored)
+
+    sync_api.expect(page.locator("#history li.entry")).to_have_count(0)
+    sync_api.expect(page.locator("#recs .card button.like").first).to_be_enabled()
+
+
 def test_backend_down_shows_an_error_not_a_blank_page(
     webapp_stack: ServiceStack, page: sync_api.Page, page_problems: list[str], artifacts_dir: Path
 ) -> None:

@@ -89,6 +89,9 @@ def test_status_page_ages_metrics_and_links() -> None:
 
     bare = status_page(RecsStatus(catalog_size=0), None, None, now=1.0, mlflow_url=None, warnings=["w"])
     assert bare.model is None and bare.training is None and not bare.pipeline.reachable and bare.warnings == ["w"]
+    # What /status reports on a fresh stack or after /cleanup: version 0, no model.
+    fresh = status_page(RecsStatus(catalog_size=0, model_version=0), None, None, now=1.0, mlflow_url=None)
+    assert fresh.model is None
 
 
 def test_safe_http_url() -> None:

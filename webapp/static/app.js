@@ -168,7 +168,8 @@
       $("recs-note").textContent = "No recommendations to show (see the error above).";
       showError("recs", `Could not load recommendations: ${error.message}`);
     } finally {
-      setBusy(false);
+      // A request for a user no longer selected must not re-enable the buttons of the new user's pending load.
+      if (userId === state.userId) setBusy(false);
     }
   }
 
@@ -183,10 +184,13 @@
       });
       clearError("feedback");
     } catch (error) {
+      if (userId !== state.userId) return;
       showError("feedback", `Could not send the ${action}: ${error.message}`);
       setBusy(false);
       return;
     }
+    // Another user was selected meanwhile: this answer belongs to none of what the page shows now.
+    if (userId !== state.userId) return;
     state.pending.set(item.item_id, { item_id: item.item_id, title: item.title, action, ts: Date.now() / 1000 });
     renderHistory(state.lastHistory);
     setBusy(false);
