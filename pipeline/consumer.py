@@ -137,7 +137,11 @@ class EventConsumer:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a task that had died must not stop the rest of the shutdown
+                log.exception("a consumer task had failed")
         if self._connection is not None:
             await self._connection.close()

@@ -54,7 +54,9 @@ async def test_a_batch_that_cannot_be_stored_is_dead_lettered_and_consumption_go
         assert consumer.rejected == 1 and stored == ["after"]
         assert dead is not None and [event.user_id for event in parse_events(dead)] == ["poison"]
     finally:
-        await consumer.close()
-        for name in (queue_name, dead_letter_queue_name(queue_name)):
-            await channel.queue_delete(name)
-        await connection.close()
+        try:
+            await consumer.close()
+        finally:
+            for name in (queue_name, dead_letter_queue_name(queue_name)):
+                await channel.queue_delete(name)
+            await connection.close()
