@@ -151,3 +151,14 @@ def test_an_item_outside_the_head_that_the_taste_lifts_is_still_found(monkeypatc
     assert all(index >= 90 for index, _ in answer)  # unseen Horror items, all outside the head of 10
     monkeypatch.setattr(blend, "HEAD_SIZE", n)
     assert _answers(strategy, ctx, 3, draw_seed=0) == answer
+
+
+def test_the_bound_covers_an_items_taste_despite_float32_rounding() -> None:
+    """Three equal genre lifts average to more than the lift itself in float32 (3 x float32(1/3) > 1): the bound on
+    items outside the universe must still hold, or one could tie with the answer's last item unnoticed."""
+    catalog = CatalogView(1, ("a",), ("g0", "g1", "g2"), np.ones((1, 3), dtype=bool))
+    lift = np.full(3, 1.4203281057108941e-05)
+    taste = float((catalog.genre_mean @ lift)[0])
+    assert taste > lift.max()  # the rounding this test is about
+    personal = blend._Personal(genre_lift=lift, neighbour=None, anchor=None, bpr=None)
+    assert taste <= personal.upper_bound_outside()
