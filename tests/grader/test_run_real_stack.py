@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,16 @@ def _dataset() -> Dataset | None:
     return None
 
 
+# Two groups, so the run also checks the A/B side: every user in one group, none switching.
+TWO_GROUPS = {
+    "name": "grader-int",
+    "groups": [{"name": "C", "strategy": "blend", "share": 0.5}, {"name": "T1", "strategy": "thompson", "share": 0.5}],
+}
+
+
 @pytest.mark.integration
-async def test_grader_against_real_stack(stack: Any, tmp_path: Path) -> None:
+async def test_grader_against_real_stack(stack_factory: Callable[..., Any], tmp_path: Path) -> None:
+    stack = stack_factory(EXPERIMENT_CONFIG=json.dumps(TWO_GROUPS)).start()
     config = RunConfig(
         recs_url=stack.recs_url.rstrip("/"),
         events_url=stack.collector_url.rstrip("/"),
@@ -62,9 +71,10 @@ async def test_grader_against_real_stack(stack: Any, tmp_path: Path) -> None:
     # A correct service breaks no rule of the contract.
     assert summary.errors.total == 0, summary.errors.as_dict()
     assert summary.unique_items >= K
-    if result.comparison is not None:
-        assert sum(group.users for group in result.comparison.groups.values()) == USERS
-        assert result.comparison.users_switching_group == 0
+    comparison = result.comparison
+    assert comparison is not None and set(comparison.groups) == {"C", "T1"}
+    assert sum(group.users for group in comparison.groups.values()) == USERS
+    assert comparison.users_switching_group == 0
 
     summary_path, html_path = write_reports(result, tmp_path)
     written = json.loads(summary_path.read_text())

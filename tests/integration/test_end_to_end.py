@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
@@ -33,7 +34,9 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
 
         liked = first[:3]
         interact(client, stack.collector_url, user, liked, ["like"] * 3)
-        interact(client, stack.collector_url, user, [first[3]], ["dislike"])
+        # The client's own time, when it sends one, is the event's time (else the collector stamps its receive time).
+        body = {"user_id": user, "item_ids": [first[3]], "actions": ["dislike"], "timestamp": 1234.5}
+        assert client.post(f"{stack.collector_url}/interact", json=body).status_code == 200
 
         def like_visible() -> dict[str, float] | None:
             arm = client.get(f"{stack.recs_url}/debug/items/{liked[0]}").json()
@@ -49,6 +52,14 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
             shown = recs(client, stack.recs_url, other).json()["item_ids"]
             interact(client, stack.collector_url, other, shown[:4], ["like"] * 4)
         eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= 24, 5)
+        keys = GlobalKeys(stack.prefix)
+        run = keys.for_generation(int(stack.redis.get(keys.generation) or 0))
+        stored_times = {
+            entry["item_id"]: entry["ts"]
+            for entry in map(json.loads, stack.redis.lrange(run.user_history(user), 0, -1))
+        }
+        assert stored_times[first[3]] == 1234.5
+        assert all(stored_times[item] > 1e9 for item in liked)  # stamped by the collector: now
 
         version_before = client.get(f"{stack.recs_url}/status").json()["model_version"]
         outcome = client.post(f"{stack.pipeline_url}/retrain").json()
@@ -58,8 +69,6 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
         assert status["model"]["likes"] == 23  # 3 + 5*4 likes; the dislike is not a positive
 
         # Replicas load the item side only; each user's factors are a field of the version's hash in Redis.
-        keys = GlobalKeys(stack.prefix)
-        run = keys.for_generation(int(stack.redis.get(keys.generation) or 0))
         served = FactorModel.from_bytes(stack.redis.get(run.model_blob(outcome["model_version"])))
         assert served.user_ids.size == 0 and served.item_factors.shape[0] == 240
         assert stack.redis.hexists(run.model_user_factors(outcome["model_version"]), user)

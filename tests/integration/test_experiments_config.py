@@ -66,7 +66,9 @@ def test_groups_are_stable_recorded_with_recommendations_and_events(stack_factor
         assert set(groups.values()) == {"C", "T1"}
         eventually(lambda: client.get(f"{stack.recs_url}/status").json()["events_stored"] >= 40, 10)
     # Every recommendation and every stored event carries the user's group.
-    for _, fields in stack.redis.xrange(stack.run_key("recs:log")):
+    recs_log = stack.redis.xrange(stack.run_key("recs:log"))
+    assert len(recs_log) == 80  # two /recs calls for each of the 40 users
+    for _, fields in recs_log:
         assert fields[b"group"].decode() == groups[fields[b"user"].decode()]
     events = stack.redis.xrange(stack.run_key("events"))
     assert len(events) == 40
