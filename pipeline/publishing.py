@@ -117,9 +117,13 @@ class ModelPublisher:
         self._keys = keys
         self._keep = keep
         self._script = redis.register_script(lua.PUBLISH_MODEL)
+        self._next_version = redis.register_script(lua.INCR_MODEL_COUNTER)
 
-    async def next_version(self, generation: int) -> int:
-        return int(await self._redis.incr(self._keys.for_generation(generation).model_counter))
+    async def next_version(self, generation: int) -> int | None:
+        """A new version number of the run's models; None when a /cleanup made the run obsolete."""
+        counter = self._keys.for_generation(generation).model_counter
+        version = int(await self._next_version(keys=[self._keys.generation, counter], args=[generation]))
+        return None if version == lua.STALE_GENERATION else version
 
     async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> int | None:
         """The version once /recs can read it, or None when a /cleanup made it obsolete.

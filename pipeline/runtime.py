@@ -28,6 +28,7 @@ from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, Model
 from pipeline.state import InteractionLog, RunState
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
+from recsys_core import lua
 from recsys_core.algorithms.factors import BPRParams, FactorModel
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
@@ -81,6 +82,7 @@ class PipelineRuntime:
         self._snapshots = BanditSnapshotPublisher(redis, self.keys)
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
         self._co_likes = CoLikesPublisher(redis, self.keys)
+        self._hset_if_current = redis.register_script(lua.HSET_IF_CURRENT)
         self._co_likes_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
@@ -315,6 +317,8 @@ class PipelineRuntime:
         if output is None:
             return RetrainOutcome(False, "no likes to learn from yet")
         version = await self._models.next_version(state.generation)
+        if version is None:
+            return RetrainOutcome(False, "a /cleanup started a new run during training")
         model = FactorModel(
             version=version,
             user_ids=output.user_ids,
@@ -383,7 +387,10 @@ class PipelineRuntime:
         }
         if run_id is not None:
             status |= {"mlflow_run_id": run_id, "mlflow_run_url": self._tracker.run_url(run_id)}
-        await self._redis.hset(self.keys.for_generation(generation).pipeline_status, mapping=status)
+        # Logging to MLflow takes a while: a /cleanup meanwhile has deleted this run's keys, which must stay gone.
+        fields = [part for pair in status.items() for part in pair]
+        status_key = self.keys.for_generation(generation).pipeline_status
+        await self._hset_if_current(keys=[self.keys.generation, status_key], args=[generation, *fields])
 
     def describe(self) -> dict[str, object]:
         state = self._state

@@ -130,6 +130,23 @@ redis.call('SET', KEYS[7], cjson.encode(results), 'EX', ARGV[3])
 return results
 """
 
+# The next model version of a run, only while it is the current one: a retrain that outlived its run's /cleanup
+# must not recreate the old run's keys after they were deleted.
+# KEYS: generation, the run's model counter
+# ARGV: expected generation
+INCR_MODEL_COUNTER = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+return redis.call('INCR', KEYS[2])
+"""
+
+# Fields of a run's hash, only while it is the current run (for the same reason).
+# KEYS: generation, the hash
+# ARGV: expected generation, then field, value pairs
+HSET_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+"""
+
 # KEYS: generation, bandit snapshot, bandit version
 # ARGV: expected generation, snapshot bytes
 PUBLISH_SNAPSHOT = """

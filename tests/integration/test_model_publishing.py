@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from devstack.stack import free_port, local_url
 from pipeline.publishing import ModelPublisher
+from pipeline.runtime import PipelineRuntime
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import FactorModel
+from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +64,28 @@ async def test_a_published_model_serves_user_vectors_from_redis_and_retires_whol
     for version in (2, 3):
         assert await redis_client.exists(run.model_blob(version), run.model_meta(version)) == 2
         assert await redis_client.hlen(run.model_user_factors(version)) == 10 + version
+
+
+async def test_a_retrain_that_outlives_its_run_recreates_none_of_its_keys(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """A /cleanup while a retrain runs deletes the old run's keys; the retrain's last steps (a version number, the
+    status hash) must not bring any of them back."""
+    redis_client, keys = redis_and_keys
+    publisher = ModelPublisher(redis_client, keys, keep=2)
+    assert await publisher.next_version(0) == 1
+    await redis_client.incr(keys.generation)  # the /cleanup
+    await redis_client.delete(keys.for_generation(0).model_counter)
+
+    assert await publisher.next_version(0) is None
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    try:
+        await runtime._write_status(0, 1, {"likes": 3.0}, 0.5, None)
+        await runtime._write_status(1, 1, {"likes": 3.0}, 0.5, None)  # the current run's status is written
+    finally:
+        await runtime.stop()
+
+    old_run = keys.for_generation(0)
+    assert await redis_client.exists(old_run.model_counter, old_run.pipeline_status) == 0
+    assert await redis_client.hget(keys.for_generation(1).pipeline_status, "model_version") == b"1"
