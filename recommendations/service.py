@@ -195,7 +195,7 @@ class RecommendationService:
 
     async def flush_fallback_writes(self) -> int:
         """Write items served in fallback mode into the users' shown sets (called periodically)."""
-        async with self._flush_lock:  # a request waits for a flush in progress instead of overtaking it
+        async with self._flush_lock:  # one write-back at a time: the periodic flusher waits for a request's
             # Answers of an older run would recreate keys that its /cleanup deleted.
             generation = self.cache.state.generation
             pending = [write for write in self.memory.take_pending() if write.generation == generation]
