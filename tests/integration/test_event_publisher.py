@@ -47,10 +47,12 @@ async def _connected_publisher(
     try:
         yield publisher, queue_name, channel
     finally:
-        await publisher.close()
-        for name in (queue_name, dead_letter_queue_name(queue_name)):
-            await channel.queue_delete(name)
-        await connection.close()
+        try:
+            await publisher.close()
+        finally:  # the queues go even when the publisher under test fails to close
+            for name in (queue_name, dead_letter_queue_name(queue_name)):
+                await channel.queue_delete(name)
+            await connection.close()
 
 
 @pytest.fixture
