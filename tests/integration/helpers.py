@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
+import aio_pika
 import httpx
+
+from event_collector.publisher import EventPublisher
+from recsys_core.settings import Settings
+from recsys_io.amqp import dead_letter_queue_name
 
 T = TypeVar("T")
 
@@ -54,3 +61,35 @@ def eventually(check: Callable[[], T | None], timeout_s: float, interval_s: floa
         if elapsed > timeout_s:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+async def delete_events_queue(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> None:
+    """A test's own events queue and its dead-letter queue."""
+    for name in (queue_name, dead_letter_queue_name(queue_name)):
+        await channel.queue_delete(name)
+
+
+@contextlib.asynccontextmanager
+async def connected_publisher(
+    queue_name: str | None = None, timeout_s: float = 5.0, max_in_flight: int = 4
+) -> AsyncIterator[tuple[EventPublisher, str, aio_pika.abc.AbstractChannel]]:
+    """A collector's publisher to a queue of the test's own (a new name unless given), once connected, and a
+    channel to read the queue; both queues are deleted afterwards."""
+    settings = Settings()
+    queue_name = queue_name or f"test-publisher-{uuid.uuid4().hex[:10]}"
+    publisher = EventPublisher(settings.amqp_url, queue_name, timeout_s=timeout_s, max_in_flight=max_in_flight)
+    publisher.start()
+    for _ in range(100):
+        if publisher.connected:
+            break
+        await asyncio.sleep(0.05)
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    try:
+        yield publisher, queue_name, channel
+    finally:
+        try:
+            await publisher.close()
+        finally:  # the queues go even when the publisher under test fails to close
+            await delete_events_queue(channel, queue_name)
+            await connection.close()

@@ -13,6 +13,7 @@ from pipeline.consumer import EventConsumer
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
 from recsys_io.amqp import dead_letter_queue_name, declare_events_queue, events_message, parse_events
+from tests.integration.helpers import delete_events_queue
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +58,5 @@ async def test_a_batch_that_cannot_be_stored_is_dead_lettered_and_consumption_go
         try:
             await consumer.close()
         finally:
-            for name in (queue_name, dead_letter_queue_name(queue_name)):
-                await channel.queue_delete(name)
+            await delete_events_queue(channel, queue_name)
             await connection.close()

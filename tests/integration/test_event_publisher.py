@@ -8,8 +8,6 @@ for a confirm leave together in one message (group commit), which the pipeline's
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -17,8 +15,8 @@ import pytest
 
 from event_collector.publisher import MAX_EVENTS_PER_MESSAGE, BrokerUnavailable, EventPublisher
 from recsys_core.schemas import EVENT_BATCH_TYPE, EventMessage
-from recsys_core.settings import Settings
-from recsys_io.amqp import dead_letter_queue_name, parse_events
+from recsys_io.amqp import parse_events
+from tests.integration.helpers import connected_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -29,35 +27,9 @@ def _event(n: int) -> EventMessage:
     )
 
 
-@contextlib.asynccontextmanager
-async def _connected_publisher(
-    timeout_s: float = 5.0, max_in_flight: int = 4
-) -> AsyncIterator[tuple[EventPublisher, str, aio_pika.abc.AbstractChannel]]:
-    """A publisher to a queue of this test's own, once connected, and a channel to read it; both queues deleted."""
-    settings = Settings()
-    queue_name = f"test-publisher-{uuid.uuid4().hex[:10]}"
-    publisher = EventPublisher(settings.amqp_url, queue_name, timeout_s=timeout_s, max_in_flight=max_in_flight)
-    publisher.start()
-    for _ in range(100):
-        if publisher.connected:
-            break
-        await asyncio.sleep(0.05)
-    connection = await aio_pika.connect(settings.amqp_url)
-    channel = await connection.channel()
-    try:
-        yield publisher, queue_name, channel
-    finally:
-        try:
-            await publisher.close()
-        finally:  # the queues go even when the publisher under test fails to close
-            for name in (queue_name, dead_letter_queue_name(queue_name)):
-                await channel.queue_delete(name)
-            await connection.close()
-
-
 @pytest.fixture
 async def publisher_and_queue() -> AsyncIterator[tuple[EventPublisher, str, aio_pika.abc.AbstractChannel]]:
-    async with _connected_publisher() as opened:
+    async with connected_publisher() as opened:
         yield opened
 
 
@@ -102,7 +74,7 @@ async def test_a_lone_event_is_sent_at_once_in_the_single_event_format(
 
 async def test_an_event_whose_request_gave_up_while_waiting_is_never_sent() -> None:
     """A request answered 503 (its wait timed out) must not have its event published afterwards."""
-    async with _connected_publisher(timeout_s=0.3, max_in_flight=1) as (publisher, queue_name, channel):
+    async with connected_publisher(timeout_s=0.3, max_in_flight=1) as (publisher, queue_name, channel):
         release = asyncio.Event()
         real_exchange = publisher._channels[0].default_exchange
 

@@ -10,18 +10,18 @@ import asyncio
 import contextlib
 from collections import Counter
 
-import aio_pika
 import pytest
 from redis.asyncio import Redis
 
 from event_collector import generation as generation_module
 from event_collector.generation import GenerationSource
-from event_collector.publisher import BrokerUnavailable, EventPublisher
+from event_collector.publisher import BrokerUnavailable
 from recommendations.cleanup import cleanup, wait_for_collectors
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
-from recsys_io.amqp import dead_letter_queue_name, parse_events
+from recsys_io.amqp import parse_events
+from tests.integration.helpers import connected_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -127,47 +127,40 @@ async def test_cleanup_during_a_backlog_keeps_every_confirmed_event_of_the_new_r
     settings = Settings(redis_prefix=keys.prefix, events_queue=f"{keys.prefix}.events")
     source = GenerationSource(redis_client, keys, poll_interval_s=0.1)
     await source.start()
-    publisher = EventPublisher(settings.amqp_url, settings.events_queue, timeout_s=3.0)
-    publisher.start()
     confirmed_new = 0
     publishing = True
-
-    async def client() -> None:
-        nonlocal confirmed_new
-        while publishing:
-            generation = source.current()
-            event = EventMessage(
-                generation=generation, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0
-            )
-            with contextlib.suppress(BrokerUnavailable):
-                await publisher.publish(event)
-                confirmed_new += generation == 1
-
-    connection = await aio_pika.connect(settings.amqp_url)
     try:
-        for _ in range(100):
-            if publisher.connected:
-                break
-            await asyncio.sleep(0.05)
-        clients = [asyncio.create_task(client()) for _ in range(20)]
-        await asyncio.sleep(0.5)  # a backlog of the old run
-        result = await cleanup(settings, redis_client, keys)
-        await asyncio.sleep(0.3)  # more of the new run
-        publishing = False
-        await asyncio.gather(*clients)
+        async with connected_publisher(settings.events_queue, timeout_s=3.0) as (publisher, _, channel):
 
-        channel = await connection.channel()
-        queue = await channel.declare_queue(settings.events_queue, passive=True)
-        queued = Counter[int]()
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            queued.update(event.generation for event in parse_events(message))
+            async def client() -> None:
+                nonlocal confirmed_new
+                while publishing:
+                    generation = source.current()
+                    event = EventMessage(
+                        generation=generation,
+                        user_id="u",
+                        item_ids=["a"],
+                        actions=["like"],
+                        timestamp=1.0,
+                        received_at=1.0,
+                    )
+                    with contextlib.suppress(BrokerUnavailable):
+                        await publisher.publish(event)
+                        confirmed_new += generation == 1
+
+            clients = [asyncio.create_task(client()) for _ in range(20)]
+            await asyncio.sleep(0.5)  # a backlog of the old run
+            result = await cleanup(settings, redis_client, keys)
+            await asyncio.sleep(0.3)  # more of the new run
+            publishing = False
+            await asyncio.gather(*clients)
+
+            queue = await channel.declare_queue(settings.events_queue, passive=True)
+            queued = Counter[int]()
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                queued.update(event.generation for event in parse_events(message))
     finally:
-        await publisher.close()
         await source.close()
-        channel = await connection.channel()
-        for name in (settings.events_queue, dead_letter_queue_name(settings.events_queue)):
-            await channel.queue_delete(name)
-        await connection.close()
 
     print(f"cleanup {result}; confirmed in the new run {confirmed_new}; queued by run {dict(queued)}")
     assert result.queue_purged and result.generation == 1
