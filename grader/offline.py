@@ -36,6 +36,7 @@ from pipeline.training import fit_model
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.co_likes import co_like_neighbours
 from recsys_core.algorithms.factors import BPRParams, FactorModel
+from recsys_core.algorithms.twins import DenseTwinLift, ReactionBook, ReactionMatrix, TwinParams
 from recsys_core.catalog import CatalogView
 from recsys_core.movielens import load_movies, load_ratings, locate
 from recsys_core.settings import Settings
@@ -72,6 +73,13 @@ class OfflineConfig:
     train: bool = True
     neighbour_min_likes: int = 1  # as BPRParams
     candidates_per_slot: int = 3
+    # Match each user against earlier users' reactions (the twin lift); {} of TwinParams overrides.
+    twins: bool = True
+    twin_params: dict[str, Any] = field(default_factory=dict)
+    # How often the pipeline refreshes the matrix of everybody's reactions that twins are looked up in.
+    twin_interval_s: float = 0.5
+    # The pipeline computes a user's twins when their feedback is stored: ready this long after the answer.
+    twin_delay_s: float = 0.3
 
 
 @dataclass(slots=True)
@@ -82,6 +90,13 @@ class _UserRun:
     shown: set[str] = field(default_factory=set)
     history: list[tuple[str, str]] = field(default_factory=list)
     lists: list[list[str]] = field(default_factory=list)
+    # (ready at, lift): the twins the pipeline publishes after each answer, newest last
+    twins: list[tuple[float, DenseTwinLift | None]] = field(default_factory=list)
+    twins_matrix_at: float = -1.0  # when the matrix the newest lift was computed on was built
+
+    def twins_at(self, now: float) -> DenseTwinLift | None:
+        ready = [lift for at, lift in self.twins if at <= now]
+        return ready[-1] if ready else None
 
 
 @dataclass(slots=True)
@@ -180,6 +195,9 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     np_rng = np.random.default_rng(config.seed)
     calls_per_user = config.sessions * config.calls_per_session
     runs: list[_UserRun] = []
+    twin_params = TwinParams(**config.twin_params)
+    book = ReactionBook(max_users=len(users))
+    matrix, matrix_at, next_matrix = book.matrix(), 0.0, 0.0
     clock: list[tuple[float, int, int]] = []  # (time, arrival, run index)
     next_user = 0
 
@@ -206,6 +224,12 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             _refresh_co_likes(world, config)
             world.next_co_likes = now + config.co_likes_interval_s
         run = runs[run_index]
+        if config.twins and now >= next_matrix:
+            matrix, matrix_at, next_matrix = book.matrix(), now, now + config.twin_interval_s
+        if config.twins and run.history and run.twins_matrix_at < matrix_at <= now - config.twin_delay_s:
+            # The pipeline recomputes the twins of recently active users on every matrix refresh.
+            run.twins.append((matrix_at + config.twin_delay_s, _twins(matrix, run, view, twin_params)))
+            run.twins_matrix_at = matrix_at
         if now >= next_snapshot:
             stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
             draws, next_snapshot = DrawCache(), now + config.snapshot_interval_s
@@ -220,6 +244,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             co_likes=world.co_likes,
             draws=draws,
             user_vector=world.model.user_vector(run.user.user_id) if world.model is not None else None,
+            twins=run.twins_at(now),
         )
         wanted = K * config.candidates_per_slot
         ranked = rank_with_fill(strategy, ctx, wanted)
@@ -230,17 +255,39 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
         for item_id in shown:
             world.queue(answered_at + config.snapshot_delay_s, view.index[item_id], 2)
         reaction = react(run.user, shown)
+        if config.twins and reaction:  # no answer, no /interact: the pipeline hears nothing
+            latest = dict(run.history)
+            latest.update(zip(reaction.item_ids, reaction.actions, strict=True))
+            book.record(
+                run.user.user_id,
+                run.shown,
+                [i for i, a in latest.items() if a == "like"],
+                [i for i, a in latest.items() if a == "dislike"],
+            )
+        run.call += 1
         for item_id, action in zip(reaction.item_ids, reaction.actions, strict=True):
             run.history.append((item_id, action))
             world.log.append(run.user.user_id, item_id, action, answered_at)
             world.queue(answered_at + config.snapshot_delay_s, view.index[item_id], 0 if action == "like" else 1)
-        run.call += 1
+        if config.twins and reaction:
+            run.twins.append((answered_at + config.twin_delay_s, _twins(matrix, run, view, twin_params)))
+            run.twins_matrix_at = matrix_at
         if run.call >= calls_per_user:
             start_user(answered_at)
             continue
         pause = config.pause_in_session if run.call % config.calls_per_session else config.pause_between_sessions
         heapq.heappush(clock, (answered_at + run.rng.uniform(*pause), run.user.arrival, run_index))
     return _summarise(runs, catalog, config, time.perf_counter() - started, now)
+
+
+def _twins(matrix: ReactionMatrix, run: _UserRun, view: CatalogView, params: TwinParams) -> DenseTwinLift | None:
+    latest = dict(run.history)
+    liked = [i for i, a in latest.items() if a == "like"]
+    if not liked:
+        return None
+    disliked = [i for i, a in latest.items() if a == "dislike"]
+    lift = matrix.lift(run.user.user_id, run.shown, liked, disliked, params)
+    return None if lift is None else DenseTwinLift.over(lift, view.index, len(view))
 
 
 def _summarise(
@@ -323,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls-per-session", type=int, default=2)
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--co-likes-interval", type=float, default=2.0)
+    parser.add_argument("--no-twins", action="store_true")
+    parser.add_argument("--twin-params", default="{}")
     args = parser.parse_args(argv)
     config = OfflineConfig(
         strategy=args.strategy,
@@ -333,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         calls_per_session=args.calls_per_session,
         train=not args.no_train,
         co_likes_interval_s=args.co_likes_interval,
+        twins=not args.no_twins,
+        twin_params=json.loads(args.twin_params),
     )
     result = simulate(_load_dataset(Settings()), config)
     json.dump(result, sys.stdout, indent=2)

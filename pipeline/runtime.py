@@ -28,6 +28,7 @@ from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, Model
 from pipeline.state import InteractionLog, RunState
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
+from pipeline.twins import TwinsPublisher
 from recsys_core import lua
 from recsys_core.algorithms.factors import BPRParams, FactorModel
 from recsys_core.experiments import Experiment
@@ -82,6 +83,10 @@ class PipelineRuntime:
         self._snapshots = BanditSnapshotPublisher(redis, self.keys)
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
         self._co_likes = CoLikesPublisher(redis, self.keys)
+        # Twin matching answers the user's next /recs: its own thread, at normal priority.
+        self._twins_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twins")
+        self.twins = TwinsPublisher(redis, self.keys, settings, self._twins_executor)
+        self._twins_task: asyncio.Task[None] | None = None
         self._hset_if_current = redis.register_script(lua.HSET_IF_CURRENT)
         self._co_likes_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
@@ -124,6 +129,7 @@ class PipelineRuntime:
         await self._switch_generation(await read_generation(self._redis, self.keys))
         self._consumer.start()
         self._loop_task = asyncio.create_task(self._housekeeping_forever())
+        self._twins_task = asyncio.create_task(self.twins.run_forever(self._stopping))
         self._scheduler.add_job(
             self.scheduled_retrain,
             "interval",
@@ -141,13 +147,15 @@ class PipelineRuntime:
         for task in (self._co_likes_task, self._trim_task):
             if task is not None:
                 task.cancel()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._twins_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._consumer.close()
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
+        self._twins_executor.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self._redis.delete(self.keys.pipeline_heartbeat)
 
@@ -159,6 +167,7 @@ class PipelineRuntime:
                 return
             previous = self._state.generation
             self._state = await self._events.load_run(generation, self.settings.training_max_events)
+            self.twins.reset(generation)
             await self._redis.set(self.keys.pipeline_generation, generation)
             log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
@@ -247,8 +256,10 @@ class PipelineRuntime:
             call_id = self._events.new_call_id()
             results += await self._retry(lambda batch=batch, call_id=call_id: self._events.store(batch, call_id))
         state = self._state
+        answered: set[str] = set()
         for event, result in zip(events, results, strict=True):
             if result == STORED and event.generation == state.generation:
+                answered.add(event.user_id)
                 for item_id, action in zip(event.item_ids, event.actions, strict=True):
                     state.apply(event.user_id, item_id, action, event.timestamp)
                 state.messages_stored += 1
@@ -260,6 +271,7 @@ class PipelineRuntime:
             else:
                 state.duplicates += 1
                 self.metrics.messages.labels("duplicate").inc()
+        self.twins.note(state.generation, answered)
 
     async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1

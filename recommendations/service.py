@@ -13,6 +13,7 @@ from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
 from recommendations.metrics import RecsMetrics
 from recommendations.serving_state import ServingState, ServingStateCache
 from recommendations.user_store import UserSnapshot, UserStore
+from recsys_core.algorithms.twins import DenseTwinLift
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
@@ -133,6 +134,7 @@ class RecommendationService:
             co_likes=state.co_likes,
             draws=state.draws,
             user_vector=self._user_vector(state, snapshot),
+            twins=self._twins(state, snapshot),
         )
         wanted = k * self.settings.candidates_per_slot
         chosen: list[str] = []
@@ -168,6 +170,12 @@ class RecommendationService:
     async def current_state(self) -> ServingState:
         """The serving state as a request would see it now (for debugging and status pages)."""
         return await self.cache.ensure(await self.users.read_versions())
+
+    @staticmethod
+    def _twins(state: ServingState, snapshot: UserSnapshot) -> DenseTwinLift | None:
+        if snapshot.twins is None:
+            return None
+        return DenseTwinLift.over(snapshot.twins, state.catalog.index, len(state.catalog))
 
     @staticmethod
     def _user_vector(state: ServingState, snapshot: UserSnapshot) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from recommendations.serving_state import Versions
 from recsys_core import lua
 from recsys_core.algorithms.factors import FactorModel
+from recsys_core.algorithms.twins import TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_io.redis_client import as_int, as_str
 
@@ -32,6 +33,8 @@ class UserSnapshot:
     history: list[Feedback]  # oldest first
     # The user's factors in model version ``versions.model`` (None: that model does not know the user).
     user_vector: np.ndarray | None = None
+    # What users who answered like this one liked and were shown (None: the pipeline found none yet).
+    twins: TwinLift | None = None
 
 
 class UserStore:
@@ -55,16 +58,18 @@ class UserStore:
             run.co_likes_version,
             run.user_shown(user_id),
             run.user_history(user_id),
+            run.user_twins(user_id),
         ]
         reply = await self._read(keys=keys, args=[run.base, user_id])
-        current, catalog, bandit, model, co_likes, shown, history, factors = reply
+        current, catalog, bandit, model, co_likes, shown, history, factors, twins = reply
         versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
         feedback = []
         for raw in reversed(history):
             entry = orjson.loads(raw)
             feedback.append(Feedback(entry["item_id"], entry["action"], float(entry.get("ts") or 0.0)))
         vector = FactorModel.vector_from_bytes(factors) if factors else None
-        return UserSnapshot(versions, [as_str(s) for s in shown], feedback, vector)
+        lift = TwinLift.from_text(as_str(twins)) if twins else None
+        return UserSnapshot(versions, [as_str(s) for s in shown], feedback, vector, lift)
 
     async def read_versions(self) -> Versions:
         """The current generation and its catalog/bandit/model versions (one MULTI round trip)."""

@@ -183,6 +183,11 @@ class RunKeys:
         """list: JSON {item_id, action, ts} newest first, capped (for the debug UI)."""
         return f"{self.base}:user:{user_id}:history"
 
+    def user_twins(self, user_id: str) -> str:
+        """str: what users who answered like this one liked and were shown, one ``item<TAB>liked<TAB>shown``
+        line per item (``recsys_core.algorithms.twins.TwinLift``), written by the pipeline with a TTL."""
+        return f"{self.base}:user:{user_id}:twins"
+
     def user_sources(self, user_id: str) -> str:
         """hash: item id -> JSON {source, group}: why /recs chose an item it showed (for the debug UI)."""
         return f"{self.base}:user:{user_id}:sources"

@@ -35,10 +35,11 @@ return {added, updated, redis.call('LLEN', KEYS[2])}
 
 # What a /recs request reads first, in one command and at one instant: the run's versions and the user's state,
 # with the user's factors in the current model (its key is built from the pointer read here, like PUBLISH_MODEL's).
-# KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history
+# KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history,
+# user twins
 # ARGV: the run's key base, user id
 # Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries,
-# the user's factors in that model (nil when none)}.
+# the user's factors in that model (nil when none), the user's twin lift (nil when none)}.
 READ_USER = """
 local reply = {}
 for i = 1, 5 do
@@ -50,6 +51,7 @@ reply[8] = false
 if reply[4] then
   reply[8] = redis.call('HGET', ARGV[1] .. ':model:' .. reply[4] .. ':users', ARGV[2]) or false
 end
+reply[9] = redis.call('GET', KEYS[8]) or false
 return reply
 """
 
@@ -145,6 +147,17 @@ return redis.call('INCR', KEYS[2])
 HSET_IF_CURRENT = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+"""
+
+# Writes string values that expire, unless a /cleanup started another run meanwhile.
+# KEYS: generation, then the keys to write
+# ARGV: expected generation, TTL in seconds, then one value per key
+SET_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2])
+end
+return #KEYS - 1
 """
 
 # KEYS: generation, bandit snapshot, bandit version

@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     # the Redis stream and in the bandit's counters; this bounds the pipeline's memory and the retrain time.
     training_max_events: int = Field(default=5_000_000, ge=0)
     models_to_keep: int = 2
+    # Twins (recsys_core.algorithms.twins): after a user's feedback is stored, the pipeline matches their reactions
+    # against other users' and publishes what the best matches liked and were shown. 0 users switches it off.
+    twins_max_users: int = Field(default=50_000, ge=0)
+    # How often the matrix of everybody's reactions is rebuilt; the twins of users active within
+    # twins_active_s are recomputed on each rebuild.
+    twins_refresh_s: float = Field(default=0.5, gt=0)
+    twins_active_s: float = Field(default=3.0, ge=0)
+    twins_prior: float = Field(default=1e-3, gt=0)
+    twins_noise: float = Field(default=0.05, gt=0, lt=0.5)
+    twins_ttl_s: int = Field(default=86_400, gt=0)
     # The offline evaluation holds out this share of the most recent likes.
     holdout_fraction: float = 0.1
 

@@ -17,6 +17,7 @@ import numpy as np
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.algorithms.topk import top_k_indices
+from recsys_core.algorithms.twins import DenseTwinLift
 from recsys_core.catalog import CatalogView
 
 
@@ -120,6 +121,8 @@ class RecommendationContext:
     draws: DrawCache | None = None
     # The user's factors in ``model`` (None: the model does not know the user, or there is no model).
     user_vector: np.ndarray | None = None
+    # What earlier users who answered like this one liked and were shown (None: no match, or not computed).
+    twins: DenseTwinLift | None = None
 
     @property
     def n_items(self) -> int:

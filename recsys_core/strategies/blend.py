@@ -38,6 +38,7 @@ from recsys_core.algorithms.personal import (
     strongest_label,
 )
 from recsys_core.algorithms.topk import top_k_indices
+from recsys_core.algorithms.twins import DenseTwinLift
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import Candidate, ItemNeighbours, RecommendationContext, Strategy
 
@@ -74,6 +75,8 @@ class BlendParams:
     dislike_neighbour_weight: float = 0.0
     neighbour_recency_decay: float = 0.8
     bpr_weight: float = 0.1
+    # users who answered like this one: P(like) = liked + (1 - shown) * the blend's score (0: off)
+    twin_weight: float = 1.0
     # session awareness: this many dislikes in a row switch personal signals off for the request
     dislike_streak: int = 0
     # exploration budget: expected slots per answer for items shown fewer than explore_below times
@@ -167,6 +170,7 @@ class _Scores:
     explore: np.ndarray  # the plain log sample + personal lift (-inf: not an exploration candidate)
     components: tuple[np.ndarray | None, ...]  # personal lifts aligned with SOURCES[1:] (None: off)
     anchor: np.ndarray | None  # per candidate: the liked item whose neighbour it is (-1: none)
+    twin_liked: np.ndarray | None = None  # per candidate: the twins' liked mass (None: no twins)
 
     def indices(self, positions: np.ndarray) -> np.ndarray:
         """Catalog indices of positions in the universe."""
@@ -175,6 +179,8 @@ class _Scores:
     def labels(self, positions: np.ndarray, catalog: CatalogView) -> list[str]:
         """Why each item is recommended: the component that lifted it most (if by > 0.05), else "bandit"."""
         present = [(name, c[positions]) for name, c in zip(SOURCES[1:], self.components, strict=True) if c is not None]
+        if self.twin_liked is not None:
+            present.append(("twins", self.twin_liked[positions]))
         if not present or positions.size == 0:
             return ["bandit"] * int(positions.size)
         # Row 0 is the threshold; argmax keeps the first of equal rows, so a source must beat it strictly.
@@ -213,10 +219,13 @@ class BlendStrategy(Strategy):
         n_explore = self._explore_count(ctx, k)
         if draw.exploit_cut > -np.inf or draw.explore_cut > -np.inf:
             # Rank the draw's head and the user's neighbours first; exact unless a bound says otherwise.
-            if personal.neighbour is None:
-                universe = draw.head_indices
-            else:
-                universe = np.flatnonzero(draw.head | (personal.neighbour > 0))
+            extra = None
+            if personal.neighbour is not None:
+                extra = personal.neighbour > 0
+            if self._twins(ctx) is not None:
+                twin_items = ctx.twins.liked > 0  # type: ignore[union-attr]
+                extra = twin_items if extra is None else extra | twin_items
+            universe = draw.head_indices if extra is None else np.flatnonzero(draw.head | extra)
             scores = self._scores(ctx, draw, personal, universe)
             bound = personal.upper_bound_outside()
             try:
@@ -347,10 +356,24 @@ class BlendStrategy(Strategy):
         exploit, explore = _over(draw.exploit, universe), _over(draw.explore, universe)
         anchor = over_universe(personal.anchor)
         lifts = [c for c in components if c is not None]
-        if not lifts:
-            return _Scores(universe, exploit, explore, components, anchor)
-        lift = lifts[0] if len(lifts) == 1 else np.sum(lifts, axis=0)
-        return _Scores(universe, exploit + lift, explore + lift, components, anchor)
+        if lifts:
+            lift = lifts[0] if len(lifts) == 1 else np.sum(lifts, axis=0)
+            exploit, explore = exploit + lift, explore + lift
+        twins = self._twins(ctx)
+        liked = None
+        if twins is not None:
+            # P(like) = the twins' liked mass + the rest of the probability on the blend's own estimate.
+            w = self.params.twin_weight
+            liked, shown = w * _over(twins.liked, universe), np.clip(w * _over(twins.shown, universe), 0.0, 1.0)
+            with np.errstate(divide="ignore"):
+                exploit = np.log(liked + (1.0 - shown) * np.exp(exploit))
+                # Exploration is for arms nobody knows: what twins liked belongs in the head, and what they were
+                # shown without liking it is not worth this user's slot.
+                explore = explore + np.log1p(-np.minimum(shown, 1.0 - 1e-6))
+        return _Scores(universe, exploit, explore, components, anchor, liked)
+
+    def _twins(self, ctx: RecommendationContext) -> DenseTwinLift | None:
+        return ctx.twins if self.params.twin_weight > 0 else None
 
     @staticmethod
     def _per_snapshot(ctx: RecommendationContext, name: Hashable, make: Callable[[], T]) -> T:

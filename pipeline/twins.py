@@ -1,0 +1,149 @@
+"""The pipeline's twin matching: each active user's twin lift, published to Redis for /recs to read.
+
+When a user's feedback is stored, the pipeline reads what /recs showed them and how they answered, records it in
+the run's ``ReactionBook`` and publishes the user's ``TwinLift`` (what the users who answered like them liked
+and were shown) under ``user_twins``. The matrix of everybody's reactions the matches are looked up in is
+rebuilt at most every ``twins_refresh_s``; on each rebuild the twins of users active within ``twins_active_s``
+are recomputed, so a user returning a second later sees the newest matches. The matching and the matrix build
+run in the background executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from recsys_core import lua
+from recsys_core.algorithms.twins import ReactionBook, ReactionMatrix, TwinParams
+from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_str
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UserReactions:
+    shown: tuple[str, ...]
+    liked: tuple[str, ...]
+    disliked: tuple[str, ...]
+
+
+def _lifts(matrix: ReactionMatrix, users: dict[str, UserReactions], params: TwinParams) -> dict[str, str]:
+    """Each user's lift as the text /recs reads ("" when there is none, which clears an older one)."""
+    texts = {}
+    for user_id, reactions in users.items():
+        lift = matrix.lift(user_id, reactions.shown, reactions.liked, reactions.disliked, params)
+        texts[user_id] = "" if lift is None else lift.to_text()
+    return texts
+
+
+class TwinsPublisher:
+    def __init__(self, redis: Redis, keys: GlobalKeys, settings: Settings, executor: Executor) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._settings = settings
+        self._executor = executor
+        self._params = TwinParams(prior=settings.twins_prior, noise=settings.twins_noise)
+        self._set = redis.register_script(lua.SET_IF_CURRENT)
+        self._wake = asyncio.Event()
+        self.enabled = settings.twins_max_users > 0
+        self.reset(-1)
+        self.published = 0
+
+    def reset(self, generation: int) -> None:
+        """Forget everything: a new run starts (after a /cleanup, or at start)."""
+        self._generation = generation
+        self._book = ReactionBook(max(self._settings.twins_max_users, 1))
+        self._matrix: ReactionMatrix | None = None
+        self._matrix_at = 0.0
+        self._book_changed = False
+        self._dirty: set[str] = set()
+        # Users who answered recently, with what they answered (recomputed on every matrix rebuild).
+        self._active: dict[str, tuple[float, UserReactions]] = {}
+
+    def note(self, generation: int, user_ids: set[str]) -> None:
+        """These users' feedback of run ``generation`` is stored: match them again soon."""
+        if not self.enabled or not user_ids:
+            return
+        if generation != self._generation:
+            self.reset(generation)
+        self._dirty |= user_ids
+        self._wake.set()
+
+    async def run_forever(self, stopping: asyncio.Event) -> None:
+        while self.enabled and not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.twins_refresh_s)
+            self._wake.clear()
+            try:
+                await self.step()
+            except REDIS_UNAVAILABLE as error:
+                log.warning("could not publish twins: %s", error)
+            except Exception:  # one bad step must not end the matching for the run
+                log.exception("twin matching failed; trying again")
+
+    async def step(self) -> int:
+        """Read the dirty users, rebuild the matrix when due, publish the lifts; returns how many were written."""
+        generation, dirty = self._generation, self._dirty
+        self._dirty = set()
+        now = time.monotonic()
+        if dirty:
+            try:
+                fresh = await self._read(generation, sorted(dirty))
+            except BaseException:
+                self._dirty |= dirty  # read them again next time
+                raise
+            for user_id, reactions in fresh.items():
+                self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)
+                self._active[user_id] = (now, reactions)
+            self._book_changed = self._book_changed or bool(fresh)
+        loop = asyncio.get_running_loop()
+        targets = {u: self._active[u][1] for u in dirty if u in self._active}
+        if self._book_changed and (self._matrix is None or now - self._matrix_at >= self._settings.twins_refresh_s):
+            rows, item_ids = self._book.rows(), self._book.item_ids()
+            self._matrix = await loop.run_in_executor(self._executor, ReactionMatrix.build, rows, item_ids)
+            self._matrix_at, self._book_changed = now, False
+            horizon = now - self._settings.twins_active_s
+            self._active = {u: entry for u, entry in self._active.items() if entry[0] >= horizon}
+            targets = {u: entry[1] for u, entry in self._active.items()}
+        if not targets or self._matrix is None or generation != self._generation:
+            return 0
+        texts = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        return await self._publish(generation, texts)
+
+    async def _read(self, generation: int, user_ids: list[str]) -> dict[str, UserReactions]:
+        run = self._keys.for_generation(generation)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.smembers(run.user_shown(user_id))
+                pipe.hgetall(run.user_feedback(user_id))
+            replies = await pipe.execute()
+        result = {}
+        for position, user_id in enumerate(user_ids):
+            shown, feedback = replies[2 * position], replies[2 * position + 1]
+            answers = {as_str(item): as_str(action) for item, action in feedback.items()}
+            result[user_id] = UserReactions(
+                tuple(as_str(item) for item in shown),
+                tuple(item for item, action in answers.items() if action == "like"),
+                tuple(item for item, action in answers.items() if action == "dislike"),
+            )
+        return result
+
+    async def _publish(self, generation: int, texts: dict[str, str]) -> int:
+        run = self._keys.for_generation(generation)
+        users = sorted(texts)
+        written = await self._set(
+            keys=[self._keys.generation, *(run.user_twins(u) for u in users)],
+            args=[generation, self._settings.twins_ttl_s, *(texts[u] for u in users)],
+        )
+        if int(written) < 0:
+            return 0  # a /cleanup started another run meanwhile
+        self.published += int(written)
+        return int(written)

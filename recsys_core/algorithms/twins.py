@@ -1,0 +1,242 @@
+"""Users who answered like you: a Bayesian match of one user's reactions against earlier users'.
+
+Every user's reaction to an item they were shown is one of like, dislike or silence. For a user ``q`` and an
+earlier user ``c``, the items both were shown say how likely it is that ``c`` answers as ``q`` does (a "twin"):
+each agreement multiplies the prior odds by (1 - noise)/p + noise, each disagreement by noise, where p is how
+often anybody shown the item reacted as ``q`` did (a twin answers as ``q`` does, or with probability ``noise``
+as anybody would). The candidates' posterior weights then give, per item, the
+probability mass of twins who liked it (``liked``) and of twins who were shown it (``shown``), and
+
+    P(q likes i) = liked[i] + (1 - shown[i]) * P_population(i)
+
+so an item a likely twin liked rises, and an item a likely twin was shown without liking it sinks. Only users
+who share at least one like with ``q`` are candidates. With small ``noise`` this finds users with the same
+taste quickly: a handful of agreeing likes on items few people like is strong evidence.
+
+``ReactionBook`` holds the latest reactions of the most recent users (mutable, owned by one pipeline or one
+replay); ``ReactionBook.matrix()`` freezes them into a ``ReactionMatrix`` that answers ``lift`` queries.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+SILENT, LIKE, DISLIKE = 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class TwinParams:
+    # Prior odds that a given earlier user answers as this one does.
+    prior: float = 1e-3
+    # Probability that a twin disagrees on one item anyway.
+    noise: float = 0.05
+    # At most this many candidates (those sharing the most likes) are weighed.
+    max_candidates: int = 2000
+    # Candidates whose posterior weight is below this are left out of the item sums.
+    min_weight: float = 1e-3
+    # Items whose "shown" mass is below this are left out of the published lift.
+    min_mass: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not self.prior > 0 or not 0 < self.noise < 0.5:
+            raise ValueError("prior must be > 0 and noise in (0, 0.5)")
+        if self.max_candidates < 1 or not 0 <= self.min_weight < 1 or not 0 <= self.min_mass < 1:
+            raise ValueError("max_candidates must be >= 1, min_weight and min_mass in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class TwinLift:
+    """Per item (ids): posterior mass of twins who liked it, and of twins who were shown it."""
+
+    item_ids: tuple[str, ...]
+    liked: np.ndarray  # float32, aligned with item_ids
+    shown: np.ndarray  # float32, aligned with item_ids; >= liked
+
+    def to_text(self) -> str:
+        """One line per item: ``id<TAB>liked<TAB>shown`` (compact, readable in redis-cli)."""
+        return "\n".join(
+            f"{item}\t{liked:.4g}\t{shown:.4g}"
+            for item, liked, shown in zip(self.item_ids, self.liked.tolist(), self.shown.tolist(), strict=True)
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> TwinLift:
+        ids: list[str] = []
+        liked: list[float] = []
+        shown: list[float] = []
+        for line in text.splitlines():
+            item, like_mass, shown_mass = line.split("\t")
+            ids.append(item)
+            liked.append(float(like_mass))
+            shown.append(float(shown_mass))
+        return cls(tuple(ids), np.array(liked, dtype=np.float32), np.array(shown, dtype=np.float32))
+
+
+@dataclass(frozen=True, slots=True)
+class DenseTwinLift:
+    """A ``TwinLift`` over a catalog's indices (what the blend ranks with)."""
+
+    liked: np.ndarray  # float32 (n_items,)
+    shown: np.ndarray  # float32 (n_items,)
+
+    @classmethod
+    def over(cls, lift: TwinLift, index: dict[str, int], n_items: int) -> DenseTwinLift | None:
+        liked = np.zeros(n_items, dtype=np.float32)
+        shown = np.zeros(n_items, dtype=np.float32)
+        positions = [index.get(item, -1) for item in lift.item_ids]
+        known = np.array([p >= 0 and p < n_items for p in positions], dtype=bool)
+        if not known.any():
+            return None
+        rows = np.array(positions, dtype=np.int64)[known]
+        liked[rows] = lift.liked[known]
+        shown[rows] = lift.shown[known]
+        return cls(liked, shown)
+
+
+class ReactionBook:
+    """The latest reactions of the ``max_users`` users who answered most recently (oldest dropped first)."""
+
+    def __init__(self, max_users: int) -> None:
+        self._max_users = max_users
+        self._item_index: dict[str, int] = {}
+        self._item_ids: list[str] = []
+        # user id -> (item positions, codes), both sorted by item position
+        self._users: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def _positions(self, item_ids: Iterable[str]) -> list[int]:
+        positions = []
+        for item in item_ids:
+            position = self._item_index.get(item)
+            if position is None:
+                position = self._item_index[item] = len(self._item_ids)
+                self._item_ids.append(item)
+            positions.append(position)
+        return positions
+
+    def record(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> None:
+        """Replace what the book knows of ``user_id``: every item shown, with the latest like or dislike."""
+        codes: dict[int, int] = dict.fromkeys(self._positions(shown), SILENT)
+        codes.update(dict.fromkeys(self._positions(disliked), DISLIKE))
+        codes.update(dict.fromkeys(self._positions(liked), LIKE))
+        order = sorted(codes)
+        self._users[user_id] = (np.array(order, dtype=np.int32), np.array([codes[i] for i in order], dtype=np.int8))
+        self._users.move_to_end(user_id)
+        while len(self._users) > self._max_users:
+            self._users.popitem(last=False)
+
+    def reactions_of(self, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._users.get(user_id)
+
+    def rows(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(user id, item positions, codes) per user, oldest first: a copy that later records do not change."""
+        return [(user_id, items, codes) for user_id, (items, codes) in self._users.items()]
+
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(self._item_ids)
+
+    def matrix(self) -> ReactionMatrix:
+        return ReactionMatrix.build(self.rows(), self.item_ids())
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionMatrix:
+    user_ids: tuple[str, ...]
+    rows: dict[str, int]
+    item_ids: tuple[str, ...]
+    csr: sp.csr_matrix  # (users, items) int8 codes, 0 = not shown
+    _csc: sp.csc_matrix = field(init=False, repr=False, compare=False)
+    _item_index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _rates: np.ndarray = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, rows: list[tuple[str, np.ndarray, np.ndarray]], item_ids: tuple[str, ...]) -> ReactionMatrix:
+        """The matrix of ``ReactionBook.rows()`` (safe in another thread: it reads only the copies given)."""
+        lengths = np.fromiter((items.size for _, items, _ in rows), dtype=np.int64, count=len(rows))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        data = np.concatenate([codes for _, _, codes in rows]) if rows else np.empty(0, np.int8)
+        indices = np.concatenate([items for _, items, _ in rows]) if rows else np.empty(0, np.int32)
+        csr = sp.csr_matrix((data, indices, indptr), shape=(len(rows), len(item_ids)))
+        user_ids = tuple(user_id for user_id, _, _ in rows)
+        return cls(user_ids, {u: i for i, u in enumerate(user_ids)}, item_ids, csr)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_csc", self.csr.tocsc())
+        object.__setattr__(self, "_item_index", {item: i for i, item in enumerate(self.item_ids)})
+        # How often anybody shown an item answered each way (column 0 unused), smoothed.
+        counts = np.zeros((len(self.item_ids), 4), dtype=np.float64)
+        if self.csr.nnz:
+            np.add.at(counts, (self.csr.indices, self.csr.data.astype(np.int64)), 1.0)
+        total = counts[:, 1:].sum(axis=1) + 2.0
+        rates = np.ones_like(counts)
+        rates[:, LIKE] = (counts[:, LIKE] + 0.5) / total
+        rates[:, DISLIKE] = (counts[:, DISLIKE] + 0.5) / total
+        rates[:, SILENT] = np.clip(1.0 - rates[:, LIKE] - rates[:, DISLIKE], 0.01, 1.0)
+        object.__setattr__(self, "_rates", rates)
+
+    def lift(
+        self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str], params: TwinParams
+    ) -> TwinLift | None:
+        """What the users who answered like this one liked and were shown (None: no candidate)."""
+        index: dict[str, int] = self._item_index
+        codes: dict[int, int] = {}
+        for items, code in ((shown, SILENT), (disliked, DISLIKE), (liked, LIKE)):
+            for item in items:
+                position = index.get(item)
+                if position is not None:
+                    codes[position] = code
+        if LIKE not in codes.values():
+            return None
+        query_items = np.fromiter(codes, dtype=np.int64, count=len(codes))
+        query_codes = np.fromiter(codes.values(), dtype=np.int64, count=len(codes))
+        rates: np.ndarray = self._rates
+        p = rates[query_items, query_codes]
+        # Every other user shown one of the query's items, with their reaction: one entry per (user, item).
+        columns = self._csc[:, query_items].tocoo()
+        users, position, theirs = columns.row, columns.col, columns.data.astype(np.int64)
+        agree = theirs == query_codes[position]
+        n_users = len(self.user_ids)
+        shared_likes = np.bincount(users[agree & (query_codes[position] == LIKE)], minlength=n_users)
+        own = self.rows.get(user_id)
+        if own is not None:
+            shared_likes[own] = 0
+        candidates = np.flatnonzero(shared_likes)
+        if candidates.size == 0:
+            return None
+        if candidates.size > params.max_candidates:
+            candidates = candidates[np.argsort(-shared_likes[candidates], kind="stable")[: params.max_candidates]]
+        # A twin answers as the user does, except with probability ``noise`` it answers like anybody would:
+        # P(theirs | twin) = (1 - noise) [theirs == ours] + noise P(theirs). Divided by P(theirs), the odds move
+        # by (1 - noise) / P(ours) + noise on an agreement and by noise on a disagreement.
+        log_agree = np.log((1.0 - params.noise) / p + params.noise)
+        log_conflict = np.full(p.size, np.log(params.noise))
+        evidence = np.bincount(
+            users, weights=np.where(agree, log_agree[position], log_conflict[position]), minlength=n_users
+        )
+        log_odds = np.log(params.prior) + evidence[candidates]
+        odds = np.exp(np.minimum(log_odds, 60.0))
+        weights = odds / (1.0 + odds.sum())
+        keep = weights >= params.min_weight
+        if not keep.any():
+            return None
+        twins = self.csr[candidates[keep]]
+        w = sp.diags(weights[keep])
+        shown_mass = np.asarray((w @ (twins != 0)).sum(axis=0)).ravel()
+        liked_mass = np.asarray((w @ (twins == LIKE)).sum(axis=0)).ravel()
+        # Items the user was shown are never recommended again: leave them out.
+        shown_mass[query_items] = 0.0
+        items = np.flatnonzero((shown_mass >= params.min_mass) & (shown_mass > 0))
+        if items.size == 0:
+            return None
+        return TwinLift(
+            tuple(self.item_ids[i] for i in items.tolist()),
+            liked_mass[items].astype(np.float32),
+            shown_mass[items].astype(np.float32),
+        )

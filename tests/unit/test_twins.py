@@ -1,0 +1,480 @@
+"""Twins (users who answered like this one) on small hand-made cases, and their lift in the blend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import recsys_core.strategies.blend as blend
+from recsys_core.algorithms.bandit import ItemStats
+from recsys_core.algorithms.twins import (
+    DISLIKE,
+    LIKE,
+    SILENT,
+    DenseTwinLift,
+    ReactionBook,
+    ReactionMatrix,
+    TwinLift,
+    TwinParams,
+)
+from recsys_core.catalog import CatalogView
+from recsys_core.strategies.base import DrawCache, RecommendationContext, UserProfile
+from recsys_core.strategies.blend import BlendParams, BlendStrategy
+
+# The query user's world: four items they liked and two they were shown without answering.
+LIKES = ["l1", "l2", "l3", "l4"]
+SILENTS = ["s1", "s2"]
+QUERY_SHOWN = LIKES + SILENTS
+# A min_mass that keeps every item some candidate was shown (0 would also keep items nobody was shown: see below).
+KEEP_ANY = 1e-9
+
+
+def _book(fillers: int = 40) -> ReactionBook:
+    """A book where many users were shown the query's items and liked none: likes on them are rare, so a
+    shared like is strong evidence (and fillers share no like, so they are never candidates). Half of them
+    disliked s1: silence there is no foregone answer, so a like on s1 does disagree with a silence."""
+    book = ReactionBook(max_users=1000)
+    for f in range(fillers):
+        book.record(f"f{f}", shown=QUERY_SHOWN, liked=[], disliked=["s1"] if f % 2 else [])
+    return book
+
+
+def _lift(matrix: ReactionMatrix, user_id: str = "q", params: TwinParams | None = None) -> TwinLift | None:
+    return matrix.lift(user_id, shown=QUERY_SHOWN, liked=LIKES, disliked=[], params=params or TwinParams())
+
+
+def _as_dict(lift: TwinLift) -> dict[str, tuple[float, float]]:
+    return {
+        item: (liked, shown)
+        for item, liked, shown in zip(lift.item_ids, lift.liked.tolist(), lift.shown.tolist(), strict=True)
+    }
+
+
+def _reactions(book: ReactionBook, user_id: str) -> dict[str, int]:
+    found = book.reactions_of(user_id)
+    assert found is not None
+    item_ids = book.matrix().item_ids
+    positions, codes = found
+    return {item_ids[p]: c for p, c in zip(positions.tolist(), codes.tolist(), strict=True)}
+
+
+# --- ReactionMatrix.lift ---
+
+
+def test_an_exact_twin_lends_its_likes_and_its_silences() -> None:
+    """A user who answered exactly as the query on every shared item: their other like rises (liked mass), what
+    they were shown without liking sinks (shown mass, no liked mass)."""
+    book = _book()
+    book.record("twin", shown=[*QUERY_SHOWN, "gem", "dud"], liked=[*LIKES, "gem"], disliked=[])
+    lift = _lift(book.matrix())
+    assert lift is not None
+    masses = _as_dict(lift)
+    assert set(masses) == {"gem", "dud"}
+    gem_liked, gem_shown = masses["gem"]
+    dud_liked, dud_shown = masses["dud"]
+    assert gem_liked > 0.5 and gem_shown >= gem_liked
+    assert dud_shown > 0.5 and dud_liked == pytest.approx(0.0, abs=1e-6)
+    assert lift.liked.dtype == np.float32 and lift.shown.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "conflict",
+    [
+        pytest.param(
+            {"shown": ["l4"], "liked": []},  # silent on an item the query liked
+            id="silent on a query like",
+        ),
+        pytest.param({"shown": ["s1"], "liked": ["s1"]}, id="liked a query silence"),
+    ],
+)
+def test_a_candidate_that_disagrees_weighs_far_less_than_one_that_agrees(conflict: dict[str, list[str]]) -> None:
+    # Both candidates share the same three likes; only "contrary" also contradicts the query on one item.
+    book = _book()
+    book.record("agrees", shown=[*LIKES[:3], "s1", "gem"], liked=[*LIKES[:3], "gem"], disliked=[])
+    book.record(
+        "contrary",
+        shown=[*LIKES[:3], "s1", *conflict["shown"], "odd"],
+        liked=[*LIKES[:3], *conflict["liked"], "odd"],
+        disliked=[],
+    )
+    lift = _lift(book.matrix(), params=TwinParams(min_mass=KEEP_ANY))
+    assert lift is not None
+    masses = _as_dict(lift)
+    gem, odd = masses["gem"][0], masses.get("odd", (0.0, 0.0))[0]
+    # Against an agreement (or no answer), one disagreement at noise 0.05 should cost a factor of about 20 in the odds.
+    assert gem > 10 * odd
+    assert gem > 0.3
+
+
+def test_more_agreeing_likes_on_rare_items_mean_a_surer_twin() -> None:
+    def gem_mass(shared: int) -> float:
+        book = _book()
+        book.record("twin", shown=[*LIKES[:shared], "gem"], liked=[*LIKES[:shared], "gem"], disliked=[])
+        lift = _lift(book.matrix(), params=TwinParams(min_mass=KEEP_ANY, min_weight=0.0))
+        assert lift is not None
+        return _as_dict(lift)["gem"][0]
+
+    masses = [gem_mass(shared) for shared in (1, 2, 3, 4)]
+    assert masses == sorted(masses) and masses[0] < 0.1 < 0.9 < masses[-1]
+
+
+def test_shared_dislikes_are_evidence_too() -> None:
+    def odd_mass(disliked: list[str]) -> float:
+        book = _book()
+        book.record("c", shown=["l1", *disliked, "odd"], liked=["l1", "odd"], disliked=disliked)
+        lift = book.matrix().lift(
+            "q", shown=QUERY_SHOWN, liked=["l1"], disliked=["l2", "l3"], params=TwinParams(min_mass=KEEP_ANY)
+        )
+        assert lift is not None
+        return _as_dict(lift)["odd"][0]
+
+    # Nobody else disliked l2 or l3: agreeing on both turns a weak candidate into a likely twin.
+    assert odd_mass(["l2", "l3"]) > 0.5 > 0.05 > odd_mass([])
+
+
+def test_no_candidate_sharing_a_like_gives_no_lift() -> None:
+    book = _book()
+    # Shown the query's likes but disliked or ignored them; liked only items the query was silent on or never saw.
+    book.record("hater", shown=LIKES, liked=[], disliked=LIKES)
+    book.record("other taste", shown=["s1", "x"], liked=["s1", "x"], disliked=[])
+    assert _lift(book.matrix()) is None
+
+
+def test_a_user_without_likes_gets_no_lift() -> None:
+    book = _book()
+    book.record("twin", shown=[*QUERY_SHOWN, "gem"], liked=[*LIKES, "gem"], disliked=[])
+    matrix = book.matrix()
+    assert matrix.lift("q", shown=QUERY_SHOWN, liked=[], disliked=["l1"], params=TwinParams()) is None
+    # Likes only of items nobody in the book was shown say nothing either.
+    assert matrix.lift("q", shown=["new"], liked=["new"], disliked=[], params=TwinParams()) is None
+    assert _lift(matrix) is not None  # the same book does answer a user with likes
+
+
+def test_the_user_is_never_their_own_twin() -> None:
+    # The book remembers an older like of the query user's that the query itself does not repeat.
+    book = _book()
+    book.record("q", shown=[*QUERY_SHOWN, "old"], liked=[*LIKES, "old"], disliked=[])
+    matrix = book.matrix()
+    assert _lift(matrix, "q") is None
+    # Any other user with the same answers would find "q" and its "old" like.
+    other = _lift(matrix, "someone else")
+    assert other is not None and "old" in other.item_ids
+
+
+@pytest.mark.parametrize(
+    "min_mass",
+    [
+        KEEP_ANY,
+        pytest.param(
+            0.0,
+        ),
+    ],
+)
+def test_items_the_user_was_shown_never_appear_in_the_lift(min_mass: float) -> None:
+    book = _book()
+    book.record("twin", shown=[*QUERY_SHOWN, "gem", "seen"], liked=[*LIKES, "gem", "seen"], disliked=["s2"])
+    matrix = book.matrix()
+    params = TwinParams(min_mass=min_mass)
+    lift = matrix.lift("q", shown=[*QUERY_SHOWN, "seen"], liked=LIKES, disliked=[], params=params)
+    assert lift is not None
+    assert not set(lift.item_ids) & {*QUERY_SHOWN, "seen"}
+    assert set(lift.item_ids) == {"gem"}
+
+
+def test_max_candidates_keeps_those_sharing_the_most_likes() -> None:
+    book = _book()
+    book.record("close", shown=[*LIKES, "gem"], liked=[*LIKES, "gem"], disliked=[])
+    book.record("far", shown=["l1", "odd"], liked=["l1", "odd"], disliked=[])
+    loose = TwinParams(min_weight=0.0, min_mass=KEEP_ANY)
+    everyone = _lift(book.matrix(), params=loose)
+    one = _lift(book.matrix(), params=replace(loose, max_candidates=1))
+    assert everyone is not None and one is not None
+    assert {"gem", "odd"} <= set(everyone.item_ids)
+    assert set(one.item_ids) == {"gem"}
+
+
+def test_min_mass_leaves_out_items_few_twins_were_shown() -> None:
+    book = _book()
+    book.record("sure", shown=[*LIKES, "gem"], liked=[*LIKES, "gem"], disliked=[])
+    book.record("unsure", shown=["l1", "odd"], liked=["l1", "odd"], disliked=[])
+    kept = _lift(book.matrix(), params=TwinParams(min_weight=0.0, min_mass=KEEP_ANY))
+    assert kept is not None
+    odd_shown = _as_dict(kept)["odd"][1]
+    assert 0.0 < odd_shown < 0.5
+    pruned = _lift(book.matrix(), params=TwinParams(min_weight=0.0, min_mass=odd_shown * 1.01))
+    assert pruned is not None and "odd" not in pruned.item_ids and "gem" in pruned.item_ids
+
+
+# --- ReactionBook ---
+
+
+def test_record_keeps_the_strongest_answer_per_item() -> None:
+    book = ReactionBook(max_users=10)
+    book.record("u", shown=["a", "b", "c"], liked=["a"], disliked=["a", "b"])
+    # A like overrides a dislike, a dislike overrides silence; a liked item counts as shown even if not listed.
+    assert _reactions(book, "u") == {"a": LIKE, "b": DISLIKE, "c": SILENT}
+    book.record("v", shown=[], liked=["d"], disliked=[])
+    assert _reactions(book, "v") == {"d": LIKE}
+
+
+def test_record_replaces_what_the_book_knew_of_the_user() -> None:
+    book = ReactionBook(max_users=10)
+    book.record("u", shown=["a", "b"], liked=["a"], disliked=[])
+    book.record("u", shown=["c"], liked=[], disliked=["c"])
+    assert len(book) == 1
+    assert _reactions(book, "u") == {"c": DISLIKE}
+    matrix = book.matrix()
+    assert matrix.user_ids == ("u",)
+    assert matrix.csr.nnz == 1
+
+
+def test_the_book_drops_the_user_who_answered_least_recently() -> None:
+    book = ReactionBook(max_users=2)
+    book.record("u1", shown=["a"], liked=["a"], disliked=[])
+    book.record("u2", shown=["a"], liked=[], disliked=[])
+    book.record("u1", shown=["b"], liked=["b"], disliked=[])  # u1 answered again: now the newest
+    book.record("u3", shown=["c"], liked=[], disliked=[])
+    assert len(book) == 2
+    assert book.reactions_of("u2") is None
+    assert book.matrix().user_ids == ("u1", "u3")
+
+
+def test_the_matrix_is_a_snapshot() -> None:
+    book = ReactionBook(max_users=10)
+    book.record("u", shown=["a"], liked=["a"], disliked=[])
+    matrix = book.matrix()
+    book.record("v", shown=["b"], liked=["b"], disliked=[])
+    assert matrix.user_ids == ("u",) and matrix.csr.shape == (1, 1)
+    assert ReactionBook(max_users=3).matrix().csr.shape == (0, 0)
+
+
+# --- TwinLift and DenseTwinLift ---
+
+
+def test_twin_lift_text_round_trip() -> None:
+    lift = TwinLift(
+        ("a", "item 42", "z"),
+        np.array([0.5, 0.0, 0.123456], dtype=np.float32),
+        np.array([0.75, 1.0, 0.2], dtype=np.float32),
+    )
+    text = lift.to_text()
+    assert text.splitlines()[0] == "a\t0.5\t0.75"
+    back = TwinLift.from_text(text)
+    assert back.item_ids == lift.item_ids
+    assert back.liked.dtype == np.float32 and back.shown.dtype == np.float32
+    # Four significant digits are kept: compact, and plenty for a ranking.
+    np.testing.assert_allclose(back.liked, lift.liked, rtol=1e-3)
+    np.testing.assert_allclose(back.shown, lift.shown, rtol=1e-3)
+    empty = TwinLift.from_text(TwinLift((), np.empty(0, np.float32), np.empty(0, np.float32)).to_text())
+    assert empty.item_ids == () and empty.liked.size == 0
+
+
+def test_dense_lift_ignores_unknown_ids() -> None:
+    lift = TwinLift(
+        ("b", "gone", "a", "late"),
+        np.array([0.1, 0.9, 0.3, 0.8], dtype=np.float32),
+        np.array([0.2, 0.9, 0.4, 0.8], dtype=np.float32),
+    )
+    # "late" has an index position beyond the catalog the blend ranks (an item newer than its view).
+    dense = DenseTwinLift.over(lift, {"a": 0, "b": 2, "late": 3}, n_items=3)
+    assert dense is not None
+    np.testing.assert_array_equal(dense.liked, np.array([0.3, 0.0, 0.1], dtype=np.float32))
+    np.testing.assert_array_equal(dense.shown, np.array([0.4, 0.0, 0.2], dtype=np.float32))
+
+
+def test_dense_lift_is_none_when_no_id_is_known() -> None:
+    lift = TwinLift(("x", "y"), np.array([0.5, 0.5], np.float32), np.array([0.5, 0.5], np.float32))
+    assert DenseTwinLift.over(lift, {"a": 0}, n_items=1) is None
+    assert DenseTwinLift.over(TwinLift((), np.empty(0, np.float32), np.empty(0, np.float32)), {"a": 0}, 1) is None
+
+
+# --- TwinParams ---
+
+
+def test_twin_params_reject_invalid_values() -> None:
+    TwinParams()  # the defaults are valid
+    with pytest.raises(ValueError, match="prior"):
+        TwinParams(prior=0.0)
+    with pytest.raises(ValueError, match="max_candidates"):
+        TwinParams(max_candidates=0)
+    with pytest.raises(ValueError, match="min_weight"):
+        TwinParams(min_weight=1.0)
+    with pytest.raises(ValueError, match="min_mass"):
+        TwinParams(min_mass=-0.1)
+
+
+@pytest.mark.parametrize(
+    "values", [{"noise": 0.0}, {"noise": 0.5}, {"noise": 0.7}, {"prior": -1.0, "noise": 0.9}], ids=repr
+)
+def test_twin_params_reject_a_noise_outside_the_open_interval(values: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="noise"):
+        TwinParams(**values)
+
+
+# --- the blend with a twin lift ---
+
+# Only the bandit and the twins decide the order here.
+NO_PERSONAL = {"neighbour_weight": 0.0, "bpr_weight": 0.0, "taste_weight": 0.0, "dislike_neighbour_weight": 0.0}
+N = 20
+
+
+def _catalog(n: int) -> CatalogView:
+    ids = [f"i{i}" for i in range(n)]
+    return CatalogView.build(1, ids, {item: ["Drama"] for item in ids})
+
+
+def _stats(n: int) -> ItemStats:
+    """Well-measured evidence: item 0 is liked most, then item 1, and so on down to a floor."""
+    impressions = np.full(n, 2000.0, dtype=np.float32)
+    likes = np.maximum(np.linspace(600, 20, n), 100).astype(np.float32)
+    return ItemStats(likes, np.zeros(n, dtype=np.float32), impressions)
+
+
+def _context(
+    twins: DenseTwinLift | None, *, n: int = N, shown: Sequence[int] = (), seed: int = 0
+) -> RecommendationContext:
+    mask = np.zeros(n, dtype=bool)
+    mask[list(shown)] = True
+    return RecommendationContext(
+        user_id="u",
+        catalog=_catalog(n),
+        stats=_stats(n),
+        model=None,
+        profile=UserProfile(mask, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)),
+        rng=np.random.default_rng(seed),
+        k=5,
+        twins=twins,
+    )
+
+
+def _dense(liked: dict[int, float], shown: dict[int, float], n: int = N) -> DenseTwinLift:
+    dense_liked, dense_shown = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    for i, value in liked.items():
+        dense_liked[i] = value
+    for i, value in shown.items():
+        dense_shown[i] = value
+    return DenseTwinLift(dense_liked, dense_shown)
+
+
+def _ranked(strategy: BlendStrategy, ctx: RecommendationContext, n: int = 5) -> list[int]:
+    return [c.index for c in strategy.recommend(ctx, n)]
+
+
+def _strategy(**params: float) -> BlendStrategy:
+    return BlendStrategy(BlendParams(**{"explore_slots": 0.0, **NO_PERSONAL, **params}))
+
+
+def test_an_item_a_sure_twin_liked_ranks_first() -> None:
+    strategy = _strategy()
+    plain = _ranked(strategy, _context(None))
+    assert plain[0] == 0 and 12 not in plain  # item 12 is unremarkable on its own
+    lifted = _ranked(strategy, _context(_dense({12: 0.9}, {12: 0.9})))
+    assert lifted[0] == 12
+    assert lifted[1:] == plain[:4]  # the rest keeps its order
+
+
+def test_an_item_a_sure_twin_was_shown_without_liking_drops_out() -> None:
+    strategy = _strategy()
+    assert _ranked(strategy, _context(None))[0] == 0
+    ranked = _ranked(strategy, _context(_dense({}, {0: 1.0})), n=N - 1)
+    assert 0 not in ranked
+
+
+def test_twin_weight_zero_ignores_the_lift() -> None:
+    twins = _dense({12: 0.9}, {12: 0.9, 0: 1.0})
+    for seed in range(3):
+        without = _ranked(_strategy(), _context(None, seed=seed))
+        assert _ranked(_strategy(twin_weight=0.0), _context(twins, seed=seed)) == without
+        assert _ranked(_strategy(), _context(twins, seed=seed)) != without  # the same lift does matter at 1
+
+
+def test_an_item_the_user_was_shown_is_never_recommended_whatever_the_twins() -> None:
+    ranked = _ranked(_strategy(), _context(_dense({12: 0.9}, {12: 0.9}), shown=[12]), n=N)
+    assert 12 not in ranked and len(ranked) == N - 1
+
+
+def test_exploration_slots_stay_with_under_shown_items_when_twins_lift_others() -> None:
+    n = N
+    stats = _stats(n)
+    impressions = stats.impressions.copy()
+    impressions[15:] = 2.0  # only items 15.. are under-shown
+    stats = ItemStats(np.minimum(stats.likes, impressions), stats.dislikes, impressions)
+    ctx = replace(_context(_dense({3: 0.9}, {3: 0.9})), stats=stats)
+    strategy = _strategy(explore_slots=1.0, explore_below=10)
+    explored = [c.index for c in strategy.recommend(ctx, 5) if c.source == "explore"]
+    assert explored and all(i >= 15 for i in explored)
+
+
+# --- the candidate universe stays exact with twins ---
+
+N_WIDE = 400
+
+
+def _wide_context(seed: int) -> RecommendationContext:
+    rng = np.random.default_rng(seed)
+    ids = [f"i{i}" for i in range(N_WIDE)]
+    genres = ("Action", "Comedy", "Drama", "Horror")
+    catalog = CatalogView.build(1, ids, {item: [genres[int(rng.integers(len(genres)))]] for item in ids})
+    rate = rng.beta(0.3, 6.0, N_WIDE)
+    impressions = np.where(rng.random(N_WIDE) < 0.3, 0, rng.geometric(0.05, N_WIDE)).astype(np.float32)
+    likes = rng.binomial(impressions.astype(np.int64), rate).astype(np.float32)
+    stats = ItemStats(likes, np.zeros(N_WIDE, dtype=np.float32), impressions)
+    shown = np.zeros(N_WIDE, dtype=bool)
+    shown[rng.choice(N_WIDE, size=30, replace=False)] = True
+    liked = rng.choice(np.flatnonzero(shown), size=3, replace=False).astype(np.int64)
+    # Twins were shown a few dozen items and liked some of them, anywhere in the catalog (mostly outside the head).
+    twin_shown = np.zeros(N_WIDE, dtype=np.float32)
+    twin_liked = np.zeros(N_WIDE, dtype=np.float32)
+    items = rng.choice(N_WIDE, size=40, replace=False)
+    twin_shown[items] = rng.uniform(0.05, 1.0, items.size)
+    twin_liked[items] = twin_shown[items] * (rng.random(items.size) < 0.4) * rng.uniform(0.2, 1.0, items.size)
+    return RecommendationContext(
+        user_id="u",
+        catalog=catalog,
+        stats=stats,
+        model=None,
+        profile=UserProfile(shown, liked, np.empty(0, dtype=np.int64)),
+        rng=rng,
+        k=10,
+        twins=DenseTwinLift(twin_liked, twin_shown),
+    )
+
+
+def _answers(strategy: BlendStrategy, ctx: RecommendationContext, n: int, draw_seed: int) -> list[tuple[int, str]]:
+    ctx = replace(ctx, rng=np.random.default_rng(draw_seed), draws=DrawCache())
+    return [(c.index, c.source) for c in strategy.recommend(ctx, n)]
+
+
+@pytest.mark.parametrize("params", [{}, {"twin_weight": 0.5}, {"explore_below": 10, "explore_slots": 2.0}], ids=repr)
+def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
+    params: dict[str, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strategy = BlendStrategy(BlendParams(**params))
+    universes = 0
+    twin_items_outside_the_head = 0
+    select = BlendStrategy._select
+
+    def counting_select(self: BlendStrategy, ctx: RecommendationContext, scores: object, *args: object) -> object:
+        nonlocal universes
+        answer = select(self, ctx, scores, *args)  # type: ignore[arg-type]
+        if scores.universe is not None:  # type: ignore[attr-defined]
+            universes += 1
+        return answer
+
+    monkeypatch.setattr(BlendStrategy, "_select", counting_select)
+    for seed in range(6):
+        ctx = _wide_context(seed)
+        assert ctx.twins is not None
+        for n in (10, 30):
+            monkeypatch.setattr(blend, "HEAD_SIZE", N_WIDE)  # every arm
+            expected = _answers(strategy, ctx, n, draw_seed=seed)
+            monkeypatch.setattr(blend, "HEAD_SIZE", 32)
+            assert _answers(strategy, ctx, n, draw_seed=seed) == expected, (seed, n)
+            # The comparison is only worth something if twin-liked items outside the head did reach the answer.
+            head = strategy._bandit(replace(ctx, rng=np.random.default_rng(seed), draws=None)).head
+            twin_items_outside_the_head += sum(1 for i, _ in expected if ctx.twins.liked[i] > 0 and not head[i])
+    assert universes > 0
+    assert twin_items_outside_the_head > 0
