@@ -421,5 +421,6 @@ class PipelineRuntime:
             "messages_consumed": self._consumer.consumed,
             "messages_rejected": self._consumer.rejected,
             "training_in_progress": self.training_in_progress,
+            "twins": self.twins.describe(),
             "last_retrain": asdict(self.last_retrain) if self.last_retrain else None,
         }

@@ -68,6 +68,15 @@ class TwinsPublisher:
         # Users who answered recently, with what they answered (recomputed on every matrix rebuild).
         self._active: dict[str, tuple[float, UserReactions]] = {}
 
+    def describe(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "users_in_book": len(self._book),
+            "users_in_matrix": 0 if self._matrix is None else len(self._matrix.user_ids),
+            "active_users": len(self._active),
+            "lifts_published": self.published,
+        }
+
     def note(self, generation: int, user_ids: set[str]) -> None:
         """These users' feedback of run ``generation`` is stored: match them again soon."""
         if not self.enabled or not user_ids:

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from recsys_core.algorithms.twins import TwinParams
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -96,8 +98,8 @@ class Settings(BaseSettings):
     # twins_active_s are recomputed on each rebuild.
     twins_refresh_s: float = Field(default=0.5, gt=0)
     twins_active_s: float = Field(default=3.0, ge=0)
-    twins_prior: float = Field(default=1e-3, gt=0)
-    twins_noise: float = Field(default=0.05, gt=0, lt=0.5)
+    twins_prior: float = Field(default=TwinParams().prior, gt=0)
+    twins_noise: float = Field(default=TwinParams().noise, gt=0, lt=0.5)
     twins_ttl_s: int = Field(default=86_400, gt=0)
     # The offline evaluation holds out this share of the most recent likes.
     holdout_fraction: float = 0.1

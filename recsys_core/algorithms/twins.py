@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,11 +42,13 @@ class TwinParams:
     min_weight: float = 1e-3
     # Items whose "shown" mass is below this are left out of the published lift.
     min_mass: float = 0.02
+    # At most this many items (those with the largest "shown" mass) are published: /recs parses them per request.
+    max_items: int = 300
 
     def __post_init__(self) -> None:
         if not self.prior > 0 or not 0 < self.noise < 0.5:
             raise ValueError("prior must be > 0 and noise in (0, 0.5)")
-        if self.max_candidates < 1 or not 0 <= self.min_weight < 1 or not 0 <= self.min_mass < 1:
+        if self.max_candidates < 1 or self.max_items < 1 or not 0 <= self.min_weight < 1 or not 0 <= self.min_mass < 1:
             raise ValueError("max_candidates must be >= 1, min_weight and min_mass in [0, 1)")
 
 
@@ -58,23 +61,32 @@ class TwinLift:
     shown: np.ndarray  # float32, aligned with item_ids; >= liked
 
     def to_text(self) -> str:
-        """One line per item: ``id<TAB>liked<TAB>shown`` (compact, readable in redis-cli)."""
+        """Three lines: the item ids (tab-separated), their liked masses, their shown masses (space-separated).
+
+        Ids never hold whitespace (``schemas.ID_PATTERN``); the masses parse in one numpy call per line, which
+        keeps a /recs read cheap for lifts of hundreds of items.
+        """
+        if not self.item_ids:
+            return ""
         return "\n".join(
-            f"{item}\t{liked:.4g}\t{shown:.4g}"
-            for item, liked, shown in zip(self.item_ids, self.liked.tolist(), self.shown.tolist(), strict=True)
+            [
+                "\t".join(self.item_ids),
+                " ".join(f"{value:.4g}" for value in self.liked.tolist()),
+                " ".join(f"{value:.4g}" for value in self.shown.tolist()),
+            ]
         )
 
     @classmethod
     def from_text(cls, text: str) -> TwinLift:
-        ids: list[str] = []
-        liked: list[float] = []
-        shown: list[float] = []
-        for line in text.splitlines():
-            item, like_mass, shown_mass = line.split("\t")
-            ids.append(item)
-            liked.append(float(like_mass))
-            shown.append(float(shown_mass))
-        return cls(tuple(ids), np.array(liked, dtype=np.float32), np.array(shown, dtype=np.float32))
+        if not text:
+            return cls((), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32))
+        ids, liked, shown = text.split("\n")
+        item_ids = tuple(ids.split("\t"))
+        liked_mass = np.fromstring(liked, dtype=np.float32, sep=" ")
+        shown_mass = np.fromstring(shown, dtype=np.float32, sep=" ")
+        if not len(item_ids) == liked_mass.size == shown_mass.size:
+            raise ValueError("a twin lift's three lines must have as many entries each")
+        return cls(item_ids, liked_mass, shown_mass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +98,14 @@ class DenseTwinLift:
 
     @classmethod
     def over(cls, lift: TwinLift, index: dict[str, int], n_items: int) -> DenseTwinLift | None:
-        liked = np.zeros(n_items, dtype=np.float32)
-        shown = np.zeros(n_items, dtype=np.float32)
-        positions = [index.get(item, -1) for item in lift.item_ids]
-        known = np.array([p >= 0 and p < n_items for p in positions], dtype=bool)
+        positions = np.fromiter(map(index.get, lift.item_ids, repeat(-1)), dtype=np.int64, count=len(lift.item_ids))
+        known = (positions >= 0) & (positions < n_items)
         if not known.any():
             return None
-        rows = np.array(positions, dtype=np.int64)[known]
-        liked[rows] = lift.liked[known]
-        shown[rows] = lift.shown[known]
+        liked = np.zeros(n_items, dtype=np.float32)
+        shown = np.zeros(n_items, dtype=np.float32)
+        liked[positions[known]] = lift.liked[known]
+        shown[positions[known]] = lift.shown[known]
         return cls(liked, shown)
 
 
@@ -233,6 +244,8 @@ class ReactionMatrix:
         # Items the user was shown are never recommended again: leave them out.
         shown_mass[query_items] = 0.0
         items = np.flatnonzero((shown_mass >= params.min_mass) & (shown_mass > 0))
+        if items.size > params.max_items:
+            items = np.sort(items[np.argsort(-shown_mass[items], kind="stable")[: params.max_items]])
         if items.size == 0:
             return None
         return TwinLift(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from recsys_core.algorithms.twins import TwinLift
 from recsys_core.keys import GlobalKeys
 from tests.integration.helpers import add_items, eventually, interact, new_id, recs
 from tests.support.stack import ServiceStack
@@ -49,7 +50,8 @@ def test_a_user_who_answers_like_an_earlier_one_gets_what_it_liked(
 
         lift, _ = eventually(published, timeout_s=5.0, interval_s=0.02)
         print(f"twins of {user} published {(time.monotonic() - liked_at) * 1000:.0f} ms after the likes:\n{lift}")
-        masses = {line.split("\t")[0]: float(line.split("\t")[1]) for line in lift.splitlines()}
+        parsed = TwinLift.from_text(lift)
+        masses = dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))
         assert masses.get(hidden_gem, 0.0) > 0.5
         assert not set(seen) & set(masses), "items the user was shown are never in the lift"
 

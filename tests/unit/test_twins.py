@@ -208,6 +208,16 @@ def test_min_mass_leaves_out_items_few_twins_were_shown() -> None:
     assert pruned is not None and "odd" not in pruned.item_ids and "gem" in pruned.item_ids
 
 
+def test_max_items_keeps_the_items_with_the_most_shown_mass() -> None:
+    book = _book()
+    book.record("sure", shown=[*LIKES, "gem"], liked=[*LIKES, "gem"], disliked=[])
+    book.record("unsure", shown=["l1", "odd"], liked=["l1", "odd"], disliked=[])
+    everything = _lift(book.matrix(), params=TwinParams(min_weight=0.0, min_mass=KEEP_ANY))
+    assert everything is not None and {"gem", "odd"} <= set(everything.item_ids)
+    one = _lift(book.matrix(), params=TwinParams(min_weight=0.0, min_mass=KEEP_ANY, max_items=1))
+    assert one is not None and one.item_ids == ("gem",)
+
+
 # --- ReactionBook ---
 
 
@@ -256,18 +266,20 @@ def test_the_matrix_is_a_snapshot() -> None:
 
 def test_twin_lift_text_round_trip() -> None:
     lift = TwinLift(
-        ("a", "item 42", "z"),
+        ("a", "item-42", "z"),
         np.array([0.5, 0.0, 0.123456], dtype=np.float32),
         np.array([0.75, 1.0, 0.2], dtype=np.float32),
     )
     text = lift.to_text()
-    assert text.splitlines()[0] == "a\t0.5\t0.75"
+    assert text.splitlines() == ["a\titem-42\tz", "0.5 0 0.1235", "0.75 1 0.2"]
     back = TwinLift.from_text(text)
     assert back.item_ids == lift.item_ids
     assert back.liked.dtype == np.float32 and back.shown.dtype == np.float32
     # Four significant digits are kept: compact, and plenty for a ranking.
     np.testing.assert_allclose(back.liked, lift.liked, rtol=1e-3)
     np.testing.assert_allclose(back.shown, lift.shown, rtol=1e-3)
+    with pytest.raises(ValueError):
+        TwinLift.from_text("a\tb\n0.5\n0.5 0.5")
     empty = TwinLift.from_text(TwinLift((), np.empty(0, np.float32), np.empty(0, np.float32)).to_text())
     assert empty.item_ids == () and empty.liked.size == 0
 
