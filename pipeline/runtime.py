@@ -70,6 +70,12 @@ class PipelineMetrics:
         )
         self.model_version = Gauge("pipeline_model_version", "Published model version", registry=registry)
         self.bandit_version = Gauge("pipeline_bandit_version", "Published bandit snapshot version", registry=registry)
+        self.twins_delay = Histogram(
+            "pipeline_twins_publish_delay_seconds",
+            "From the collector receiving a user's feedback to that user's twins being published",
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
+        )
 
 
 class PipelineRuntime:
@@ -85,7 +91,9 @@ class PipelineRuntime:
         self._co_likes = CoLikesPublisher(redis, self.keys)
         # Twin matching answers the user's next /recs: its own thread, at normal priority.
         self._twins_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twins")
-        self.twins = TwinsPublisher(redis, self.keys, settings, self._twins_executor)
+        self.twins = TwinsPublisher(
+            redis, self.keys, settings, self._twins_executor, on_published=self.metrics.twins_delay.observe
+        )
         self._twins_task: asyncio.Task[None] | None = None
         self._hset_if_current = redis.register_script(lua.HSET_IF_CURRENT)
         self._co_likes_task: asyncio.Task[None] | None = None
@@ -256,10 +264,10 @@ class PipelineRuntime:
             call_id = self._events.new_call_id()
             results += await self._retry(lambda batch=batch, call_id=call_id: self._events.store(batch, call_id))
         state = self._state
-        answered: set[str] = set()
+        answered: dict[str, float] = {}
         for event, result in zip(events, results, strict=True):
             if result == STORED and event.generation == state.generation:
-                answered.add(event.user_id)
+                answered[event.user_id] = min(event.received_at, answered.get(event.user_id, event.received_at))
                 for item_id, action in zip(event.item_ids, event.actions, strict=True):
                     state.apply(event.user_id, item_id, action, event.timestamp)
                 state.messages_stored += 1

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -45,7 +46,14 @@ def _lifts(matrix: ReactionMatrix, users: dict[str, UserReactions], params: Twin
 
 
 class TwinsPublisher:
-    def __init__(self, redis: Redis, keys: GlobalKeys, settings: Settings, executor: Executor) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: GlobalKeys,
+        settings: Settings,
+        executor: Executor,
+        on_published: Callable[[float], None] | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._settings = settings
@@ -53,6 +61,8 @@ class TwinsPublisher:
         self._params = TwinParams(prior=settings.twins_prior, noise=settings.twins_noise)
         self._set = redis.register_script(lua.SET_IF_CURRENT)
         self._wake = asyncio.Event()
+        # Called with the seconds from the collector receiving a user's feedback to their twins being published.
+        self._on_published = on_published
         self.enabled = settings.twins_max_users > 0
         self.reset(-1)
         self.published = 0
@@ -65,6 +75,8 @@ class TwinsPublisher:
         self._matrix_at = 0.0
         self._book_changed = False
         self._dirty: set[str] = set()
+        # When the collector received the oldest feedback of each user not published since.
+        self._received: dict[str, float] = {}
         # Users who answered recently, with what they answered (recomputed on every matrix rebuild).
         self._active: dict[str, tuple[float, UserReactions]] = {}
 
@@ -77,13 +89,16 @@ class TwinsPublisher:
             "lifts_published": self.published,
         }
 
-    def note(self, generation: int, user_ids: set[str]) -> None:
-        """These users' feedback of run ``generation`` is stored: match them again soon."""
-        if not self.enabled or not user_ids:
+    def note(self, generation: int, received_at: dict[str, float]) -> None:
+        """These users' feedback of run ``generation`` (received by the collector at those times) is stored:
+        match them again soon."""
+        if not self.enabled or not received_at:
             return
         if generation != self._generation:
             self.reset(generation)
-        self._dirty |= user_ids
+        self._dirty |= received_at.keys()
+        for user_id, at in received_at.items():
+            self._received[user_id] = min(at, self._received.get(user_id, at))
         self._wake.set()
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
@@ -125,7 +140,14 @@ class TwinsPublisher:
         if not targets or self._matrix is None or generation != self._generation:
             return 0
         texts = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
-        return await self._publish(generation, texts)
+        written = await self._publish(generation, texts)
+        if written:
+            published_at = time.time()
+            for user_id in dirty:
+                received = self._received.pop(user_id, None)
+                if received is not None and self._on_published is not None:
+                    self._on_published(max(published_at - received, 0.0))
+        return written
 
     async def _read(self, generation: int, user_ids: list[str]) -> dict[str, UserReactions]:
         run = self._keys.for_generation(generation)

@@ -1,0 +1,71 @@
+"""The pipeline's twin publisher on the real Redis: it reads what users were shown and answered, and publishes each
+one's matches under the run's generation only."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from redis.asyncio import Redis
+
+from pipeline.twins import TwinsPublisher
+from recsys_core.algorithms.twins import TwinLift
+from recsys_core.keys import GlobalKeys
+from recsys_core.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def _answered(redis: Redis, keys: GlobalKeys, user: str, shown: list[str], answers: dict[str, str]) -> None:
+    run = keys.for_generation(0)
+    await redis.sadd(run.user_shown(user), *shown)
+    if answers:
+        await redis.hset(run.user_feedback(user), mapping=answers)
+
+
+async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis, keys = redis_and_keys
+    delays: list[float] = []
+    # A strong prior: two shared likes among a handful of users make a near-certain match.
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor, on_published=delays.append)
+        await _answered(redis, keys, "earlier", ["a", "b", "dud"], {"a": "like", "b": "like", "gem": "like"})
+        for other in ("x", "y", "z"):  # users who saw a and b and liked neither: a like on them is rare
+            await _answered(redis, keys, other, ["a", "b"], {})
+        await _answered(redis, keys, "user", ["a", "b", "c"], {"a": "like", "b": "like"})
+        received = time.time()
+        publisher.note(0, {"earlier": received, "user": received, "x": received})
+        assert await publisher.step() == 3
+
+        text = await redis.get(keys.for_generation(0).user_twins("user"))
+        assert text
+        lift = TwinLift.from_text(text.decode())
+        masses = dict(zip(lift.item_ids, zip(lift.liked.tolist(), lift.shown.tolist(), strict=True), strict=True))
+        print(f"the user's twins: {masses}")
+        assert masses["gem"][0] > 0.5  # the earlier user's other like
+        assert masses["dud"][0] == 0.0 and masses["dud"][1] > 0.5  # shown to the earlier user, not liked
+        assert not {"a", "b", "c"} & masses.keys()  # never what the user was shown
+        # x shares no like with anybody: an empty lift clears whatever an older one said.
+        assert await redis.get(keys.for_generation(0).user_twins("x")) == b""
+        assert len(delays) == 3 and all(0 <= d < 5 for d in delays)
+        assert publisher.describe()["users_in_book"] == 3
+
+
+async def test_nothing_is_published_once_a_cleanup_started_another_run(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        await redis.set(keys.generation, 1)  # a /cleanup after the feedback of run 0 was stored
+        publisher.note(0, {"earlier": time.time(), "user": time.time()})
+        assert await publisher.step() == 0
+        assert await redis.exists(keys.for_generation(0).user_twins("user")) == 0
+        assert publisher.published == 0
