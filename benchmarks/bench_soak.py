@@ -32,6 +32,10 @@ WARMUP_SHARE = 0.2
 # the soak sets a window it fills within the first few minutes, to measure that the bound holds.
 TRAINING_WINDOW_EVENTS = 30_000
 QUICK_TRAINING_WINDOW_EVENTS = 2_000
+# Likewise the users whose answers the pipeline keeps for twin matching (TWINS_MAX_USERS, 50,000 by default, more
+# than a soak's ~16,000 users): a bound the soak fills in its first ~2 minutes.
+TWINS_WINDOW_USERS = 3_000
+QUICK_TWINS_WINDOW_USERS = 300
 
 
 def rss_series(samples: list[dict[str, Any]], service: str) -> tuple[list[float], list[float]]:
@@ -84,8 +88,13 @@ def run(ctx: Context) -> dict[str, Any]:
     users = int(duration_s * USERS_PER_S)
     interval_s = ctx.pick(10, 3)
     window = ctx.pick(TRAINING_WINDOW_EVENTS, QUICK_TRAINING_WINDOW_EVENTS)
+    twins_window = ctx.pick(TWINS_WINDOW_USERS, QUICK_TWINS_WINDOW_USERS)
     # The deployment default retrain schedule: a soak includes retrains.
-    extra_env = {"RETRAIN_INTERVAL_S": "30", "TRAINING_MAX_EVENTS": str(window)}
+    extra_env = {
+        "RETRAIN_INTERVAL_S": "30",
+        "TRAINING_MAX_EVENTS": str(window),
+        "TWINS_MAX_USERS": str(twins_window),
+    }
     with BenchStack("soak", extra_env=extra_env) as stack, tempfile.TemporaryDirectory() as tmp:
         stack.start("pipeline", "recommendations", "event_collector")
         command = [
@@ -132,11 +141,13 @@ def run(ctx: Context) -> dict[str, Any]:
             "sample_interval_s": interval_s,
             "retrain_interval_s": 30,
             "training_max_events": window,
+            "twins_max_users": twins_window,
             "planned_s": duration_s,
         },
         "pipeline": {
             "events_applied": pipeline_status.get("events_applied"),
             "events_in_training_window": pipeline_status.get("events_in_training_window"),
+            "twins": pipeline_status.get("twins"),
         },
         "grader": {
             "load_duration_s": summary["load_duration_s"],
@@ -178,7 +189,18 @@ def _window_note(result: dict[str, Any]) -> str:
     return (
         f", `TRAINING_MAX_EVENTS={window}`: at the end the pipeline had applied "
         f"{fmt(pipeline.get('events_applied'), 0)} events and kept the latest "
-        f"{fmt(pipeline.get('events_in_training_window'), 0)} in memory for training"
+        f"{fmt(pipeline.get('events_in_training_window'), 0)} in memory for training" + _twins_note(result)
+    )
+
+
+def _twins_note(result: dict[str, Any]) -> str:
+    twins_window = result["settings"].get("twins_max_users")
+    twins = result.get("pipeline", {}).get("twins") or {}
+    if twins_window is None or not twins:  # results recorded before twins
+        return ""
+    return (
+        f"; `TWINS_MAX_USERS={twins_window}`: the twin book held {fmt(twins.get('users_in_book'), 0)} users at the "
+        f"end, and {fmt(twins.get('lifts_published'), 0)} twin lifts were published"
     )
 
 

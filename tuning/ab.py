@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from devstack.stack import ServiceStack
 from grader.cli import main as grader_main
 from recsys_core.experiments import load_experiment
@@ -46,7 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
         stack.start()
         print(f"stack {stack.tag}: recs {stack.recs_url}, events {stack.collector_url}", flush=True)
-        return grader_main(["run", "--recs", stack.recs_url, "--events", stack.collector_url, *grader_args])
+        status = grader_main(["run", "--recs", stack.recs_url, "--events", stack.collector_url, *grader_args])
+        _print_twins_delay(stack)
+        return status
+
+
+def _print_twins_delay(stack: ServiceStack) -> None:
+    """How soon after a user's feedback their twins were published (the pipeline's histogram), for the record."""
+    try:
+        text = httpx.get(f"{stack.pipeline_url}/metrics", timeout=5).text
+    except httpx.HTTPError as error:
+        print(f"pipeline metrics unavailable: {error}")
+        return
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("pipeline_twins_publish_delay_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        print("twins: none published")
+        return
+    shares = ", ".join(f"<= {b} s: {count / total:.1%}" for b, count in buckets.items() if b != "+Inf")
+    print(f"twins published after the feedback ({total:.0f} publications): {shares}")
 
 
 if __name__ == "__main__":
