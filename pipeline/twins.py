@@ -114,10 +114,13 @@ class TwinsPublisher:
                 log.exception("twin matching failed; trying again")
 
     async def step(self) -> int:
-        """Read the dirty users, rebuild the matrix when due, publish the lifts; returns how many were written."""
+        """Publish the matches of the users who just answered, on the current matrix (their next /recs may be a
+        fraction of a second away), then rebuild the matrix when due and publish again the matches of every
+        recently active user. Returns how many lifts were written."""
         generation, dirty = self._generation, self._dirty
         self._dirty = set()
         now = time.monotonic()
+        written = 0
         if dirty:
             try:
                 fresh = await self._read(generation, sorted(dirty))
@@ -128,22 +131,28 @@ class TwinsPublisher:
                 self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)
                 self._active[user_id] = (now, reactions)
             self._book_changed = self._book_changed or bool(fresh)
-        loop = asyncio.get_running_loop()
-        targets = {u: self._active[u][1] for u in dirty if u in self._active}
-        if self._book_changed and (self._matrix is None or now - self._matrix_at >= self._settings.twins_refresh_s):
+            written += await self._match(generation, {u: self._active[u][1] for u in fresh})
+        due = self._matrix is None or now - self._matrix_at >= self._settings.twins_refresh_s
+        if self._book_changed and due and generation == self._generation:
             rows, item_ids = self._book.rows(), self._book.item_ids()
+            loop = asyncio.get_running_loop()
             self._matrix = await loop.run_in_executor(self._executor, ReactionMatrix.build, rows, item_ids)
             self._matrix_at, self._book_changed = now, False
             horizon = now - self._settings.twins_active_s
             self._active = {u: entry for u, entry in self._active.items() if entry[0] >= horizon}
-            targets = {u: entry[1] for u, entry in self._active.items()}
+            written += await self._match(generation, {u: entry[1] for u, entry in self._active.items()})
+        return written
+
+    async def _match(self, generation: int, targets: dict[str, UserReactions]) -> int:
+        """Compute and publish the targets' lifts on the current matrix; returns how many were written."""
         if not targets or self._matrix is None or generation != self._generation:
             return 0
+        loop = asyncio.get_running_loop()
         texts = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
         written = await self._publish(generation, texts)
         if written:
             published_at = time.time()
-            for user_id in dirty:
+            for user_id in texts:
                 received = self._received.pop(user_id, None)
                 if received is not None and self._on_published is not None:
                     self._on_published(max(published_at - received, 0.0))
