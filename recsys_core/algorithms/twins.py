@@ -157,6 +157,17 @@ class ReactionBook:
         return ReactionMatrix.build(self.rows(), self.item_ids())
 
 
+def _gather(matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries of some rows (CSR) or columns (CSC): (position in ``majors``, minor index, value) per
+    entry. Plain numpy on the compressed arrays: scipy's fancy indexing costs more than the work for a few rows."""
+    starts = matrix.indptr[majors]
+    lengths = matrix.indptr[majors + 1] - starts
+    owner = np.repeat(np.arange(majors.size), lengths)
+    offsets = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    entries = starts[owner] + offsets
+    return owner, matrix.indices[entries], matrix.data[entries]
+
+
 @dataclass(frozen=True, slots=True)
 class ReactionMatrix:
     user_ids: tuple[str, ...]
@@ -210,8 +221,8 @@ class ReactionMatrix:
         rates: np.ndarray = self._rates
         p = rates[query_items, query_codes]
         # Every other user shown one of the query's items, with their reaction: one entry per (user, item).
-        columns = self._csc[:, query_items].tocoo()
-        users, position, theirs = columns.row, columns.col, columns.data.astype(np.int64)
+        position, users, theirs = _gather(self._csc, query_items)
+        theirs = theirs.astype(np.int64)
         agree = theirs == query_codes[position]
         n_users = len(self.user_ids)
         shared_likes = np.bincount(users[agree & (query_codes[position] == LIKE)], minlength=n_users)
@@ -237,10 +248,12 @@ class ReactionMatrix:
         keep = weights >= params.min_weight
         if not keep.any():
             return None
-        twins = self.csr[candidates[keep]]
-        w = sp.diags(weights[keep])
-        shown_mass = np.asarray((w @ (twins != 0)).sum(axis=0)).ravel()
-        liked_mass = np.asarray((w @ (twins == LIKE)).sum(axis=0)).ravel()
+        owner, twin_items, twin_codes = _gather(self.csr, candidates[keep])
+        twin_weights = weights[keep][owner]
+        n_items = len(self.item_ids)
+        shown_mass = np.bincount(twin_items, weights=twin_weights, minlength=n_items)
+        liked = twin_codes == LIKE
+        liked_mass = np.bincount(twin_items[liked], weights=twin_weights[liked], minlength=n_items)
         # Items the user was shown are never recommended again: leave them out.
         shown_mass[query_items] = 0.0
         items = np.flatnonzero((shown_mass >= params.min_mass) & (shown_mass > 0))
