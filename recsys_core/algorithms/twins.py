@@ -36,8 +36,11 @@ class TwinParams:
     prior: float = 1e-3
     # Probability that a twin disagrees on one item anyway.
     noise: float = 0.05
-    # At most this many candidates (those sharing the most likes) are weighed.
+    # At most this many candidates (those sharing the most answers) are weighed.
     max_candidates: int = 2000
+    # Candidates are users who share a like with the user, and with this also those who share a dislike (the
+    # replay, 8 seeds: +0.0008, not shown to matter; tuning/specs/twins_dislikes.json).
+    match_dislikes: bool = False
     # Candidates whose posterior weight is below this are left out of the item sums.
     min_weight: float = 1e-3
     # Items whose "shown" mass is below this are left out of the published lift.
@@ -214,7 +217,8 @@ class ReactionMatrix:
                 position = index.get(item)
                 if position is not None:
                     codes[position] = code
-        if LIKE not in codes.values():
+        answered = {LIKE, DISLIKE} if params.match_dislikes else {LIKE}
+        if not answered & set(codes.values()):
             return None
         query_items = np.fromiter(codes, dtype=np.int64, count=len(codes))
         query_codes = np.fromiter(codes.values(), dtype=np.int64, count=len(codes))
@@ -225,15 +229,20 @@ class ReactionMatrix:
         theirs = theirs.astype(np.int64)
         agree = theirs == query_codes[position]
         n_users = len(self.user_ids)
-        shared_likes = np.bincount(users[agree & (query_codes[position] == LIKE)], minlength=n_users)
+        shared = (
+            agree & (query_codes[position] != SILENT)
+            if params.match_dislikes
+            else agree & (query_codes[position] == LIKE)
+        )
+        shared_answers = np.bincount(users[shared], minlength=n_users)
         own = self.rows.get(user_id)
         if own is not None:
-            shared_likes[own] = 0
-        candidates = np.flatnonzero(shared_likes)
+            shared_answers[own] = 0
+        candidates = np.flatnonzero(shared_answers)
         if candidates.size == 0:
             return None
         if candidates.size > params.max_candidates:
-            candidates = candidates[np.argsort(-shared_likes[candidates], kind="stable")[: params.max_candidates]]
+            candidates = candidates[np.argsort(-shared_answers[candidates], kind="stable")[: params.max_candidates]]
         # A twin answers as the user does, except with probability ``noise`` it answers like anybody would:
         # P(theirs | twin) = (1 - noise) [theirs == ours] + noise P(theirs). Divided by P(theirs), the odds move
         # by (1 - noise) / P(ours) + noise on an agreement and by noise on a disagreement.

@@ -153,6 +153,20 @@ def test_a_user_without_likes_gets_no_lift() -> None:
     assert _lift(matrix) is not None  # the same book does answer a user with likes
 
 
+def test_a_user_with_only_dislikes_is_matched_on_them_unless_switched_off() -> None:
+    book = _book()
+    book.record("twin", shown=["l1", "l2", "l3", "gem"], liked=["gem"], disliked=["l1", "l2", "l3"])
+    matrix = book.matrix()
+
+    def lift(match_dislikes: bool) -> TwinLift | None:
+        params = TwinParams(match_dislikes=match_dislikes)
+        return matrix.lift("q", shown=QUERY_SHOWN, liked=[], disliked=["l1", "l2", "l3"], params=params)
+
+    matched = lift(True)
+    assert matched is not None and _as_dict(matched)["gem"][0] > 0.5
+    assert lift(False) is None
+
+
 def test_the_user_is_never_their_own_twin() -> None:
     # The book remembers an older like of the query user's that the query itself does not repeat.
     book = _book()
