@@ -52,7 +52,7 @@ class TwinParams:
         if not self.prior > 0 or not 0 < self.noise < 0.5:
             raise ValueError("prior must be > 0 and noise in (0, 0.5)")
         if self.max_candidates < 1 or self.max_items < 1 or not 0 <= self.min_weight < 1 or not 0 <= self.min_mass < 1:
-            raise ValueError("max_candidates must be >= 1, min_weight and min_mass in [0, 1)")
+            raise ValueError("max_candidates and max_items must be >= 1, min_weight and min_mass in [0, 1)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,23 +320,24 @@ def test_dense_lift_is_none_when_no_id_is_known() -> None:
 # --- TwinParams ---
 
 
-def test_twin_params_reject_invalid_values() -> None:
-    TwinParams()  # the defaults are valid
-    with pytest.raises(ValueError, match="prior"):
-        TwinParams(prior=0.0)
-    with pytest.raises(ValueError, match="max_candidates"):
-        TwinParams(max_candidates=0)
-    with pytest.raises(ValueError, match="min_weight"):
-        TwinParams(min_weight=1.0)
-    with pytest.raises(ValueError, match="min_mass"):
-        TwinParams(min_mass=-0.1)
-
-
 @pytest.mark.parametrize(
-    "values", [{"noise": 0.0}, {"noise": 0.5}, {"noise": 0.7}, {"prior": -1.0, "noise": 0.9}], ids=repr
+    ("values", "named"),
+    [
+        ({"prior": 0.0}, "prior"),
+        ({"noise": 0.0}, "noise"),
+        ({"noise": 0.5}, "noise"),
+        ({"noise": 0.7}, "noise"),
+        ({"prior": -1.0, "noise": 0.9}, "noise"),
+        ({"max_candidates": 0}, "max_candidates"),
+        ({"max_items": 0}, "max_items"),
+        ({"min_weight": 1.0}, "min_weight"),
+        ({"min_mass": -0.1}, "min_mass"),
+    ],
+    ids=repr,
 )
-def test_twin_params_reject_a_noise_outside_the_open_interval(values: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="noise"):
+def test_twin_params_reject_invalid_values(values: dict[str, float], named: str) -> None:
+    TwinParams()  # the defaults are valid
+    with pytest.raises(ValueError, match=named):
         TwinParams(**values)
 
 
