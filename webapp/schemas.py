@@ -83,6 +83,9 @@ class PipelineInfo(BaseModel):
     events_since_train: int | None = None
     consumer_connected: bool | None = None
     training_in_progress: bool | None = None
+    # Twin matching: users whose answers the pipeline keeps, and lifts it has published.
+    twins_users: int | None = None
+    twins_published: int | None = None
 
 
 class GroupInfo(BaseModel):

@@ -70,12 +70,18 @@ class Experiment(Upstream):
     groups: list[ExperimentGroup] = Field(default_factory=list)
 
 
+class TwinsStatus(Upstream):
+    users_in_book: int | None = None
+    lifts_published: int | None = None
+
+
 class PipelineStatus(Upstream):
     events_applied: int | None = None
     events_in_training_window: int | None = None
     events_since_train: int | None = None
     consumer_connected: bool | None = None
     training_in_progress: bool | None = None
+    twins: TwinsStatus | None = None
 
 
 class InteractAnswer(Upstream):

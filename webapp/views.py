@@ -145,7 +145,14 @@ def _training_info(hash_: dict[str, str], now: float) -> TrainingInfo | None:
 def _pipeline_info(alive: bool, pipeline: PipelineStatus | None) -> PipelineInfo:
     if pipeline is None:
         return PipelineInfo(alive=alive, reachable=False)
-    return PipelineInfo(alive=alive, reachable=True, **pipeline.model_dump())
+    twins = pipeline.twins
+    return PipelineInfo(
+        alive=alive,
+        reachable=True,
+        **pipeline.model_dump(exclude={"twins"}),
+        twins_users=None if twins is None else twins.users_in_book,
+        twins_published=None if twins is None else twins.lifts_published,
+    )
 
 
 def _experiment_info(name: str | None, experiment: Experiment | None) -> ExperimentInfo:

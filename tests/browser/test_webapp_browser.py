@@ -112,6 +112,8 @@ def test_like_refreshes_recommendations_history_and_status(
     sync_api.expect(page.locator("#status-pipeline")).to_contain_text("alive")
     # 10 events against a window of 5 (the stack's TRAINING_MAX_EVENTS): the pipeline says what it trains on.
     sync_api.expect(page.locator("#status-pipeline")).to_contain_text("training on the latest 5", timeout=15_000)
+    # Users answered: the pipeline keeps their answers for twin matching and says so.
+    sync_api.expect(page.locator("#status-pipeline")).to_contain_text(re.compile(r"twins: [1-9]\d* users"))
     sync_api.expect(page.locator("#error")).to_be_hidden()
     page.mouse.move(0, 0)  # no hover highlight on a card in the screenshot
     page.screenshot(path=str(artifacts_dir / "webapp.png"), full_page=True)

@@ -76,7 +76,9 @@ def test_status_page_ages_metrics_and_links() -> None:
         experiment="exp",
     )
     experiment = Experiment.model_validate({"name": "exp", "groups": [{"name": "A", "strategy": "bpr", "share": 1}]})
-    pipeline = PipelineStatus(events_applied=3, events_in_training_window=2)
+    pipeline = PipelineStatus.model_validate(
+        {"events_applied": 3, "events_in_training_window": 2, "twins": {"users_in_book": 5, "lifts_published": 9}}
+    )
     page = status_page(status, experiment, pipeline, now=1000.0, mlflow_url="http://m:8080")
     assert page.model is not None and page.model.age_seconds == 10.0
     assert page.model.metrics == {"likes": 7.0, "offline_ndcg_at_10": 0.25}
@@ -85,6 +87,7 @@ def test_status_page_ages_metrics_and_links() -> None:
     assert page.training.mlflow_run_url is None  # never an href with a script scheme
     assert page.pipeline.reachable and page.pipeline.events_applied == 3
     assert page.pipeline.events_in_training_window == 2
+    assert page.pipeline.twins_users == 5 and page.pipeline.twins_published == 9
     assert page.experiment.groups[0].strategy == "bpr"
 
     bare = status_page(RecsStatus(catalog_size=0), None, None, now=1.0, mlflow_url=None, warnings=["w"])

@@ -312,6 +312,9 @@
       if (window != null && pipeline.events_applied != null && window < pipeline.events_applied) {
         details.push(`training on the latest ${count(window)}`);
       }
+      if (pipeline.twins_users != null) {
+        details.push(`twins: ${count(pipeline.twins_users)} users, ${count(pipeline.twins_published)} matches published`);
+      }
       if (pipeline.training_in_progress) details.push("training now");
       if (pipeline.consumer_connected === false) details.push("not consuming");
       parts.push(el("span", "", ` ${details.join(" · ")}`));
