@@ -25,7 +25,7 @@ from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
 from pipeline.event_store import STALE, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
 from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
-from pipeline.state import InteractionLog, RunState
+from pipeline.state import InteractionLog, RunState, users_newest_first
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
 from pipeline.twins import TwinsPublisher
@@ -95,6 +95,7 @@ class PipelineRuntime:
             redis, self.keys, settings, self._twins_executor, on_published=self.metrics.twins_delay.observe
         )
         self._twins_task: asyncio.Task[None] | None = None
+        self._twins_restore_task: asyncio.Task[None] | None = None
         self._hset_if_current = redis.register_script(lua.HSET_IF_CURRENT)
         self._co_likes_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
@@ -152,7 +153,7 @@ class PipelineRuntime:
         self._stopping.set()
         if self._scheduler.running:  # stop() also cleans up a runtime whose start() never ran or failed early
             self._scheduler.shutdown(wait=False)
-        for task in (self._co_likes_task, self._trim_task):
+        for task in (self._co_likes_task, self._trim_task, self._twins_restore_task):
             if task is not None:
                 task.cancel()
         for task in (self._loop_task, self._twins_task):
@@ -176,10 +177,27 @@ class PipelineRuntime:
             previous = self._state.generation
             self._state = await self._events.load_run(generation, self.settings.training_max_events)
             self.twins.reset(generation)
+            if self.twins.enabled and len(self._state.log):
+                self._twins_restore_task = asyncio.create_task(self._restore_twins(self._state))
             await self._redis.set(self.keys.pipeline_generation, generation)
             log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
         self._tracking.submit(self._tracker.start_generation, generation)
+
+    async def _restore_twins(self, state: RunState) -> None:
+        """Refill the twin book from the users of the reloaded log, so a restart does not forget who answered
+        what (the book lives in memory)."""
+        codes, ids = state.log.user_column()
+        limit = self.settings.twins_max_users
+        user_ids = await asyncio.get_running_loop().run_in_executor(
+            self._twins_executor, users_newest_first, codes, ids, limit
+        )
+        try:
+            await self.twins.restore(state.generation, user_ids)
+        except REDIS_UNAVAILABLE as error:
+            log.warning("could not restore the twin book (it refills from new feedback): %s", error)
+        except Exception:  # the book refills from new feedback anyway
+            log.exception("restoring the twin book failed")
 
     async def _switch_to_current_generation(self) -> None:
         await self._switch_generation(await read_generation(self._redis, self.keys))

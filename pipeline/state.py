@@ -58,6 +58,11 @@ class InteractionLog:
             action = "like" if other.actions[i] == LIKE else "dislike"
             self.append(user_ids[other.users[i]], item_ids[other.items[i]], action, other.timestamps[i])
 
+    def user_column(self) -> tuple[np.ndarray, list[str]]:
+        """A copy of the user codes in event order, and the ids they code (on the loop: appends must not run
+        while the column is exported)."""
+        return np.frombuffer(self.users, dtype=np.int32).copy(), list(self.user_codes)
+
     def reverse(self) -> None:
         """Reverse the event order in place (a log read newest first becomes oldest first)."""
         for column in (self.users, self.items, self.actions, self.timestamps):
@@ -73,6 +78,13 @@ class InteractionLog:
             user_ids=list(self.user_codes),
             item_ids=list(self.item_codes),
         )
+
+
+def users_newest_first(codes: np.ndarray, ids: list[str], limit: int) -> list[str]:
+    """The ids of the ``limit`` users who acted most recently in ``codes`` (event order), the most recent first."""
+    unique, last_seen = np.unique(codes[::-1], return_index=True)
+    newest = unique[np.argsort(last_seen, kind="stable")][:limit]
+    return [ids[code] for code in newest.tolist()]
 
 
 def _reintern(ids: list[str], column: np.ndarray) -> tuple[dict[str, int], np.ndarray]:

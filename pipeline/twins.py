@@ -28,6 +28,9 @@ from recsys_io.redis_client import REDIS_UNAVAILABLE, as_str
 
 log = logging.getLogger(__name__)
 
+# Users read per Redis round trip when the book is refilled after a restart.
+RESTORE_CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class UserReactions:
@@ -100,6 +103,25 @@ class TwinsPublisher:
         for user_id, at in received_at.items():
             self._received[user_id] = min(at, self._received.get(user_id, at))
         self._wake.set()
+
+    async def restore(self, generation: int, user_ids: list[str], chunk: int = RESTORE_CHUNK) -> int:
+        """Refill the book after a restart with what ``user_ids`` (the most recent first) were shown and
+        answered, as read from Redis, so the users who come back find their twins again. Users recorded live
+        meanwhile keep their newer record. Returns how many users were restored."""
+        restored = 0
+        for first in range(0, min(len(user_ids), self._settings.twins_max_users), chunk):
+            if not self.enabled or generation != self._generation:
+                break  # a /cleanup started another run
+            reactions = await self._read(generation, user_ids[first : first + chunk])
+            if generation != self._generation:
+                break
+            for user_id, known in reactions.items():  # most recent first: each goes in as the oldest so far
+                if known.shown or known.liked or known.disliked:
+                    restored += self._book.restore(user_id, known.shown, known.liked, known.disliked)
+            self._book_changed = self._book_changed or restored > 0
+        if restored:
+            log.info("twin book restored with %d users of run %d", restored, generation)
+        return restored
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
         while self.enabled and not stopping.is_set():

@@ -146,6 +146,15 @@ class ReactionBook:
         while len(self._users) > self._max_users:
             self._users.popitem(last=False)
 
+    def restore(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> bool:
+        """Record a user known from before a restart as older than everyone in the book. Does nothing (False)
+        when the book already knows the user (that record is newer) or is full."""
+        if user_id in self._users or len(self._users) >= self._max_users:
+            return False
+        self.record(user_id, shown, liked, disliked)
+        self._users.move_to_end(user_id, last=False)
+        return True
+
     def reactions_of(self, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         return self._users.get(user_id)
 

@@ -60,3 +60,43 @@ def test_a_user_who_answers_like_an_earlier_one_gets_what_it_liked(
         print(f"next /recs: {answer.json()['item_ids'][:3]}..., sources {sources}")
         assert answer.json()["item_ids"][0] == hidden_gem
         assert sources.split(",")[0] == "twins"
+
+
+def test_a_restarted_pipeline_still_knows_who_answered_what(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    # The twin book lives in the pipeline's memory: a restart refills it from what Redis holds for the run.
+    stack: ServiceStack = stack_factory(TWINS_PRIOR="0.5").start()
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{stack.recs_url}/cleanup")
+        items = [new_id("item-") for _ in range(300)]
+        add_items(client, stack.recs_url, items, [["Drama"]] * 300)
+        earlier = new_id("earlier-")
+        first = recs(client, stack.recs_url, earlier).json()["item_ids"]
+        shared = first[:2]
+        hidden_gem = next(i for i in items if i not in first)
+        interact(client, stack.collector_url, earlier, [*shared, hidden_gem], ["like"] * 3)
+
+        def book_size() -> int:
+            return int(client.get(f"{stack.pipeline_url}/status").json()["twins"]["users_in_book"])
+
+        eventually(lambda: book_size() >= 1 or None, timeout_s=5.0, interval_s=0.05)
+        pipeline = stack.services["pipeline"]
+        pipeline.stop()
+        pipeline.start()
+        size, waited = eventually(lambda: book_size() or None, timeout_s=30.0, interval_s=0.1)
+        print(f"after the restart the twin book held {size} user(s) within {waited:.2f} s")
+        assert size == 1
+
+        user = new_id("user-")
+        seen = recs(client, stack.recs_url, user).json()["item_ids"]
+        assert hidden_gem not in seen or pytest.skip("the bandit showed the hidden gem by chance")
+        interact(client, stack.collector_url, user, shared, ["like"] * 2)
+        sync = stack.redis
+        keys = GlobalKeys(stack.prefix)
+        twins_key = keys.for_generation(int(sync.get(keys.generation) or 0)).user_twins(user)
+        lift, _ = eventually(lambda: (sync.get(twins_key) or b"").decode() or None, timeout_s=5.0, interval_s=0.02)
+        parsed = TwinLift.from_text(lift)
+        masses = dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))
+        print(f"{user}'s twins after the restart: {masses}")
+        assert masses.get(hidden_gem, 0.0) > 0.5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.state import InteractionLog, RunState
+from pipeline.state import InteractionLog, RunState, users_newest_first
 
 
 def _events(n: int, start: int = 0) -> list[tuple[str, str, str, float]]:
@@ -65,3 +65,11 @@ def test_the_window_is_trimmed_in_steps_of_a_tenth() -> None:
     state.apply("u", "i", "like", 1.0)
     assert state.log_over_window()
     assert not RunState(0).log_over_window()  # 0: no window
+
+
+def test_users_newest_first_orders_users_by_their_latest_event() -> None:
+    log = _log([("a", "i", "like", 0.0), ("b", "i", "like", 1.0), ("c", "i", "like", 2.0), ("a", "j", "like", 3.0)])
+    codes, ids = log.user_column()
+    assert users_newest_first(codes, ids, limit=10) == ["a", "c", "b"]
+    assert users_newest_first(codes, ids, limit=2) == ["a", "c"]
+    assert users_newest_first(*InteractionLog().user_column(), limit=5) == []

@@ -266,6 +266,20 @@ def test_the_book_drops_the_user_who_answered_least_recently() -> None:
     assert book.matrix().user_ids == ("u1", "u3")
 
 
+def test_users_restored_after_a_restart_are_older_than_live_ones_and_never_override_them() -> None:
+    book = ReactionBook(max_users=3)
+    book.record("live", shown=["a"], liked=["a"], disliked=[])  # answered since the restart
+    # The restore reads users the most recent first; each goes in as the oldest so far.
+    assert book.restore("recent", shown=["b"], liked=["b"], disliked=[])
+    assert not book.restore("live", shown=["z"], liked=[], disliked=["z"])  # the live record is newer
+    assert book.restore("older", shown=["c"], liked=[], disliked=[])
+    assert not book.restore("oldest", shown=["d"], liked=["d"], disliked=[])  # full: the oldest do not fit
+    assert book.matrix().user_ids == ("older", "recent", "live")
+    assert _reactions(book, "live") == {"a": LIKE}
+    book.record("new", shown=["e"], liked=["e"], disliked=[])  # a live answer drops the oldest restored user
+    assert book.matrix().user_ids == ("recent", "live", "new")
+
+
 def test_the_matrix_is_a_snapshot() -> None:
     book = ReactionBook(max_users=10)
     book.record("u", shown=["a"], liked=["a"], disliked=[])
