@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Users read per Redis round trip when the book is refilled after a restart.
 RESTORE_CHUNK = 500
+# At most this share of a core goes to rebuilding the matrix: a book of 50,000 users takes ~0.25 s to build.
+REBUILD_MAX_BUSY_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +71,14 @@ class TwinsPublisher:
         self.enabled = settings.twins_max_users > 0
         self.reset(-1)
         self.published = 0
+        self.last_build_s = 0.0
 
     def reset(self, generation: int) -> None:
         """Forget everything: a new run starts (after a /cleanup, or at start)."""
         self._generation = generation
         self._book = ReactionBook(max(self._settings.twins_max_users, 1))
         self._matrix: ReactionMatrix | None = None
-        self._matrix_at = 0.0
+        self._next_build_at = 0.0
         self._book_changed = False
         self._dirty: set[str] = set()
         # When the collector received the oldest feedback of each user not published since.
@@ -89,6 +92,7 @@ class TwinsPublisher:
             "users_in_book": len(self._book),
             "users_in_matrix": 0 if self._matrix is None else len(self._matrix.user_ids),
             "active_users": len(self._active),
+            "last_matrix_build_s": round(self.last_build_s, 4),
             "lifts_published": self.published,
         }
 
@@ -139,46 +143,61 @@ class TwinsPublisher:
         """Publish the matches of the users who just answered, on the current matrix (their next /recs may be a
         fraction of a second away), then rebuild the matrix when due and publish again the matches of every
         recently active user. Returns how many lifts were written."""
-        generation, dirty = self._generation, self._dirty
-        self._dirty = set()
+        generation = self._generation
+        matched = await self._match_fresh(generation)
+        written = len(matched)
         now = time.monotonic()
-        written = 0
-        if dirty:
-            try:
-                fresh = await self._read(generation, sorted(dirty))
-            except BaseException:
-                self._dirty |= dirty  # read them again next time
-                raise
-            for user_id, reactions in fresh.items():
-                self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)
-                self._active[user_id] = (now, reactions)
-            self._book_changed = self._book_changed or bool(fresh)
-            written += await self._match(generation, {u: self._active[u][1] for u in fresh})
-        due = self._matrix is None or now - self._matrix_at >= self._settings.twins_refresh_s
-        if self._book_changed and due and generation == self._generation:
+        if self._book_changed and now >= self._next_build_at and generation == self._generation:
             rows, item_ids = self._book.rows(), self._book.item_ids()
+            self._book_changed = False  # before the build: a restore running meanwhile marks it changed again
             loop = asyncio.get_running_loop()
+            started = time.monotonic()
             self._matrix = await loop.run_in_executor(self._executor, ReactionMatrix.build, rows, item_ids)
-            self._matrix_at, self._book_changed = now, False
-            horizon = now - self._settings.twins_active_s
+            built = time.monotonic()
+            # A large book takes a while to build: keep the rebuilds under REBUILD_MAX_BUSY_SHARE of a core.
+            self.last_build_s = built - started
+            pause = max(self._settings.twins_refresh_s, self.last_build_s / REBUILD_MAX_BUSY_SHARE)
+            self._next_build_at = started + pause
+            # Whoever answered during the build goes first, then everybody else active.
+            fresh = await self._match_fresh(generation)
+            written += len(fresh)
+            horizon = built - self._settings.twins_active_s
             self._active = {u: entry for u, entry in self._active.items() if entry[0] >= horizon}
-            written += await self._match(generation, {u: entry[1] for u, entry in self._active.items()})
+            rest = {u: entry[1] for u, entry in self._active.items() if u not in fresh}
+            written += len(await self._match(generation, rest))
         return written
 
-    async def _match(self, generation: int, targets: dict[str, UserReactions]) -> int:
-        """Compute and publish the targets' lifts on the current matrix; returns how many were written."""
+    async def _match_fresh(self, generation: int) -> set[str]:
+        """Read, record and match the users noted since the last call; returns those whose lift was written."""
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return set()
+        try:
+            fresh = await self._read(generation, sorted(dirty))
+        except BaseException:
+            self._dirty |= dirty  # read them again next time
+            raise
+        now = time.monotonic()
+        for user_id, reactions in fresh.items():
+            self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)
+            self._active[user_id] = (now, reactions)
+        self._book_changed = self._book_changed or bool(fresh)
+        return await self._match(generation, {u: self._active[u][1] for u in fresh})
+
+    async def _match(self, generation: int, targets: dict[str, UserReactions]) -> set[str]:
+        """Compute and publish the targets' lifts on the current matrix; returns the users whose lift was written."""
         if not targets or self._matrix is None or generation != self._generation:
-            return 0
+            return set()
         loop = asyncio.get_running_loop()
         texts = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
-        written = await self._publish(generation, texts)
-        if written:
-            published_at = time.time()
-            for user_id in texts:
-                received = self._received.pop(user_id, None)
-                if received is not None and self._on_published is not None:
-                    self._on_published(max(published_at - received, 0.0))
-        return written
+        if not await self._publish(generation, texts):
+            return set()
+        published_at = time.time()
+        for user_id in texts:
+            received = self._received.pop(user_id, None)
+            if received is not None and self._on_published is not None:
+                self._on_published(max(published_at - received, 0.0))
+        return set(texts)
 
     async def _read(self, generation: int, user_ids: list[str]) -> dict[str, UserReactions]:
         run = self._keys.for_generation(generation)

@@ -205,9 +205,8 @@ class ReactionMatrix:
         object.__setattr__(self, "_csc", self.csr.tocsc())
         object.__setattr__(self, "_item_index", {item: i for i, item in enumerate(self.item_ids)})
         # How often anybody shown an item answered each way (column 0 unused), smoothed.
-        counts = np.zeros((len(self.item_ids), 4), dtype=np.float64)
-        if self.csr.nnz:
-            np.add.at(counts, (self.csr.indices, self.csr.data.astype(np.int64)), 1.0)
+        cells = self.csr.indices.astype(np.int64) * 4 + self.csr.data
+        counts = np.bincount(cells, minlength=len(self.item_ids) * 4).reshape(-1, 4).astype(np.float64)
         total = counts[:, 1:].sum(axis=1) + 2.0
         rates = np.ones_like(counts)
         rates[:, LIKE] = (counts[:, LIKE] + 0.5) / total

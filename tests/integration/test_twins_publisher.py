@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.twins import TwinsPublisher
-from recsys_core.algorithms.twins import TwinLift
+from pipeline.twins import REBUILD_MAX_BUSY_SHARE, TwinsPublisher
+from recsys_core.algorithms.twins import ReactionMatrix, TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 
@@ -69,3 +69,39 @@ async def test_nothing_is_published_once_a_cleanup_started_another_run(
         assert await publisher.step() == 0
         assert await redis.exists(keys.for_generation(0).user_twins("user")) == 0
         assert publisher.published == 0
+
+
+async def test_a_slow_matrix_build_is_paced_and_fresh_users_are_still_matched_at_once(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis, keys = redis_and_keys
+    builds: list[float] = []
+    real_build = ReactionMatrix.build
+
+    def slow_build(*args: object) -> ReactionMatrix:
+        builds.append(time.monotonic())
+        time.sleep(0.05)  # a large book
+        return real_build(*args)
+
+    monkeypatch.setattr("pipeline.twins.ReactionMatrix.build", slow_build)
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        publisher.note(0, {"earlier": time.time()})
+        await publisher.step()
+        assert len(builds) == 1
+        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        publisher.note(0, {"user": time.time()})
+        assert await publisher.step() == 1  # matched on the existing matrix: no rebuild so soon
+        assert len(builds) == 1
+        assert await redis.get(keys.for_generation(0).user_twins("user"))
+        # 0.05 s per build allows one every 0.05 / REBUILD_MAX_BUSY_SHARE s, far above twins_refresh_s.
+        pause = 0.05 / REBUILD_MAX_BUSY_SHARE
+        while time.monotonic() < builds[0] + pause:
+            await publisher.step()
+        publisher.note(0, {"user": time.time()})
+        await publisher.step()
+        print(f"builds at {[round(at - builds[0], 3) for at in builds]} s, pause {pause:.2f} s")
+        assert len(builds) == 2 and builds[1] - builds[0] >= pause
+        assert publisher.describe()["last_matrix_build_s"] >= 0.05
