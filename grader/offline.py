@@ -229,7 +229,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             matrix, matrix_at, next_matrix = book.matrix(), now, now + config.twin_interval_s
         if config.twins and run.history and run.twins_matrix_at < matrix_at <= now - config.twin_delay_s:
             # The pipeline recomputes the twins of recently active users on every matrix refresh.
-            run.twins.append((matrix_at + config.twin_delay_s, _twins(matrix, run, view, twin_params)))
+            run.twins.append((matrix_at + config.twin_delay_s, _twins(matrix, book, run, view, twin_params)))
             run.twins_matrix_at = matrix_at
         if now >= next_snapshot:
             stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
@@ -271,7 +271,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             world.log.append(run.user.user_id, item_id, action, answered_at)
             world.queue(answered_at + config.snapshot_delay_s, view.index[item_id], 0 if action == "like" else 1)
         if config.twins and reaction:
-            run.twins.append((answered_at + config.twin_delay_s, _twins(matrix, run, view, twin_params)))
+            run.twins.append((answered_at + config.twin_delay_s, _twins(matrix, book, run, view, twin_params)))
             run.twins_matrix_at = matrix_at
         if run.call >= calls_per_user:
             start_user(answered_at)
@@ -281,14 +281,21 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     return _summarise(runs, catalog, config, time.perf_counter() - started, now)
 
 
-def _twins(matrix: ReactionMatrix, run: _UserRun, view: CatalogView, params: TwinParams) -> DenseTwinLift | None:
+def _twins(
+    matrix: ReactionMatrix, book: ReactionBook, run: _UserRun, view: CatalogView, params: TwinParams
+) -> DenseTwinLift | None:
+    """The lift the pipeline would publish for ``run``, linking the user to a likely twin as it would."""
     latest = dict(run.history)
     liked = [i for i, a in latest.items() if a == "like"]
     disliked = [i for i, a in latest.items() if a == "dislike"]
     if not liked and not disliked:
         return None
     lift = matrix.lift(run.user.user_id, run.shown, liked, disliked, params)
-    return None if lift is None else DenseTwinLift.over(lift, view.index, len(view))
+    if lift is None:
+        return None
+    if lift.sure_twin is not None:
+        book.link(run.user.user_id, lift.sure_twin)
+    return DenseTwinLift.over(lift, view.index, len(view))
 
 
 def _summarise(

@@ -41,13 +41,18 @@ class UserReactions:
     disliked: tuple[str, ...]
 
 
-def _lifts(matrix: ReactionMatrix, users: dict[str, UserReactions], params: TwinParams) -> dict[str, str]:
-    """Each user's lift as the text /recs reads ("" when there is none, which clears an older one)."""
-    texts = {}
+def _lifts(
+    matrix: ReactionMatrix, users: dict[str, UserReactions], params: TwinParams
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each user's lift as the text /recs reads ("" when there is none, which clears an older one), and the
+    users whose likeliest twin is sure enough to link them to it."""
+    texts, links = {}, {}
     for user_id, reactions in users.items():
         lift = matrix.lift(user_id, reactions.shown, reactions.liked, reactions.disliked, params)
         texts[user_id] = "" if lift is None else lift.to_text()
-    return texts
+        if lift is not None and lift.sure_twin is not None:
+            links[user_id] = lift.sure_twin
+    return texts, links
 
 
 class TwinsPublisher:
@@ -63,7 +68,9 @@ class TwinsPublisher:
         self._keys = keys
         self._settings = settings
         self._executor = executor
-        self._params = TwinParams(prior=settings.twins_prior, noise=settings.twins_noise)
+        self._params = TwinParams(
+            prior=settings.twins_prior, noise=settings.twins_noise, link_weight=settings.twins_link_weight
+        )
         self._set = redis.register_script(lua.SET_IF_CURRENT)
         self._wake = asyncio.Event()
         # Called with the seconds from the collector receiving a user's feedback to their twins being published.
@@ -94,6 +101,7 @@ class TwinsPublisher:
             "active_users": len(self._active),
             "last_matrix_build_s": round(self.last_build_s, 4),
             "lifts_published": self.published,
+            "users_linked": self._book.linked_users,
         }
 
     def note(self, generation: int, received_at: dict[str, float]) -> None:
@@ -189,7 +197,11 @@ class TwinsPublisher:
         if not targets or self._matrix is None or generation != self._generation:
             return set()
         loop = asyncio.get_running_loop()
-        texts = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        texts, links = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        if generation == self._generation:
+            for user_id, twin_id in links.items():
+                self._book.link(user_id, twin_id)
+            self._book_changed = self._book_changed or bool(links)
         if not await self._publish(generation, texts):
             return set()
         published_at = time.time()

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     twins_active_s: float = Field(default=3.0, ge=0)
     twins_prior: float = Field(default=TwinParams().prior, gt=0)
     twins_noise: float = Field(default=TwinParams().noise, gt=0, lt=0.5)
+    # A user whose likeliest twin weighs this much is linked to it (1: never): see TwinParams.link_weight.
+    twins_link_weight: float = Field(default=TwinParams().link_weight, gt=0, le=1)
     twins_ttl_s: int = Field(default=86_400, gt=0)
     # The offline evaluation holds out this share of the most recent likes.
     holdout_fraction: float = 0.1

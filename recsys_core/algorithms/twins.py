@@ -47,12 +47,17 @@ class TwinParams:
     min_mass: float = 0.02
     # At most this many items (those with the largest "shown" mass) are published: /recs parses them per request.
     max_items: int = 300
+    # A user whose likeliest twin weighs at least this much is linked to it: the user's row in the book then
+    # carries the twin's answers too, so later users match against everything the pair answered (1: never).
+    link_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.prior > 0 or not 0 < self.noise < 0.5:
             raise ValueError("prior must be > 0 and noise in (0, 0.5)")
         if self.max_candidates < 1 or self.max_items < 1 or not 0 <= self.min_weight < 1 or not 0 <= self.min_mass < 1:
             raise ValueError("max_candidates and max_items must be >= 1, min_weight and min_mass in [0, 1)")
+        if not 0 < self.link_weight <= 1:
+            raise ValueError("link_weight must be in (0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,9 @@ class TwinLift:
     item_ids: tuple[str, ...]
     liked: np.ndarray  # float32, aligned with item_ids
     shown: np.ndarray  # float32, aligned with item_ids; >= liked
+    # The likeliest twin when it weighs at least ``TwinParams.link_weight`` (not published: the pipeline links
+    # the user to it in its book).
+    sure_twin: str | None = None
 
     def to_text(self) -> str:
         """Three lines: the item ids (tab-separated), their liked masses, their shown masses (space-separated).
@@ -113,17 +121,28 @@ class DenseTwinLift:
 
 
 class ReactionBook:
-    """The latest reactions of the ``max_users`` users who answered most recently (oldest dropped first)."""
+    """The latest reactions of the ``max_users`` users who answered most recently (oldest dropped first).
+
+    A user linked to a likely twin (``link``) has a row holding the twin's row too, the user's own answers
+    winning where both answered: a rater's later visits then match against everything the earlier ones answered.
+    """
 
     def __init__(self, max_users: int) -> None:
         self._max_users = max_users
         self._item_index: dict[str, int] = {}
         self._item_ids: list[str] = []
-        # user id -> (item positions, codes), both sorted by item position
+        # user id -> (item positions, codes), both sorted by item position: the rows the matrix is built of
         self._users: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        # Linked users: their twin, and their own answers (the row of an unlinked user is its own answers).
+        self._links: dict[str, str] = {}
+        self._own: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self._users)
+
+    @property
+    def linked_users(self) -> int:
+        return len(self._links)
 
     def _positions(self, item_ids: Iterable[str]) -> list[int]:
         positions = []
@@ -141,10 +160,27 @@ class ReactionBook:
         codes.update(dict.fromkeys(self._positions(disliked), DISLIKE))
         codes.update(dict.fromkeys(self._positions(liked), LIKE))
         order = sorted(codes)
-        self._users[user_id] = (np.array(order, dtype=np.int32), np.array([codes[i] for i in order], dtype=np.int8))
+        own = (np.array(order, dtype=np.int32), np.array([codes[i] for i in order], dtype=np.int8))
+        twin = self._links.get(user_id)
+        if twin is None:
+            self._users[user_id] = own
+        else:
+            self._own[user_id] = own
+            self._users[user_id] = _merged(own, self._users.get(twin))
         self._users.move_to_end(user_id)
         while len(self._users) > self._max_users:
-            self._users.popitem(last=False)
+            dropped, _ = self._users.popitem(last=False)
+            self._links.pop(dropped, None)
+            self._own.pop(dropped, None)
+
+    def link(self, user_id: str, twin_id: str) -> bool:
+        """Give ``user_id``'s row the answers of ``twin_id`` too (False: either is not in the book)."""
+        if user_id == twin_id or user_id not in self._users or twin_id not in self._users:
+            return False
+        own = self._own.get(user_id) or self._users[user_id]
+        self._links[user_id], self._own[user_id] = twin_id, own
+        self._users[user_id] = _merged(own, self._users[twin_id])
+        return True
 
     def restore(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> bool:
         """Record a user known from before a restart as older than everyone in the book. Does nothing (False)
@@ -167,6 +203,17 @@ class ReactionBook:
 
     def matrix(self) -> ReactionMatrix:
         return ReactionMatrix.build(self.rows(), self.item_ids())
+
+
+def _merged(
+    own: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A row with the items of both, ``own``'s code where both have one (sorted by item position)."""
+    if other is None:
+        return own
+    items = np.concatenate([own[0], other[0]])
+    unique, first = np.unique(items, return_index=True)  # the first occurrence: own's, when both
+    return unique.astype(np.int32), np.concatenate([own[1], other[1]])[first]
 
 
 def _gather(matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,8 +325,11 @@ class ReactionMatrix:
             items = np.sort(items[np.argsort(-shown_mass[items], kind="stable")[: params.max_items]])
         if items.size == 0:
             return None
+        best = int(np.argmax(weights))
+        sure = params.link_weight < 1 and weights[best] >= params.link_weight
         return TwinLift(
             tuple(self.item_ids[i] for i in items.tolist()),
             liked_mass[items].astype(np.float32),
             shown_mass[items].astype(np.float32),
+            sure_twin=self.user_ids[int(candidates[best])] if sure else None,
         )

@@ -30,7 +30,7 @@ async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
     redis, keys = redis_and_keys
     delays: list[float] = []
     # A strong prior: two shared likes among a handful of users make a near-certain match.
-    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01, twins_link_weight=0.6)
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor, on_published=delays.append)
         await _answered(redis, keys, "earlier", ["a", "b", "dud"], {"a": "like", "b": "like", "gem": "like"})
@@ -53,6 +53,8 @@ async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
         assert await redis.get(keys.for_generation(0).user_twins("x")) == b""
         assert len(delays) == 3 and all(0 <= d < 5 for d in delays)
         assert publisher.describe()["users_in_book"] == 3
+        # Each of the two is the other's twin with weight ~0.66 > twins_link_weight: both are linked; x is not.
+        assert publisher.describe()["users_linked"] == 2
 
 
 async def test_nothing_is_published_once_a_cleanup_started_another_run(
@@ -98,10 +100,11 @@ async def test_a_slow_matrix_build_is_paced_and_fresh_users_are_still_matched_at
         assert await redis.get(keys.for_generation(0).user_twins("user"))
         # 0.05 s per build allows one every 0.05 / REBUILD_MAX_BUSY_SHARE s, far above twins_refresh_s.
         pause = 0.05 / REBUILD_MAX_BUSY_SHARE
-        while time.monotonic() < builds[0] + pause:
+        measured = publisher.describe()["last_matrix_build_s"]
+        assert isinstance(measured, float) and measured >= 0.05
+        while time.monotonic() < builds[0] + measured / REBUILD_MAX_BUSY_SHARE:
             await publisher.step()
         publisher.note(0, {"user": time.time()})
         await publisher.step()
         print(f"builds at {[round(at - builds[0], 3) for at in builds]} s, pause {pause:.2f} s")
         assert len(builds) == 2 and builds[1] - builds[0] >= pause
-        assert publisher.describe()["last_matrix_build_s"] >= 0.05

@@ -280,6 +280,40 @@ def test_users_restored_after_a_restart_are_older_than_live_ones_and_never_overr
     assert book.matrix().user_ids == ("recent", "live", "new")
 
 
+def test_a_linked_user_carries_its_twins_answers_and_its_own_win() -> None:
+    book = ReactionBook(max_users=10)
+    book.record("first", shown=["a", "b", "c"], liked=["a", "c"], disliked=[])
+    book.record("second", shown=["a", "b", "d"], liked=["a"], disliked=["b"])
+    assert book.link("second", "first")
+    # The twin's c comes along; where both answered (a, b) the user's own answer stays.
+    assert _reactions(book, "second") == {"a": LIKE, "b": DISLIKE, "c": LIKE, "d": SILENT}
+    assert _reactions(book, "first") == {"a": LIKE, "b": SILENT, "c": LIKE}
+    # A new answer of the linked user is merged again with the twin's row.
+    book.record("second", shown=["a", "b", "d", "e"], liked=["a", "e"], disliked=["b"])
+    assert _reactions(book, "second") == {"a": LIKE, "b": DISLIKE, "c": LIKE, "d": SILENT, "e": LIKE}
+    # Chains carry everything: a third visit linked to the second gets the first's answers too.
+    book.record("third", shown=["f"], liked=["f"], disliked=[])
+    assert book.link("third", "second")
+    assert set(_reactions(book, "third")) == {"a", "b", "c", "d", "e", "f"}
+    assert book.linked_users == 2
+    assert not book.link("third", "third") and not book.link("third", "nobody")
+
+
+def test_a_twin_sure_enough_is_named_by_the_lift() -> None:
+    book = ReactionBook(max_users=10)
+    for filler in range(20):  # users who saw a and b and liked neither: liking them is rare
+        book.record(f"filler-{filler}", shown=["a", "b"], liked=[], disliked=[])
+    book.record("earlier", shown=["a", "b", "c"], liked=["a", "b", "c"], disliked=[])
+    matrix = book.matrix()
+    lift = matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=0.5, link_weight=0.9))
+    assert lift is not None and lift.sure_twin == "earlier"
+    # Not part of what is published.
+    assert TwinLift.from_text(lift.to_text()).sure_twin is None
+    # Never named at link_weight 1, however sure; nor when the twin weighs less than link_weight.
+    assert matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e30, link_weight=1.0)).sure_twin is None
+    assert matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e-3, link_weight=0.9)).sure_twin is None
+
+
 def test_the_matrix_is_a_snapshot() -> None:
     book = ReactionBook(max_users=10)
     book.record("u", shown=["a"], liked=["a"], disliked=[])
@@ -346,6 +380,8 @@ def test_dense_lift_is_none_when_no_id_is_known() -> None:
         ({"max_items": 0}, "max_items"),
         ({"min_weight": 1.0}, "min_weight"),
         ({"min_mass": -0.1}, "min_mass"),
+        ({"link_weight": 0.0}, "link_weight"),
+        ({"link_weight": 1.5}, "link_weight"),
     ],
     ids=repr,
 )
