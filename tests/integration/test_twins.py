@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
@@ -16,42 +15,46 @@ from tests.support.stack import ServiceStack
 pytestmark = pytest.mark.integration
 
 
+def _a_run_with_two_users(client: httpx.Client, stack: ServiceStack) -> tuple[str, str, list[str], list[str], str]:
+    """A fresh run of 300 items, shown once to an earlier user and once to a user before anybody answers (so the
+    bandit cannot steer either list). Returns the earlier user, the user, the user's list, two items of the
+    earlier user's list, and a hidden gem: an item neither was shown."""
+    client.get(f"{stack.recs_url}/cleanup")
+    items = [new_id("item-") for _ in range(300)]
+    add_items(client, stack.recs_url, items, [["Drama"]] * 300)
+    earlier, user = new_id("earlier-"), new_id("user-")
+    first = recs(client, stack.recs_url, earlier).json()["item_ids"]
+    seen = recs(client, stack.recs_url, user).json()["item_ids"]
+    hidden_gem = next(i for i in items if i not in first and i not in seen)
+    return earlier, user, seen, first[:2], hidden_gem
+
+
+def _like(client: httpx.Client, stack: ServiceStack, user: str, items: list[str]) -> None:
+    interact(client, stack.collector_url, user, items, ["like"] * len(items))
+
+
+def _published_liked_masses(stack: ServiceStack, user: str) -> dict[str, float]:
+    """The liked mass per item of the user's twins, once the pipeline published them (within 5 s)."""
+    sync = stack.redis
+    keys = GlobalKeys(stack.prefix)
+    twins_key = keys.for_generation(int(sync.get(keys.generation) or 0)).user_twins(user)
+    text, waited = eventually(lambda: (sync.get(twins_key) or b"").decode() or None, timeout_s=5.0, interval_s=0.02)
+    print(f"twins of {user} published within {waited * 1000:.0f} ms:\n{text}")
+    parsed = TwinLift.from_text(text)
+    return dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))
+
+
 def test_a_user_who_answers_like_an_earlier_one_gets_what_it_liked(
     stack_factory: Callable[..., ServiceStack],
 ) -> None:
     # A strong prior: two shared likes on a 300-item catalog make the earlier user a near-certain twin.
     stack: ServiceStack = stack_factory(TWINS_PRIOR="0.5").start()
     with httpx.Client(timeout=30) as client:
-        client.get(f"{stack.recs_url}/cleanup")
-        items = [new_id("item-") for _ in range(300)]
-        add_items(client, stack.recs_url, items, [["Drama"]] * 300)
-
-        earlier = new_id("earlier-")
-        first = recs(client, stack.recs_url, earlier).json()["item_ids"]
-        shared = first[:2]
-        hidden_gem = next(i for i in items if i not in first)
-        # The earlier user likes two of what it was shown and one film it found elsewhere.
-        interact(client, stack.collector_url, earlier, [*shared, hidden_gem], ["like"] * 3)
-
-        user = new_id("user-")
-        seen = recs(client, stack.recs_url, user).json()["item_ids"]
-        assert hidden_gem not in seen or pytest.skip("the bandit showed the hidden gem by chance")
-        interact(client, stack.collector_url, user, shared, ["like"] * 2)
-        liked_at = time.monotonic()
-
-        sync = stack.redis
-        keys = GlobalKeys(stack.prefix)
-        generation = int(sync.get(keys.generation) or 0)
-        twins_key = keys.for_generation(generation).user_twins(user)
-
-        def published() -> str | None:
-            text = sync.get(twins_key)
-            return text.decode() if text else None
-
-        lift, _ = eventually(published, timeout_s=5.0, interval_s=0.02)
-        print(f"twins of {user} published {(time.monotonic() - liked_at) * 1000:.0f} ms after the likes:\n{lift}")
-        parsed = TwinLift.from_text(lift)
-        masses = dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))
+        earlier, user, seen, shared, hidden_gem = _a_run_with_two_users(client, stack)
+        # The earlier user likes two of what it was shown and one film it found elsewhere; the user the same two.
+        _like(client, stack, earlier, [*shared, hidden_gem])
+        _like(client, stack, user, shared)
+        masses = _published_liked_masses(stack, user)
         assert masses.get(hidden_gem, 0.0) > 0.5
         assert not set(seen) & set(masses), "items the user was shown are never in the lift"
 
@@ -68,14 +71,8 @@ def test_a_restarted_pipeline_still_knows_who_answered_what(
     # The twin book lives in the pipeline's memory: a restart refills it from what Redis holds for the run.
     stack: ServiceStack = stack_factory(TWINS_PRIOR="0.5").start()
     with httpx.Client(timeout=30) as client:
-        client.get(f"{stack.recs_url}/cleanup")
-        items = [new_id("item-") for _ in range(300)]
-        add_items(client, stack.recs_url, items, [["Drama"]] * 300)
-        earlier = new_id("earlier-")
-        first = recs(client, stack.recs_url, earlier).json()["item_ids"]
-        shared = first[:2]
-        hidden_gem = next(i for i in items if i not in first)
-        interact(client, stack.collector_url, earlier, [*shared, hidden_gem], ["like"] * 3)
+        earlier, user, _, shared, hidden_gem = _a_run_with_two_users(client, stack)
+        _like(client, stack, earlier, [*shared, hidden_gem])
 
         def book_size() -> int:
             return int(client.get(f"{stack.pipeline_url}/status").json()["twins"]["users_in_book"])
@@ -88,15 +85,5 @@ def test_a_restarted_pipeline_still_knows_who_answered_what(
         print(f"after the restart the twin book held {size} user(s) within {waited:.2f} s")
         assert size == 1
 
-        user = new_id("user-")
-        seen = recs(client, stack.recs_url, user).json()["item_ids"]
-        assert hidden_gem not in seen or pytest.skip("the bandit showed the hidden gem by chance")
-        interact(client, stack.collector_url, user, shared, ["like"] * 2)
-        sync = stack.redis
-        keys = GlobalKeys(stack.prefix)
-        twins_key = keys.for_generation(int(sync.get(keys.generation) or 0)).user_twins(user)
-        lift, _ = eventually(lambda: (sync.get(twins_key) or b"").decode() or None, timeout_s=5.0, interval_s=0.02)
-        parsed = TwinLift.from_text(lift)
-        masses = dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))
-        print(f"{user}'s twins after the restart: {masses}")
-        assert masses.get(hidden_gem, 0.0) > 0.5
+        _like(client, stack, user, shared)
+        assert _published_liked_masses(stack, user).get(hidden_gem, 0.0) > 0.5
