@@ -83,8 +83,10 @@ class PipelineInfo(BaseModel):
     events_since_train: int | None = None
     consumer_connected: bool | None = None
     training_in_progress: bool | None = None
-    # Twin matching: users whose answers the pipeline keeps, and lifts it has published.
+    # Twin matching: users whose answers the pipeline keeps (and how many of them are linked to a twin), and
+    # lifts it has published.
     twins_users: int | None = None
+    twins_linked: int | None = None
     twins_published: int | None = None
 
 

@@ -72,6 +72,7 @@ class Experiment(Upstream):
 
 class TwinsStatus(Upstream):
     users_in_book: int | None = None
+    users_linked: int | None = None
     lifts_published: int | None = None
 
 

@@ -151,6 +151,7 @@ def _pipeline_info(alive: bool, pipeline: PipelineStatus | None) -> PipelineInfo
         reachable=True,
         **pipeline.model_dump(exclude={"twins"}),
         twins_users=None if twins is None else twins.users_in_book,
+        twins_linked=None if twins is None else twins.users_linked,
         twins_published=None if twins is None else twins.lifts_published,
     )
 

@@ -77,7 +77,11 @@ def test_status_page_ages_metrics_and_links() -> None:
     )
     experiment = Experiment.model_validate({"name": "exp", "groups": [{"name": "A", "strategy": "bpr", "share": 1}]})
     pipeline = PipelineStatus.model_validate(
-        {"events_applied": 3, "events_in_training_window": 2, "twins": {"users_in_book": 5, "lifts_published": 9}}
+        {
+            "events_applied": 3,
+            "events_in_training_window": 2,
+            "twins": {"users_in_book": 5, "users_linked": 2, "lifts_published": 9},
+        }
     )
     page = status_page(status, experiment, pipeline, now=1000.0, mlflow_url="http://m:8080")
     assert page.model is not None and page.model.age_seconds == 10.0
@@ -88,6 +92,7 @@ def test_status_page_ages_metrics_and_links() -> None:
     assert page.pipeline.reachable and page.pipeline.events_applied == 3
     assert page.pipeline.events_in_training_window == 2
     assert page.pipeline.twins_users == 5 and page.pipeline.twins_published == 9
+    assert page.pipeline.twins_linked == 2
     assert page.experiment.groups[0].strategy == "bpr"
 
     bare = status_page(RecsStatus(catalog_size=0), None, None, now=1.0, mlflow_url=None, warnings=["w"])

@@ -313,7 +313,10 @@
         details.push(`training on the latest ${count(window)}`);
       }
       if (pipeline.twins_users != null) {
-        details.push(`twins: ${count(pipeline.twins_users)} users, ${count(pipeline.twins_published)} matches published`);
+        const linked = pipeline.twins_linked ? ` (${count(pipeline.twins_linked)} linked)` : "";
+        details.push(
+          `twins: ${count(pipeline.twins_users)} users${linked}, ${count(pipeline.twins_published)} matches published`,
+        );
       }
       if (pipeline.training_in_progress) details.push("training now");
       if (pipeline.consumer_connected === false) details.push("not consuming");
