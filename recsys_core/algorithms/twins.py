@@ -28,6 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 SILENT, LIKE, DISLIKE = 1, 2, 3
+# Links chain (a user linked to a twin that is linked in turn): a linked user's row holds at most this many
+# items (or its own answers, when they are more), so a chain of wrong links cannot grow the book without bound.
+MAX_LINKED_ROW = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +130,9 @@ class ReactionBook:
     winning where both answered: a rater's later visits then match against everything the earlier ones answered.
     """
 
-    def __init__(self, max_users: int) -> None:
+    def __init__(self, max_users: int, max_linked_row: int = MAX_LINKED_ROW) -> None:
         self._max_users = max_users
+        self._max_linked_row = max_linked_row
         self._item_index: dict[str, int] = {}
         self._item_ids: list[str] = []
         # user id -> (item positions, codes), both sorted by item position: the rows the matrix is built of
@@ -166,7 +170,7 @@ class ReactionBook:
             self._users[user_id] = own
         else:
             self._own[user_id] = own
-            self._users[user_id] = _merged(own, self._users.get(twin))
+            self._users[user_id] = _merged(own, self._users.get(twin), self._max_linked_row)
         self._users.move_to_end(user_id)
         while len(self._users) > self._max_users:
             dropped, _ = self._users.popitem(last=False)
@@ -179,7 +183,7 @@ class ReactionBook:
             return False
         own = self._own.get(user_id) or self._users[user_id]
         self._links[user_id], self._own[user_id] = twin_id, own
-        self._users[user_id] = _merged(own, self._users[twin_id])
+        self._users[user_id] = _merged(own, self._users[twin_id], self._max_linked_row)
         return True
 
     def restore(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> bool:
@@ -206,14 +210,21 @@ class ReactionBook:
 
 
 def _merged(
-    own: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray] | None
+    own: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray] | None, max_items: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A row with the items of both, ``own``'s code where both have one (sorted by item position)."""
+    """A row with the items of both, ``own``'s code where both have one (sorted by item position). Past
+    ``max_items``, the other's entries are dropped first what it was only shown, then its dislikes, then its
+    likes; ``own``'s are all kept."""
     if other is None:
         return own
     items = np.concatenate([own[0], other[0]])
     unique, first = np.unique(items, return_index=True)  # the first occurrence: own's, when both
-    return unique.astype(np.int32), np.concatenate([own[1], other[1]])[first]
+    codes = np.concatenate([own[1], other[1]])[first]
+    if unique.size > max(max_items, own[0].size):
+        rank = np.where(first < own[0].size, 0, np.select([codes == LIKE, codes == DISLIKE], [1, 2], 3))
+        keep = np.sort(np.argsort(rank, kind="stable")[: max(max_items, own[0].size)])
+        unique, codes = unique[keep], codes[keep]
+    return unique.astype(np.int32), codes
 
 
 def _gather(matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

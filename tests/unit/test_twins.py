@@ -299,6 +299,19 @@ def test_a_linked_user_carries_its_twins_answers_and_its_own_win() -> None:
     assert not book.link("third", "third") and not book.link("third", "nobody")
 
 
+def test_a_chain_of_links_cannot_grow_a_row_past_the_cap() -> None:
+    book = ReactionBook(max_users=10, max_linked_row=4)
+    book.record("first", shown=["a", "b", "c", "d"], liked=["a"], disliked=["b"])
+    book.record("second", shown=["e", "f", "g"], liked=["e", "f"], disliked=[])
+    assert book.link("second", "first")
+    # Over the cap: the twin's silent c and d go first, then its dislike b; its like a stays.
+    assert _reactions(book, "second") == {"a": LIKE, "e": LIKE, "f": LIKE, "g": SILENT}
+    # Own answers are never dropped, even past the cap; only the twin's are.
+    book.record("third", shown=["i", "j", "k", "l", "m"], liked=["i"], disliked=[])
+    assert book.link("third", "second")
+    assert set(_reactions(book, "third")) == {"i", "j", "k", "l", "m"}
+
+
 def test_a_twin_sure_enough_is_named_by_the_lift() -> None:
     book = ReactionBook(max_users=10)
     for filler in range(20):  # users who saw a and b and liked neither: liking them is rare
