@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 RESTORE_CHUNK = 500
 # At most this share of a core goes to rebuilding the matrix: a book of 50,000 users takes ~0.25 s to build.
 REBUILD_MAX_BUSY_SHARE = 0.2
+# After a rebuild the active users are matched again this many per thread hop, fresh answers served in between.
+REMATCH_CHUNK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,13 +168,21 @@ class TwinsPublisher:
             self.last_build_s = built - started
             pause = max(self._settings.twins_refresh_s, self.last_build_s / REBUILD_MAX_BUSY_SHARE)
             self._next_build_at = started + pause
-            # Whoever answered during the build goes first, then everybody else active.
-            fresh = await self._match_fresh(generation)
-            written += len(fresh)
             horizon = built - self._settings.twins_active_s
             self._active = {u: entry for u, entry in self._active.items() if entry[0] >= horizon}
-            rest = {u: entry[1] for u, entry in self._active.items() if u not in fresh}
-            written += len(await self._match(generation, rest))
+            rest = sorted(self._active)
+            # Everybody active is matched again on the new matrix, a few at a time: whoever answers meanwhile
+            # goes first, since their next /recs may be a fraction of a second away (a lift takes ~1-2 ms).
+            fresh: set[str] = set()
+            for first in range(0, len(rest), REMATCH_CHUNK):
+                newly = await self._match_fresh(generation)
+                fresh |= newly
+                written += len(newly)
+                if generation != self._generation:
+                    break  # a /cleanup started another run
+                batch = rest[first : first + REMATCH_CHUNK]
+                chunk = {u: self._active[u][1] for u in batch if u not in fresh and u in self._active}
+                written += len(await self._match(generation, chunk))
         return written
 
     async def _match_fresh(self, generation: int) -> set[str]:

@@ -3,13 +3,15 @@ one's matches under the run's generation only."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.twins import REBUILD_MAX_BUSY_SHARE, TwinsPublisher
+import pipeline.twins
+from pipeline.twins import REBUILD_MAX_BUSY_SHARE, REMATCH_CHUNK, TwinsPublisher
 from recsys_core.algorithms.twins import ReactionMatrix, TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
@@ -109,3 +111,37 @@ async def test_a_slow_matrix_build_is_paced_and_fresh_users_are_still_matched_at
         await publisher.step()
         print(f"builds at {[round(at - builds[0], 3) for at in builds]} s, pause {pause:.2f} s")
         assert len(builds) == 2 and builds[1] - builds[0] >= pause
+
+
+async def test_a_user_answering_while_the_active_users_are_matched_again_goes_first(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    active = [f"active-{n:02}" for n in range(5 * REMATCH_CHUNK)]
+    for user in active:
+        await _answered(redis, keys, user, ["a", "b"], {"a": "like"})
+    await _answered(redis, keys, "late", ["a", "b"], {"a": "like", "b": "like"})
+    calls: list[set[str]] = []
+    real_lifts = pipeline.twins._lifts
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+
+        def recorded_lifts(matrix: ReactionMatrix, users: dict, params: object) -> tuple[dict, dict]:
+            calls.append(set(users))
+            if len(calls) == 3:  # "late" answers while the second chunk of the re-match is computed
+                loop.call_soon_threadsafe(publisher.note, 0, {"late": time.time()})
+            return real_lifts(matrix, users, params)
+
+        monkeypatch.setattr("pipeline.twins._lifts", recorded_lifts)
+        publisher.note(0, dict.fromkeys(active, time.time()))
+        await publisher.step()  # no matrix yet: the first one is built, then everybody is matched on it
+        order = [sorted(users)[0] if len(users) == 1 else len(users) for users in calls]
+        print(f"lift calls: {order}")
+        late_at = calls.index({"late"})
+        assert late_at == 3, "matched right after the chunk during which it answered"
+        rematched = [users for users in calls if users != {"late"}]
+        assert all(len(users) == REMATCH_CHUNK for users in rematched) and set().union(*rematched) == set(active)
+        assert sum(len(users) for users in calls[late_at + 1 :]) == 2 * REMATCH_CHUNK  # the rest came after
+        assert await redis.exists(keys.for_generation(0).user_twins("late")) == 1  # its lift was written
