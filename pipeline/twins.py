@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from recsys_core import lua
-from recsys_core.algorithms.twins import ReactionBook, ReactionMatrix, TwinParams
+from recsys_core.algorithms.twins import ReactionBook, ReactionMatrix, TwinParams, link_order
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 from recsys_io.redis_client import REDIS_UNAVAILABLE, as_str
@@ -74,6 +74,7 @@ class TwinsPublisher:
             prior=settings.twins_prior, noise=settings.twins_noise, link_weight=settings.twins_link_weight
         )
         self._set = redis.register_script(lua.SET_IF_CURRENT)
+        self._hset = redis.register_script(lua.HSET_IF_CURRENT)
         self._wake = asyncio.Event()
         # Called with the seconds from the collector receiving a user's feedback to their twins being published.
         self._on_published = on_published
@@ -133,9 +134,26 @@ class TwinsPublisher:
                 if known.shown or known.liked or known.disliked:
                     restored += self._book.restore(user_id, known.shown, known.liked, known.disliked)
             self._book_changed = self._book_changed or restored > 0
+        linked = await self._restore_links(generation) if restored else 0
         if restored:
-            log.info("twin book restored with %d users of run %d", restored, generation)
+            log.info("twin book restored with %d users of run %d (%d linked)", restored, generation, linked)
         return restored
+
+    async def _restore_links(self, generation: int, chunk: int = RESTORE_CHUNK) -> int:
+        """Link the restored users to their twins again, as the links were made before the restart."""
+        links: dict[str, str] = {}
+        run = self._keys.for_generation(generation)
+        async for user_id, twin_id in self._redis.hscan_iter(run.twin_links, count=chunk):
+            links[as_str(user_id)] = as_str(twin_id)
+        ordered = link_order(links)
+        made = 0
+        for first in range(0, len(ordered), chunk):  # a few milliseconds per chunk on the event loop
+            if generation != self._generation:
+                break  # a /cleanup started another run
+            made += self._book.restore_links(dict(ordered[first : first + chunk]))
+            await asyncio.sleep(0)
+        self._book_changed = self._book_changed or made > 0
+        return made
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
         while self.enabled and not stopping.is_set():
@@ -208,11 +226,11 @@ class TwinsPublisher:
             return set()
         loop = asyncio.get_running_loop()
         texts, links = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        made: dict[str, str] = {}
         if generation == self._generation:
-            for user_id, twin_id in links.items():
-                self._book.link(user_id, twin_id)
-            self._book_changed = self._book_changed or bool(links)
-        if not await self._publish(generation, texts):
+            made = {user_id: twin_id for user_id, twin_id in links.items() if self._book.link(user_id, twin_id)}
+            self._book_changed = self._book_changed or bool(made)
+        if not await self._publish(generation, texts, made):
             return set()
         published_at = time.time()
         for user_id in texts:
@@ -239,13 +257,20 @@ class TwinsPublisher:
             )
         return result
 
-    async def _publish(self, generation: int, texts: dict[str, str]) -> int:
+    async def _publish(self, generation: int, texts: dict[str, str], links: dict[str, str]) -> int:
+        """Write the lifts, and the links made with them (for a restart to find), in one round trip."""
         run = self._keys.for_generation(generation)
         users = sorted(texts)
-        written = await self._set(
-            keys=[self._keys.generation, *(run.user_twins(u) for u in users)],
-            args=[generation, self._settings.twins_ttl_s, *(texts[u] for u in users)],
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._set(
+                keys=[self._keys.generation, *(run.user_twins(u) for u in users)],
+                args=[generation, self._settings.twins_ttl_s, *(texts[u] for u in users)],
+                client=pipe,
+            )
+            if links:
+                pairs = [value for pair in sorted(links.items()) for value in pair]
+                await self._hset(keys=[self._keys.generation, run.twin_links], args=[generation, *pairs], client=pipe)
+            written = (await pipe.execute())[0]
         if int(written) < 0:
             return 0  # a /cleanup started another run meanwhile
         self.published += int(written)

@@ -188,6 +188,12 @@ class RunKeys:
         line per item (``recsys_core.algorithms.twins.TwinLift``), written by the pipeline with a TTL."""
         return f"{self.base}:user:{user_id}:twins"
 
+    @property
+    def twin_links(self) -> str:
+        """hash user id -> twin user id: the pipeline's links between twins (``ReactionBook.link``), kept so a
+        restarted pipeline links its users again."""
+        return f"{self.base}:twins:links"
+
     def user_sources(self, user_id: str) -> str:
         """hash: item id -> JSON {source, group}: why /recs chose an item it showed (for the debug UI)."""
         return f"{self.base}:user:{user_id}:sources"

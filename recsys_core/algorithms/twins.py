@@ -20,7 +20,7 @@ replay); ``ReactionBook.matrix()`` freezes them into a ``ReactionMatrix`` that a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -170,7 +170,10 @@ class ReactionBook:
             self._users[user_id] = own
         else:
             self._own[user_id] = own
-            self._users[user_id] = _merged(own, self._users.get(twin), self._max_linked_row)
+            # A twin dropped from the book leaves its answers as they were in this user's row: the row they merge
+            # with then is the user's previous one (the user's own answers, which only grow, win).
+            other = self._users.get(twin) if twin in self._users else self._users.get(user_id)
+            self._users[user_id] = _merged(own, other, self._max_linked_row)
         self._users.move_to_end(user_id)
         while len(self._users) > self._max_users:
             dropped, _ = self._users.popitem(last=False)
@@ -185,6 +188,16 @@ class ReactionBook:
         self._links[user_id], self._own[user_id] = twin_id, own
         self._users[user_id] = _merged(own, self._users[twin_id], self._max_linked_row)
         return True
+
+    def restore_links(self, links: Mapping[str, str]) -> int:
+        """Link users again after a restart (``links``: user -> twin, as ``link`` was called). A twin's own link
+        is restored before the links to it, so chains carry what they carried; a user linked since the restart
+        keeps that newer link. Returns how many links were made."""
+        made = 0
+        for user_id, twin_id in link_order(links):
+            if user_id not in self._links:
+                made += self.link(user_id, twin_id)
+        return made
 
     def restore(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> bool:
         """Record a user known from before a restart as older than everyone in the book. Does nothing (False)
@@ -207,6 +220,23 @@ class ReactionBook:
 
     def matrix(self) -> ReactionMatrix:
         return ReactionMatrix.build(self.rows(), self.item_ids())
+
+
+def link_order(links: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (user, twin) pairs of ``links`` with every twin's own link before the links to it (a cycle is cut
+    where it was entered)."""
+    ordered: list[tuple[str, str]] = []
+    placed: set[str] = set()
+    for start in links:
+        path: dict[str, None] = {}  # users whose link waits on their twin's, in the order met
+        user = start
+        while user in links and user not in placed and user not in path:
+            path[user] = None
+            user = links[user]
+        for waiting in reversed(path):
+            ordered.append((waiting, links[waiting]))
+            placed.add(waiting)
+    return ordered
 
 
 def _merged(

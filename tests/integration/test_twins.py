@@ -87,3 +87,14 @@ def test_a_restarted_pipeline_still_knows_who_answered_what(
 
         _like(client, stack, user, shared)
         assert _published_liked_masses(stack, user).get(hidden_gem, 0.0) > 0.5
+
+        # The pair is linked (each is the other's near-certain twin); a second restart links them again.
+        def linked() -> int:
+            return int(client.get(f"{stack.pipeline_url}/status").json()["twins"]["users_linked"])
+
+        before, _ = eventually(lambda: linked() or None, timeout_s=5.0, interval_s=0.05)
+        pipeline.stop()
+        pipeline.start()
+        after, waited = eventually(lambda: linked() or None, timeout_s=30.0, interval_s=0.1)
+        print(f"linked users: {before} before the second restart, {after} within {waited:.2f} s after it")
+        assert after == before

@@ -145,3 +145,35 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
         assert all(len(users) == REMATCH_CHUNK for users in rematched) and set().union(*rematched) == set(active)
         assert sum(len(users) for users in calls[late_at + 1 :]) == 2 * REMATCH_CHUNK  # the rest came after
         assert await redis.exists(keys.for_generation(0).user_twins("late")) == 1  # its lift was written
+
+
+async def test_a_restarted_publisher_links_its_users_again(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01, twins_link_weight=0.6)
+    users = ["earlier", "user", "x", "y", "z"]
+    await _answered(redis, keys, "earlier", ["a", "b", "dud"], {"a": "like", "b": "like", "gem": "like"})
+    for other in ("x", "y", "z"):
+        await _answered(redis, keys, other, ["a", "b"], {})
+    await _answered(redis, keys, "user", ["a", "b", "c"], {"a": "like", "b": "like"})
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        before = TwinsPublisher(redis, keys, settings, executor)
+        before.note(0, dict.fromkeys(users, time.time()))
+        await before.step()
+        stored = await redis.hgetall(keys.for_generation(0).twin_links)
+        print(f"links kept in Redis: {stored}")
+        assert stored == {b"user": b"earlier", b"earlier": b"user"}
+
+        after = TwinsPublisher(redis, keys, settings, executor)  # the pipeline restarted
+        after.reset(0)
+        assert await after.restore(0, users) == 5
+        assert after.describe()["users_linked"] == 2
+        # The user's row carries the earlier user's like of "gem" again, as before the restart.
+        row = after._book.reactions_of("user")
+        assert row is not None and "gem" in {after._book.item_ids()[i] for i in row[0]}
+
+        # Links of another run are not written once a /cleanup started it.
+        await redis.set(keys.generation, 1)
+        before.note(0, {"user": time.time()})
+        await redis.delete(keys.for_generation(0).twin_links)
+        await before.step()
+        assert await redis.exists(keys.for_generation(0).twin_links) == 0

@@ -19,6 +19,7 @@ from recsys_core.algorithms.twins import (
     ReactionMatrix,
     TwinLift,
     TwinParams,
+    link_order,
 )
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import DrawCache, RecommendationContext, UserProfile
@@ -310,6 +311,44 @@ def test_a_chain_of_links_cannot_grow_a_row_past_the_cap() -> None:
     book.record("third", shown=["i", "j", "k", "l", "m"], liked=["i"], disliked=[])
     assert book.link("third", "second")
     assert set(_reactions(book, "third")) == {"i", "j", "k", "l", "m"}
+
+
+def test_a_linked_user_keeps_the_answers_of_a_twin_dropped_from_the_book() -> None:
+    book = ReactionBook(max_users=2)
+    book.record("twin", shown=["a", "b"], liked=["a", "b"], disliked=[])
+    book.record("user", shown=["a", "c"], liked=["a"], disliked=[])
+    assert book.link("user", "twin")
+    book.record("newcomer", shown=["z"], liked=[], disliked=[])  # the book is full: the twin goes
+    assert book.reactions_of("twin") is None
+    book.record("user", shown=["a", "c", "d"], liked=["a", "d"], disliked=["c"])
+    # The twin's b stays in the row (and the link counted); the user's own answers are the new ones.
+    assert _reactions(book, "user") == {"a": LIKE, "b": LIKE, "c": DISLIKE, "d": LIKE}
+    assert book.linked_users == 1
+
+
+def test_links_restored_after_a_restart_carry_their_chains() -> None:
+    answers = {"first": ["a"], "second": ["b"], "third": ["c"], "fourth": ["d"]}
+    book = ReactionBook(max_users=10)
+    for user, liked in answers.items():
+        book.restore(user, shown=liked, liked=liked, disliked=[])
+    book.record("fourth", shown=["d", "e"], liked=["d", "e"], disliked=[])
+    assert book.link("fourth", "first")  # linked live since the restart: that newer link stays
+    # Given in an order where each user comes before its twin: the twin's link must be restored first.
+    made = book.restore_links({"third": "second", "second": "first", "fourth": "third", "ghost": "first"})
+    assert made == 2  # "ghost" is not in the book; "fourth" keeps its live link
+    assert set(_reactions(book, "second")) == {"a", "b"}
+    assert set(_reactions(book, "third")) == {"a", "b", "c"}
+    assert set(_reactions(book, "fourth")) == {"a", "d", "e"}
+    assert book.linked_users == 3
+
+
+def test_link_order_puts_every_twin_first_and_cuts_cycles() -> None:
+    links = {"c": "b", "b": "a", "x": "y", "y": "x", "d": "c"}
+    ordered = link_order(links)
+    assert sorted(ordered) == sorted(links.items())
+    position = {user: n for n, (user, _) in enumerate(ordered)}
+    assert position["b"] < position["c"] < position["d"]
+    assert position["x"] != position["y"]
 
 
 def test_a_twin_sure_enough_is_named_by_the_lift() -> None:
