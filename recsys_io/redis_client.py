@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
+from redis.utils import HIREDIS_AVAILABLE
 
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 
+if HIREDIS_AVAILABLE:
+    import hiredis
+
 
 def create_redis(settings: Settings) -> Redis:
     # Binary-safe (no decode_responses): model and bandit snapshots are bytes.
-    return Redis.from_url(
+    redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
         max_connections=256,
     )
+    pool = redis.connection_pool
+    if HIREDIS_AVAILABLE:  # the pool opens its connections lazily: none exists yet
+        pool.connection_class = with_hiredis_packing(pool.connection_class)
+    return redis
+
+
+class _HiredisPacking:
+    """Commands packed by hiredis's C packer, as redis-py's sync client does; its asyncio connections pack in
+    Python. Per /recs on this machine (timeit): the claim of 30 candidates (71 arguments) 53 µs against 8 µs,
+    the user read (19 arguments) 17.6 against 5.2 µs, of ~470 µs of CPU per request (``benchmarks.cpu_probe``).
+    The same bytes go out; a value hiredis does not take (bool, bytearray, ...) goes to redis-py's own packer,
+    which packs or refuses it."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        command = args[0]
+        if isinstance(command, str):
+            args = (*command.encode().split(), *args[1:])
+        elif isinstance(command, bytes) and b" " in command:
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            return super().pack_command(*args)  # type: ignore[misc]
+
+
+@cache
+def with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``connection_class`` (plain, TLS or Unix socket) with commands packed by hiredis."""
+    return type(f"Hiredis{connection_class.__name__}", (_HiredisPacking, connection_class), {})
 
 
 def as_int(value: bytes | str | int | None, default: int = 0) -> int:
