@@ -3,7 +3,9 @@
 Order: Redis and RabbitMQ (reused when they answer, else started locally), then every service of
 ``launcher.services.SERVICES`` in order, each waited for until its healthcheck answers; then the MovieLens
 catalog if the recommendations service has none; then the URL table. Ctrl-C/SIGTERM stops every child it
-started, newest first; a child dying on its own stops the rest and exits non-zero.
+started, newest first. A service dying on its own is started again (``RestartPolicy``: with a growing delay, and
+a crash loop stops the stack, exit code 1); Redis or RabbitMQ started here dying stops the rest at once, as does
+any service with ``--no-restart``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from launcher.config import (
     url_port,
 )
 from launcher.processes import (
+    NO_RESTARTS,
     Output,
+    RestartPolicy,
     StartupError,
     StopRequested,
     Supervisor,
@@ -61,6 +65,7 @@ class Options:
     load_catalog: bool
     timeout_s: float | None  # None: each service's own startup timeout
     grace_s: float
+    restart: bool = True
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -74,12 +79,16 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--no-catalog", action="store_true", help="do not load MovieLens into an empty catalog")
     parser.add_argument("--timeout", type=float, default=None, help="seconds each service gets to become healthy")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on stop")
+    parser.add_argument(
+        "--no-restart", action="store_true", help="a service that dies stops the stack instead of being started again"
+    )
     args = parser.parse_args(argv)
     return Options(
         echo_children=not args.quiet,
         load_catalog=not args.no_catalog,
         timeout_s=args.timeout,
         grace_s=args.grace,
+        restart=not args.no_restart,
     )
 
 
@@ -145,7 +154,9 @@ def run_stack(
         return EXIT_OK
     output.block(url_block(settings, plan.to_start))
     output.say(f"service logs: {paths.logs_dir}/<service>.log   --   Ctrl-C stops everything")
-    return supervise(supervisor, output, stop)
+    services = {spec.name for spec in plan.to_start}
+    policy = RestartPolicy() if options.restart else NO_RESTARTS
+    return supervise(supervisor, output, stop, policy=policy, restartable=lambda child: child.name in services)
 
 
 def check_ports_free(settings: Settings, services: Sequence[ServiceSpec]) -> None:

@@ -105,6 +105,8 @@ class Child:
     tail: deque[str]
     reader: threading.Thread | None = None
     stopped_by_us: bool = field(default=False)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -152,6 +154,21 @@ class Supervisor:
         self.stop_all()
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> Child:
+        child = self._spawn(name, argv, env, cwd, append_log=False)
+        self._children.append(child)
+        return child
+
+    def restart(self, dead: Child) -> Child:
+        """Start ``dead`` again, in its place in the stop order; its log goes on in the same file."""
+        self._signal_group(dead, signal.SIGKILL)  # workers the dead leader left behind would hold its port
+        dead.drain_output()
+        child = self._spawn(dead.name, dead.argv, dead.env, dead.cwd, append_log=True)
+        self._children[self._children.index(dead)] = child
+        return child
+
+    def _spawn(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None, append_log: bool
+    ) -> Child:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self._log_dir / f"{name}.log"
         self._output.register(name)
@@ -168,17 +185,16 @@ class Supervisor:
             # Only a prctl call runs between fork and exec, so preexec_fn's thread caveats do not apply.
             preexec_fn=_die_with_parent,
         )
-        child = Child(name, list(argv), popen, log_path, deque(maxlen=self._tail_lines))
-        child.reader = threading.Thread(target=self._pump, args=(child,), name=f"output-{name}", daemon=True)
+        child = Child(name, list(argv), popen, log_path, deque(maxlen=self._tail_lines), env=dict(env), cwd=cwd)
+        child.reader = threading.Thread(target=self._pump, args=(child, append_log), name=f"output-{name}", daemon=True)
         child.reader.start()
-        self._children.append(child)
         self._output.say(f"started {name} (pid {popen.pid}), log: {log_path}")
         return child
 
-    def _pump(self, child: Child) -> None:
+    def _pump(self, child: Child, append: bool) -> None:
         """Copies the child's output to its log file, the tail buffer and (optionally) the console."""
         assert child.popen.stdout is not None
-        with child.log_path.open("wb") as log:
+        with child.log_path.open("ab" if append else "wb") as log:
             for raw in iter(child.popen.stdout.readline, b""):
                 log.write(raw)
                 log.flush()
@@ -219,12 +235,9 @@ class Supervisor:
                 )  # fmt: skip
             stop.wait(poll_s)
 
-    def first_exited(self) -> Child | None:
-        """A child that ended although nobody asked it to."""
-        for child in self._children:
-            if not child.stopped_by_us and child.exit_code() is not None:
-                return child
-        return None
+    def exited(self) -> list[Child]:
+        """The children that ended although nobody asked them to."""
+        return [child for child in self._children if not child.stopped_by_us and child.exit_code() is not None]
 
     def stop_all(self) -> None:
         for child in reversed(self._children):
@@ -286,20 +299,70 @@ def install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def supervise(supervisor: Supervisor, output: Output, stop: threading.Event, poll_s: float = 0.5) -> int:
-    """Blocks until a stop is requested (returns 0) or a child dies on its own (reports it, returns 1).
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How a service that dies on its own is started again (docker compose's ``restart: unless-stopped``, with
+    a limit): after 1 s, then twice as long after each crash of the last ``window_s``, up to ``max_delay_s``.
+    A crash after ``max_restarts`` restarts within ``window_s`` is a crash loop: the launcher gives up."""
+
+    max_restarts: int = 5
+    window_s: float = 120.0
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+
+    def delay_s(self, recent_crashes: int) -> float:
+        return min(self.first_delay_s * 2**recent_crashes, self.max_delay_s)
+
+
+NO_RESTARTS = RestartPolicy(max_restarts=0)
+
+
+def supervise(
+    supervisor: Supervisor,
+    output: Output,
+    stop: threading.Event,
+    poll_s: float = 0.5,
+    policy: RestartPolicy = NO_RESTARTS,
+    restartable: Callable[[Child], bool] = lambda child: True,
+) -> int:
+    """Blocks until a stop is requested (returns 0) or a child dies on its own and is not started again
+    (reports it, returns 1). A ``restartable`` child is started again as ``policy`` says.
 
     The caller stops the remaining children (leaving the Supervisor's ``with`` block).
     """
+    crashes: dict[str, deque[float]] = {}
+    due: dict[str, tuple[Child, float]] = {}  # dead children waiting for their restart time
     while not stop.wait(poll_s):
-        dead = supervisor.first_exited()
-        if dead is not None:
+        now = time.monotonic()
+        for dead in supervisor.exited():
+            if dead.name in due:
+                continue
             dead.drain_output()  # so its last words are in the tail
+            tail = [f"    {line}" for line in dead.last_lines()]
+            last_words = "\n".join([f"last lines of {dead.name}:", *tail, f"full log: {dead.log_path}"])
+            history = crashes.setdefault(dead.name, deque())
+            while history and history[0] < now - policy.window_s:
+                history.popleft()
+            exit_code = dead.exit_code()
+            if not restartable(dead) or policy.max_restarts == 0:
+                output.say(f"{dead.name} exited unexpectedly (exit code {exit_code}); stopping the rest.\n{last_words}")
+                return 1
+            if len(history) >= policy.max_restarts:
+                output.say(
+                    f"{dead.name} exited unexpectedly (exit code {exit_code}), {len(history) + 1} times within "
+                    f"{policy.window_s:.0f} s: giving up on it and stopping the rest.\n{last_words}"
+                )
+                return 1
+            delay = policy.delay_s(len(history))
+            history.append(now)
+            due[dead.name] = (dead, now + delay)
             output.say(
-                f"{dead.name} exited unexpectedly (exit code {dead.exit_code()}); stopping the rest.\n"
-                + "\n".join([f"last lines of {dead.name}:", *(f"    {line}" for line in dead.last_lines())])
-                + f"\nfull log: {dead.log_path}"
+                f"{dead.name} exited unexpectedly (exit code {exit_code}); "
+                f"starting it again in {delay:g} s.\n{last_words}"
             )
-            return 1
+        for name, (dead, at) in list(due.items()):
+            if now >= at:
+                del due[name]
+                supervisor.restart(dead)
     output.say("stop requested: stopping all services")
     return 0

@@ -25,7 +25,15 @@ import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 
 from launcher import catalog, config, infra
-from launcher.processes import Output, StartupError, StopRequested, Supervisor, http_ok, supervise
+from launcher.processes import (
+    Output,
+    RestartPolicy,
+    StartupError,
+    StopRequested,
+    Supervisor,
+    http_ok,
+    supervise,
+)
 from launcher.services import (
     INFRASTRUCTURE,
     MLFLOW,
@@ -477,6 +485,93 @@ def test_supervise_reports_an_unexpected_exit(tmp_path: Path) -> None:
     assert "flaky exited unexpectedly (exit code 0)" in text
     assert "out of memory" in text
     assert "stopping steady" in text
+
+
+# Crashes (exit 3) on its first ``crashes`` starts, counted in a file, then runs until stopped.
+CRASH_THEN_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    counter, crashes = Path(sys.argv[1]), int(sys.argv[2])
+    starts = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(starts))
+    print(f"start {starts}", flush=True)
+    if starts <= crashes:
+        raise SystemExit(3)
+    time.sleep(60)
+    """
+)
+
+
+def _supervise_in_thread(
+    supervisor: Supervisor, output: Output, stop: threading.Event, policy: RestartPolicy, restartable: set[str]
+) -> tuple[threading.Thread, list[int]]:
+    result: list[int] = []
+
+    def run() -> None:
+        result.append(
+            supervise(supervisor, output, stop, poll_s=0.05, policy=policy, restartable=lambda c: c.name in restartable)
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_a_service_that_dies_is_started_again_and_keeps_its_log(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    counter = tmp_path / "starts"
+    policy = RestartPolicy(max_restarts=5, window_s=60, first_delay_s=0.1)
+    stop = threading.Event()
+    with Supervisor(tmp_path / "logs", output, grace_s=2) as supervisor:
+        supervisor.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        supervisor.start("flaky", [sys.executable, "-c", CRASH_THEN_RUN, str(counter), "2"], dict(os.environ))
+        thread, result = _supervise_in_thread(supervisor, output, stop, policy, {"steady", "flaky"})
+        assert wait_until(lambda: counter.exists() and counter.read_text() == "3", timeout_s=20)
+        flaky = next(child for child in supervisor.children if child.name == "flaky")
+        assert wait_until(lambda: "start 3" in flaky.tail)
+        assert flaky.exit_code() is None, "the third start runs"
+        stop.set()
+        thread.join(timeout=20)
+    text = stream.getvalue()
+    print(text)
+    assert result == [0]
+    # Twice, with the delay doubling; the order of the stack is kept (flaky, the newer, stops first).
+    assert "flaky exited unexpectedly (exit code 3); starting it again in 0.1 s" in text
+    assert text.count("started flaky") == 3
+    assert text.index("stopping flaky") < text.index("stopping steady")
+    log = (tmp_path / "logs" / "flaky.log").read_text()
+    assert log.splitlines() == ["start 1", "start 2", "start 3"]
+
+
+def test_a_crash_loop_stops_the_stack(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    policy = RestartPolicy(max_restarts=2, window_s=60, first_delay_s=0.05)
+    with Supervisor(tmp_path / "logs", output, grace_s=2) as supervisor:
+        supervisor.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        argv = [sys.executable, "-c", CRASH_THEN_RUN, str(tmp_path / "starts"), "99"]
+        supervisor.start("looping", argv, dict(os.environ))
+        thread, result = _supervise_in_thread(supervisor, output, threading.Event(), policy, {"steady", "looping"})
+        thread.join(timeout=30)
+    text = stream.getvalue()
+    assert result == [1]
+    assert text.count("started looping") == 3  # the first start and two restarts
+    assert "looping exited unexpectedly (exit code 3), 3 times within 60 s: giving up" in text
+    assert "stopping steady" in text
+
+
+def test_a_child_that_is_not_restartable_stops_the_stack(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    with Supervisor(tmp_path / "logs", output, grace_s=2) as supervisor:
+        argv = [sys.executable, "-c", CRASH_THEN_RUN, str(tmp_path / "starts"), "1"]
+        supervisor.start("redis", argv, dict(os.environ))
+        thread, result = _supervise_in_thread(supervisor, output, threading.Event(), RestartPolicy(), {"pipeline"})
+        thread.join(timeout=30)
+    assert result == [1]
+    assert "redis exited unexpectedly (exit code 3); stopping the rest" in stream.getvalue()
 
 
 SUPERVISED_SCRIPT = """
