@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=50, help="users active at once (default 50)")
     run.add_argument("--processes", type=int, default=1, help="worker processes sharing the load (default 1)")
     run.add_argument("--seed", type=int, default=42, help="seed of item ids, users and pauses (default 42)")
+    run.add_argument(
+        "--distinct-raters",
+        action="store_true",
+        help="draw each MovieLens rater at most once, so no visitor repeats an earlier one's answers "
+        "(at most 610 users with ml-latest-small; default: drawn with replacement)",
+    )
     run.add_argument("--calls-per-session", type=int, default=2, help="/recs calls per session (default 2)")
     run.add_argument("--sessions", type=int, default=2, help="sessions per user (default 2)")
     run.add_argument(
@@ -71,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         concurrency=args.concurrency,
         processes=args.processes,
         seed=args.seed,
+        distinct_raters=args.distinct_raters,
         calls_per_session=args.calls_per_session,
         sessions=args.sessions,
         pause_in_session=_pause(args.pause_in_session),

@@ -31,6 +31,8 @@ class RunConfig:
     concurrency: int = 50
     processes: int = 1
     seed: int = 42
+    # Draw each MovieLens rater at most once (no visitor repeats an earlier one's answers).
+    distinct_raters: bool = False
     calls_per_session: int = 2
     sessions: int = 2
     # Inside a session a user glances at a list and asks again; between sessions they come back later.
@@ -62,6 +64,7 @@ class RunConfig:
             "concurrency": self.concurrency,
             "processes": self.processes,
             "seed": self.seed,
+            "distinct_raters": self.distinct_raters,
             "sessions": self.sessions,
             "calls_per_session": self.calls_per_session,
             "calls_per_user": self.calls_per_user,

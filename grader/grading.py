@@ -123,7 +123,7 @@ async def grade(
     started_at = time.time()
     dataset = dataset or load_dataset(Settings())
     catalog = build_catalog(dataset.movies, config.seed)
-    users = sample_users(dataset.ratings, catalog, config.users, config.seed)
+    users = sample_users(dataset.ratings, catalog, config.users, config.seed, config.distinct_raters)
 
     experiment = await prepare_deployment(config, catalog, console, transport)
     if experiment is not None:

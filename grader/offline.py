@@ -58,6 +58,7 @@ class OfflineConfig:
     params: dict[str, Any] = field(default_factory=dict)
     users: int = 3000
     seed: int = 42
+    distinct_raters: bool = False  # as the grader's RunConfig
     concurrency: int = 50
     sessions: int = 2
     calls_per_session: int = 2
@@ -187,7 +188,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     started = time.perf_counter()
     catalog = build_catalog(dataset.movies, config.seed)
     view = _catalog_view(catalog)
-    users = sample_users(dataset.ratings, catalog, config.users, config.seed)
+    users = sample_users(dataset.ratings, catalog, config.users, config.seed, config.distinct_raters)
     strategy = build_strategy(config.strategy, config.params)
     n_items = len(view)
     world = _World(view, *(np.zeros(n_items, np.float32) for _ in range(3)))
@@ -374,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="{}", help="JSON object of strategy parameters")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--distinct-raters", action="store_true", help="no visitor repeats a MovieLens rater")
     parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--calls-per-session", type=int, default=2)
     parser.add_argument("--no-train", action="store_true")
@@ -386,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params=json.loads(args.params),
         users=args.users,
         seed=args.seed,
+        distinct_raters=args.distinct_raters,
         sessions=args.sessions,
         calls_per_session=args.calls_per_session,
         train=not args.no_train,

@@ -67,13 +67,21 @@ def tastes(ratings: Ratings, catalog: Catalog) -> dict[int, tuple[frozenset[str]
     return {user: (frozenset(liked[user]), frozenset(disliked[user])) for user in raters}
 
 
-def sample_users(ratings: Ratings, catalog: Catalog, count: int, seed: int) -> list[SimulatedUser]:
-    """``count`` visitors drawn with replacement from the MovieLens raters, in their (seeded) arrival order."""
+def sample_users(
+    ratings: Ratings, catalog: Catalog, count: int, seed: int, distinct: bool = False
+) -> list[SimulatedUser]:
+    """``count`` visitors drawn with replacement from the MovieLens raters, in their (seeded) arrival order.
+
+    ``distinct``: without replacement, so no visitor repeats an earlier one's answers (at most one visitor per
+    rater: 610 in ml-latest-small)."""
     taste_by_rater = tastes(ratings, catalog)
     if not taste_by_rater:
         raise ValueError("the ratings hold no users")
+    if distinct and count > len(taste_by_rater):
+        raise ValueError(f"{count} distinct visitors asked, but the ratings hold only {len(taste_by_rater)} raters")
     rng = random.Random(f"grader-users:{seed}")
-    raters = rng.choices(sorted(taste_by_rater), k=count)
+    everyone = sorted(taste_by_rater)
+    raters = rng.sample(everyone, k=count) if distinct else rng.choices(everyone, k=count)
     users = []
     for arrival, rater in enumerate(raters):
         relevant, disliked = taste_by_rater[rater]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pytest
 
 from grader.catalog import build_catalog, item_id_for
 from grader.cli import build_parser, config_from_args
@@ -55,6 +56,19 @@ def test_users_are_drawn_with_replacement_under_fresh_ids() -> None:
     assert all(uuid.UUID(u.user_id).version == 4 for u in users)
     assert [u.user_id for u in sample_users(ratings, catalog, 20, seed=3)] == [u.user_id for u in users]
     assert [u.user_id for u in sample_users(ratings, catalog, 20, seed=4)] != [u.user_id for u in users]
+
+
+def test_distinct_raters_are_each_drawn_once() -> None:
+    catalog = build_catalog(MOVIES, seed=1)
+    ratings = _ratings([(rater, 1, 5.0) for rater in range(1, 11)])
+    users = sample_users(ratings, catalog, count=10, seed=3, distinct=True)
+    assert sorted(u.source_user for u in users) == list(range(1, 11))
+    assert [u.source_user for u in users] != list(range(1, 11)), "in a seeded random order"
+    assert [u.user_id for u in sample_users(ratings, catalog, 10, seed=3, distinct=True)] == [u.user_id for u in users]
+    with pytest.raises(ValueError, match="only 10 raters"):
+        sample_users(ratings, catalog, count=11, seed=3, distinct=True)
+    args = build_parser().parse_args(["run", "--recs", "http://r", "--events", "http://e", "--distinct-raters"])
+    assert config_from_args(args).public_parameters()["distinct_raters"] is True
 
 
 def test_reaction_likes_relevant_dislikes_disliked_once_each() -> None:
