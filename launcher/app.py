@@ -154,9 +154,17 @@ def run_stack(
         return EXIT_OK
     output.block(url_block(settings, plan.to_start))
     output.say(f"service logs: {paths.logs_dir}/<service>.log   --   Ctrl-C stops everything")
-    services = {spec.name for spec in plan.to_start}
     policy = RestartPolicy() if options.restart else NO_RESTARTS
-    return supervise(supervisor, output, stop, policy=policy, restartable=lambda child: child.name in services)
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        checks = {spec.name: http_ok(client, health_url(spec, settings)) for spec in plan.to_start}
+        return supervise(
+            supervisor,
+            output,
+            stop,
+            policy=policy,
+            restartable=lambda child: child.name in checks,
+            is_healthy=lambda child: checks[child.name](),
+        )
 
 
 def check_ports_free(settings: Settings, services: Sequence[ServiceSpec]) -> None:

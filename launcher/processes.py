@@ -324,16 +324,25 @@ def supervise(
     poll_s: float = 0.5,
     policy: RestartPolicy = NO_RESTARTS,
     restartable: Callable[[Child], bool] = lambda child: True,
+    is_healthy: Callable[[Child], bool] | None = None,
 ) -> int:
     """Blocks until a stop is requested (returns 0) or a child dies on its own and is not started again
-    (reports it, returns 1). A ``restartable`` child is started again as ``policy`` says.
+    (reports it, returns 1). A ``restartable`` child is started again as ``policy`` says; with ``is_healthy``,
+    the launcher says when a restarted child answers again.
 
     The caller stops the remaining children (leaving the Supervisor's ``with`` block).
     """
     crashes: dict[str, deque[float]] = {}
     due: dict[str, tuple[Child, float]] = {}  # dead children waiting for their restart time
+    recovering: dict[str, tuple[Child, float]] = {}  # restarted children not yet healthy, since when
     while not stop.wait(poll_s):
         now = time.monotonic()
+        for name, (child, since) in list(recovering.items()):
+            if child.exit_code() is not None:
+                del recovering[name]  # it died again: counted below
+            elif is_healthy is not None and is_healthy(child):
+                del recovering[name]
+                output.say(f"{name} is healthy again, {now - since:.1f} s after its restart")
         for dead in supervisor.exited():
             if dead.name in due:
                 continue
@@ -363,6 +372,6 @@ def supervise(
         for name, (dead, at) in list(due.items()):
             if now >= at:
                 del due[name]
-                supervisor.restart(dead)
+                recovering[name] = (supervisor.restart(dead), now)
     output.say("stop requested: stopping all services")
     return 0

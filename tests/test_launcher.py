@@ -510,7 +510,15 @@ def _supervise_in_thread(
 
     def run() -> None:
         result.append(
-            supervise(supervisor, output, stop, poll_s=0.05, policy=policy, restartable=lambda c: c.name in restartable)
+            supervise(
+                supervisor,
+                output,
+                stop,
+                poll_s=0.05,
+                policy=policy,
+                restartable=lambda c: c.name in restartable,
+                is_healthy=lambda c: "start 3" in c.tail,  # the dummies answer nothing: their output tells
+            )
         )
 
     thread = threading.Thread(target=run)
@@ -540,6 +548,7 @@ def test_a_service_that_dies_is_started_again_and_keeps_its_log(tmp_path: Path) 
     # Twice, with the delay doubling; the order of the stack is kept (flaky, the newer, stops first).
     assert "flaky exited unexpectedly (exit code 3); starting it again in 0.1 s" in text
     assert text.count("started flaky") == 3
+    assert text.count("flaky is healthy again") == 1  # only the third start was, the second died first
     assert text.index("stopping flaky") < text.index("stopping steady")
     log = (tmp_path / "logs" / "flaky.log").read_text()
     assert log.splitlines() == ["start 1", "start 2", "start 3"]
