@@ -39,6 +39,8 @@ class UserPage(BaseModel):
     group: str | None
     shown_count: int
     history: list[HistoryEntry]
+    # The earlier user this one answers like (the pipeline's twin link), if any.
+    twin: str | None = None
 
 
 class FeedbackRequest(BaseModel):

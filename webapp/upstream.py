@@ -42,6 +42,7 @@ class UserDebug(Upstream):
     sources: dict[str, SourceRecord] = Field(default_factory=dict)
     shown_count: int = 0
     titles: dict[str, str] = Field(default_factory=dict)
+    twin: str | None = None
 
 
 class RecsStatus(Upstream):

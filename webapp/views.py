@@ -61,7 +61,7 @@ def user_page(user_id: str, debug: UserDebug) -> UserPage:
         HistoryEntry(item_id=record.item_id, title=debug.titles.get(record.item_id), action=record.action, ts=record.ts)
         for record in debug.history
     ]
-    return UserPage(user_id=user_id, group=debug.group, shown_count=debug.shown_count, history=history)
+    return UserPage(user_id=user_id, group=debug.group, shown_count=debug.shown_count, history=history, twin=debug.twin)
 
 
 def status_page(

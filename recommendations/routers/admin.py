@@ -61,13 +61,15 @@ async def status(redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[st
 
 @router.get("/debug/users/{user_id}")
 async def user_debug(user_id: IdPath, redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
-    """A user's experiment group, likes/dislikes (newest first) and why each shown item was chosen."""
+    """A user's experiment group, likes/dislikes (newest first), why each shown item was chosen, and the earlier
+    user the pipeline linked this one to as its twin (null: none)."""
     run = keys.for_generation(as_int(await redis.get(keys.generation)))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.lrange(run.user_history(user_id), 0, -1)
         pipe.hgetall(run.user_sources(user_id))
         pipe.scard(run.user_shown(user_id))
-        history_raw, sources_raw, shown = await pipe.execute()
+        pipe.hget(run.twin_links, user_id)
+        history_raw, sources_raw, shown, twin = await pipe.execute()
     history = [orjson.loads(entry) for entry in history_raw]
     sources = {}
     for item_id, value in _decode_hash(sources_raw).items():
@@ -81,6 +83,7 @@ async def user_debug(user_id: IdPath, redis: RedisDep, keys: KeysDep, service: S
         "sources": sources,
         "shown_count": int(shown),
         "titles": titles,
+        "twin": None if twin is None else as_str(twin),
     }
 
 

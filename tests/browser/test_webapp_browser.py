@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from recsys_core.keys import GlobalKeys
 from tests.browser.conftest import MALICIOUS_TITLE, Catalog
 from tests.browser.helpers import eventually
 from tests.support.stack import ServiceStack, free_port
@@ -163,6 +164,27 @@ def test_a_like_answered_after_the_user_changed_stays_with_its_user(
 
     sync_api.expect(page.locator("#history li.entry")).to_have_count(0)
     sync_api.expect(page.locator("#recs .card button.like").first).to_be_enabled()
+
+
+def test_a_linked_twin_is_named_and_opens_with_a_click(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+) -> None:
+    """The pipeline's link (written here straight into the run's links hash) shows in the history panel."""
+    user, twin = f"user-{uuid.uuid4()}", f"twin-{uuid.uuid4()}"
+    keys = GlobalKeys(webapp_stack.prefix)
+    run = keys.for_generation(int(webapp_stack.redis.get(keys.generation) or 0))
+    webapp_stack.redis.hset(run.twin_links, user, twin)
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{webapp_stack.recs_url}/debug/users/{user}").json()["twin"] == twin
+        assert client.get(f"{webapp_stack.url('webapp')}/api/users/{twin}").json()["twin"] is None
+
+    page.goto(f"{webapp_stack.url('webapp')}/?user_id={user}")
+    sync_api.expect(page.locator("#twin")).to_be_visible()
+    sync_api.expect(page.locator("#twin-user")).to_have_text(twin)
+    page.click("#twin-user")
+    sync_api.expect(page.locator("#user-id")).to_have_value(twin)
+    sync_api.expect(page.locator("#twin")).to_be_hidden()  # the twin itself is linked to nobody
+    assert page.url.endswith(f"?user_id={twin}")
 
 
 def test_backend_down_shows_an_error_not_a_blank_page(

@@ -63,6 +63,10 @@ def test_a_user_who_answers_like_an_earlier_one_gets_what_it_liked(
         print(f"next /recs: {answer.json()['item_ids'][:3]}..., sources {sources}")
         assert answer.json()["item_ids"][0] == hidden_gem
         assert sources.split(",")[0] == "twins"
+        # The pipeline linked the user to the earlier one (a near-certain twin): the debug view names it.
+        debug_url = f"{stack.recs_url}/debug/users/{user}"
+        twin, _ = eventually(lambda: client.get(debug_url).json()["twin"], timeout_s=5.0, interval_s=0.05)
+        assert twin == earlier
 
 
 def test_a_restarted_pipeline_still_knows_who_answered_what(

@@ -221,6 +221,11 @@
     $("history-note").hidden = stored.length + pending.length > 0;
     $("shown-count").textContent = page ? `${count(page.shown_count)} items shown` : "";
     if (page && page.group) $("group").textContent = page.group;
+    // The pipeline's twin link: the earlier user whose answers this user's matching also uses.
+    const twin = page ? page.twin : null;
+    $("twin").hidden = !twin;
+    $("twin-user").textContent = twin || "";
+    $("twin-user").title = twin ? "open this user" : "";
   }
 
   async function loadHistory() {
@@ -376,6 +381,10 @@
       if (!input.reportValidity()) return;
       clearError("page");
       selectUser(input.value.trim());
+    });
+    $("twin-user").addEventListener("click", () => {
+      const twin = $("twin-user").textContent;
+      if (twin) selectUser(twin);
     });
     $("new-user").addEventListener("click", () => {
       clearError("page");
