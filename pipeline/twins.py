@@ -71,7 +71,10 @@ class TwinsPublisher:
         self._settings = settings
         self._executor = executor
         self._params = TwinParams(
-            prior=settings.twins_prior, noise=settings.twins_noise, link_weight=settings.twins_link_weight
+            prior=settings.twins_prior,
+            noise=settings.twins_noise,
+            link_weight=settings.twins_link_weight,
+            max_viewers_per_item=settings.twins_max_viewers_per_item,
         )
         self._set = redis.register_script(lua.SET_IF_CURRENT)
         self._hset = redis.register_script(lua.HSET_IF_CURRENT)

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     twins_noise: float = Field(default=TwinParams().noise, gt=0, lt=0.5)
     # A user whose likeliest twin weighs this much is linked to it (1: never): see TwinParams.link_weight.
     twins_link_weight: float = Field(default=TwinParams().link_weight, gt=0, le=1)
+    # A lift looks at only the latest this many viewers of each of the user's items (0: all of them).
+    twins_max_viewers_per_item: int = Field(default=TwinParams().max_viewers_per_item, ge=0)
     twins_ttl_s: int = Field(default=86_400, gt=0)
     # The offline evaluation holds out this share of the most recent likes.
     holdout_fraction: float = 0.1

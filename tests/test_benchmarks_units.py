@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks import twin_lift_scale
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
 from benchmarks.stats import baseline_slope, meets, percentile, rate, ratio, slope, summarize
@@ -120,3 +121,10 @@ def test_replace_section_appends_markers_when_absent() -> None:
 def test_replace_section_refuses_broken_markers(text: str) -> None:
     with pytest.raises(ValueError):
         replace_section(text, "numbers")
+
+
+def test_the_twin_lift_scale_table_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert twin_lift_scale.main(["--users", "300", "--caps", "0", "50", "--queries", "3"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("| users in the book |") and rows[2].startswith("| 300 |")
+    assert len(rows[2].split("|")) == 6  # users, build, and one lift time per cap

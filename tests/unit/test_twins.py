@@ -342,6 +342,22 @@ def test_links_restored_after_a_restart_carry_their_chains() -> None:
     assert book.linked_users == 3
 
 
+def test_only_the_latest_viewers_of_an_item_are_looked_at() -> None:
+    book = ReactionBook(max_users=10)
+    # The oldest user answered exactly like the query; two later users were shown the same items and liked
+    # only "a". Looking at the latest two viewers per item, the oldest is out of sight.
+    book.record("oldest", shown=["a", "b", "gem"], liked=["a", "b", "gem"], disliked=[])
+    book.record("later-1", shown=["a", "b", "dud-1"], liked=["a", "dud-1"], disliked=[])
+    book.record("later-2", shown=["a", "b", "dud-2"], liked=["a", "dud-2"], disliked=[])
+    matrix = book.matrix()
+    everyone = matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=0.5, max_viewers_per_item=0))
+    latest = matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=0.5, max_viewers_per_item=2))
+    assert everyone is not None and "gem" in everyone.item_ids
+    assert latest is not None and "gem" not in latest.item_ids and {"dud-1", "dud-2"} <= set(latest.item_ids)
+    with pytest.raises(ValueError, match="max_viewers_per_item"):
+        TwinParams(max_viewers_per_item=-1)
+
+
 def test_link_order_puts_every_twin_first_and_cuts_cycles() -> None:
     links = {"c": "b", "b": "a", "x": "y", "y": "x", "d": "c"}
     ordered = link_order(links)
