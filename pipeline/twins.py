@@ -148,13 +148,13 @@ class TwinsPublisher:
         run = self._keys.for_generation(generation)
         async for user_id, twin_id in self._redis.hscan_iter(run.twin_links, count=chunk):
             links[as_str(user_id)] = as_str(twin_id)
-        ordered = link_order(links)
         made = 0
-        for first in range(0, len(ordered), chunk):  # a few milliseconds per chunk on the event loop
+        for done, (user_id, twin_id) in enumerate(link_order(links), start=1):
             if generation != self._generation:
                 break  # a /cleanup started another run
-            made += self._book.restore_links(dict(ordered[first : first + chunk]))
-            await asyncio.sleep(0)
+            made += self._book.restore_link(user_id, twin_id)
+            if done % chunk == 0:
+                await asyncio.sleep(0)  # a few milliseconds per chunk on the event loop
         self._book_changed = self._book_changed or made > 0
         return made
 

@@ -195,15 +195,10 @@ class ReactionBook:
         self._users[user_id] = _merged(own, self._users[twin_id], self._max_linked_row)
         return True
 
-    def restore_links(self, links: Mapping[str, str]) -> int:
-        """Link users again after a restart (``links``: user -> twin, as ``link`` was called). A twin's own link
-        is restored before the links to it, so chains carry what they carried; a user linked since the restart
-        keeps that newer link. Returns how many links were made."""
-        made = 0
-        for user_id, twin_id in link_order(links):
-            if user_id not in self._links:
-                made += self.link(user_id, twin_id)
-        return made
+    def restore_link(self, user_id: str, twin_id: str) -> bool:
+        """``link`` for a link made before a restart (restore them in ``link_order``, so chains carry what they
+        carried): a user linked since the restart keeps that newer link (False)."""
+        return user_id not in self._links and self.link(user_id, twin_id)
 
     def restore(self, user_id: str, shown: Iterable[str], liked: Iterable[str], disliked: Iterable[str]) -> bool:
         """Record a user known from before a restart as older than everyone in the book. Does nothing (False)

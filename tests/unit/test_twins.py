@@ -334,7 +334,8 @@ def test_links_restored_after_a_restart_carry_their_chains() -> None:
     book.record("fourth", shown=["d", "e"], liked=["d", "e"], disliked=[])
     assert book.link("fourth", "first")  # linked live since the restart: that newer link stays
     # Given in an order where each user comes before its twin: the twin's link must be restored first.
-    made = book.restore_links({"third": "second", "second": "first", "fourth": "third", "ghost": "first"})
+    links = {"third": "second", "second": "first", "fourth": "third", "ghost": "first"}
+    made = sum(book.restore_link(user, twin) for user, twin in link_order(links))
     assert made == 2  # "ghost" is not in the book; "fourth" keeps its live link
     assert set(_reactions(book, "second")) == {"a", "b"}
     assert set(_reactions(book, "third")) == {"a", "b", "c"}
