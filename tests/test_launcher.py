@@ -539,6 +539,8 @@ def test_a_service_that_dies_is_started_again_and_keeps_its_log(tmp_path: Path) 
         assert wait_until(lambda: counter.exists() and counter.read_text() == "3", timeout_s=20)
         flaky = next(child for child in supervisor.children if child.name == "flaky")
         assert wait_until(lambda: "start 3" in flaky.tail)
+        # The supervisor notices the health on its next poll: stop only once it has said so.
+        assert wait_until(lambda: "flaky is healthy again" in stream.getvalue())
         assert flaky.exit_code() is None, "the third start runs"
         stop.set()
         thread.join(timeout=20)
