@@ -166,7 +166,7 @@ async def probe_pipeline(messages: int, events_per_message: int, prefix: str | N
                 await asyncio.gather(*sends)
         pipeline = create_pipeline(settings)
         async with pipeline.router.lifespan_context(pipeline):
-            runtime = pipeline.state.runtime
+            runtime = await asyncio.wait_for(pipeline.state.node.wait_leading(), DRAIN_TIMEOUT_S)
             started = time.process_time()
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while (status := runtime.describe())["messages_consumed"] < messages:

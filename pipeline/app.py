@@ -1,6 +1,7 @@
 """The pipeline's small HTTP face: health, status, a forced retrain and /metrics.
 
-The work itself (consumption, snapshots, training) runs in the ``PipelineRuntime`` the lifespan starts.
+The work itself (consumption, snapshots, training) runs in the ``PipelineRuntime`` of the ``PipelineNode`` the
+lifespan starts, while this process holds the pipeline lease; otherwise it is a standby (``pipeline/leadership.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 
+from pipeline.node import PipelineNode
 from pipeline.runtime import PipelineRuntime
 from recsys_core.experiments import load_experiment
 from recsys_core.settings import Settings
@@ -20,10 +22,19 @@ from recsys_io.http import FASTAPI_TELEMETRY_OFF, admin_guard, install_common
 from recsys_io.redis_client import create_redis
 
 
-async def get_runtime(request: Request) -> PipelineRuntime:
-    return request.app.state.runtime
+async def get_node(request: Request) -> PipelineNode:
+    return request.app.state.node
 
 
+async def get_runtime(node: Annotated[PipelineNode, Depends(get_node)]) -> PipelineRuntime:
+    """The leading runtime; 409 on a standby, which has no run state to act on."""
+    if node.runtime is None:
+        leader = await node.lease.holder()
+        raise HTTPException(status_code=409, detail=f"this pipeline is a standby; the lease is held by {leader}")
+    return node.runtime
+
+
+NodeDep = Annotated[PipelineNode, Depends(get_node)]
 RuntimeDep = Annotated[PipelineRuntime, Depends(get_runtime)]
 
 
@@ -34,13 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        runtime = PipelineRuntime(settings, redis, experiment, app.state.metrics_registry)
-        app.state.runtime = runtime
-        await runtime.start()
+        node = PipelineNode(settings, redis, experiment, app.state.metrics_registry)
+        app.state.node = node
+        await node.start()
         try:
             yield
         finally:
-            await runtime.stop()
+            await node.stop()
             await redis.aclose()
 
     app = FastAPI(title="pipeline", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
@@ -52,14 +63,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["health"])
-    async def ready(runtime: RuntimeDep) -> dict[str, str]:
-        if not runtime.consumer_connected:
+    async def ready(node: NodeDep) -> dict[str, str]:
+        """200 while this process leads and consumes; 503 on a standby or while RabbitMQ is unreachable."""
+        if node.runtime is None:
+            raise HTTPException(status_code=503, detail="standby: another pipeline holds the lease")
+        if not node.runtime.consumer_connected:
             raise HTTPException(status_code=503, detail="not consuming: RabbitMQ is unreachable")
         return {"status": "ready"}
 
     @app.get("/status", tags=["status"])
-    async def status(runtime: RuntimeDep) -> dict[str, Any]:
-        return runtime.describe()
+    async def status(node: NodeDep) -> dict[str, Any]:
+        """``role`` is ``leader`` (with the run's counters) or ``standby`` (with the lease holder)."""
+        return node.describe()
 
     @app.post("/retrain", tags=["training"], dependencies=[Depends(admin_guard(settings))])
     async def retrain(runtime: RuntimeDep) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
+from pipeline.leadership import LeadershipLost
 from recsys_core.schemas import EventMessage
 from recsys_io.amqp import declare_events_queue, parse_events
 
@@ -113,6 +114,11 @@ class EventConsumer:
                     self.rejected += 1
             try:
                 await self._handler(events)  # retries internally while Redis is unavailable
+            except LeadershipLost as error:
+                # Nothing of the batch was stored: left unacked, it goes back to the queue when the stepping-down
+                # pipeline closes its connection, for the new leader.
+                log.warning("stopped consuming: %s", error)
+                return
             except Exception:
                 # Not a Redis outage (those are retried): something in these messages cannot be stored. They go to
                 # the dead-letter queue, kept for inspection, and consumption goes on.

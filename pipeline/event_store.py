@@ -35,7 +35,7 @@ STREAM_READ_CHUNK = 10_000
 # a read that outlasts it on a busy Redis is retried, instead of failing the whole start-up.
 STREAM_READ_ATTEMPTS = 5
 
-STORED, DUPLICATE, STALE = 1, 0, lua.STALE_GENERATION
+STORED, DUPLICATE, STALE, NOT_LEASE_HOLDER = 1, 0, lua.STALE_GENERATION, lua.NOT_LEASE_HOLDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +67,13 @@ class EventStore:
         """An id for one ``store`` call, to be passed again by each retry of that call."""
         return uuid.uuid4().hex
 
-    async def store(self, events: list[GroupedEvent], call_id: str) -> list[int]:
+    async def store(self, events: list[GroupedEvent], call_id: str, lease_token: str = "") -> list[int]:
         """One round trip for the batch; each message is stored atomically, or recognised as a redelivery.
 
         Messages of one run go to Redis a chunk per script call (a batch spans two runs only around a /cleanup).
         A retry must pass the ``call_id`` of the call it repeats: the chunks that call already stored then answer
-        as they did then, even if that reply was lost on the way back.
+        as they did then, even if that reply was lost on the way back. With a ``lease_token`` a chunk is stored
+        only while that token holds the pipeline lease (``NOT_LEASE_HOLDER`` for each of its messages otherwise).
         """
         if not events:
             return []
@@ -88,8 +89,9 @@ class EventStore:
                     run.item_dislikes,
                     run.counters,
                     run.store_replies(f"{call_id}.{number}"),
+                    self._keys.pipeline_leader,
                 ]
-                args: list[str | int | float] = [generation, HISTORY_CAP, STORE_REPLIES_TTL_S]
+                args: list[str | int | float] = [generation, HISTORY_CAP, STORE_REPLIES_TTL_S, lease_token]
                 for grouped in chunk:
                     event = grouped.event
                     keys += [run.user_feedback(event.user_id), run.user_history(event.user_id)]

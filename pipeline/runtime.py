@@ -23,7 +23,8 @@ from redis.asyncio import Redis
 
 from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
-from pipeline.event_store import STALE, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
+from pipeline.event_store import NOT_LEASE_HOLDER, STALE, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
+from pipeline.leadership import LeadershipLost, PipelineLease
 from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
 from pipeline.state import InteractionLog, RunState, users_newest_first
 from pipeline.tracking import MlflowTracker, RetrainRecord
@@ -70,6 +71,7 @@ class PipelineMetrics:
         )
         self.model_version = Gauge("pipeline_model_version", "Published model version", registry=registry)
         self.bandit_version = Gauge("pipeline_bandit_version", "Published bandit snapshot version", registry=registry)
+        self.leader = Gauge("pipeline_leader", "1 while this process holds the pipeline lease", registry=registry)
         self.twins_delay = Histogram(
             "pipeline_twins_publish_delay_seconds",
             "From the collector receiving a user's feedback to that user's twins being published",
@@ -79,11 +81,24 @@ class PipelineMetrics:
 
 
 class PipelineRuntime:
-    def __init__(self, settings: Settings, redis: Redis, experiment: Experiment, registry: CollectorRegistry) -> None:
+    """The leading pipeline's work for one term of the lease (``pipeline.node`` starts and stops it).
+
+    Without a ``lease`` (tests that drive a runtime directly) it stores and publishes unfenced.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        experiment: Experiment,
+        metrics: PipelineMetrics,
+        lease: PipelineLease | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = GlobalKeys(settings.redis_prefix)
         self.experiment = experiment
-        self.metrics = PipelineMetrics(registry)
+        self.metrics = metrics
+        self._lease = lease
         self._redis = redis
         self._events = EventStore(redis, self.keys)
         self._snapshots = BanditSnapshotPublisher(redis, self.keys)
@@ -92,7 +107,12 @@ class PipelineRuntime:
         # Twin matching answers the user's next /recs: its own thread, at normal priority.
         self._twins_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twins")
         self.twins = TwinsPublisher(
-            redis, self.keys, settings, self._twins_executor, on_published=self.metrics.twins_delay.observe
+            redis,
+            self.keys,
+            settings,
+            self._twins_executor,
+            on_published=self.metrics.twins_delay.observe,
+            may_publish=self.may_publish,
         )
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None
@@ -133,6 +153,10 @@ class PipelineRuntime:
     def consumer_connected(self) -> bool:
         return self._consumer.connected
 
+    def may_publish(self) -> bool:
+        """Whether this process surely still holds the lease: every publication to /recs checks it first."""
+        return self._lease is None or self._lease.held()
+
     # --- lifecycle ---
     async def start(self) -> None:
         await self._switch_generation(await read_generation(self._redis, self.keys))
@@ -165,8 +189,9 @@ class PipelineRuntime:
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self._twins_executor.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(*REDIS_UNAVAILABLE):
-            await self._redis.delete(self.keys.pipeline_heartbeat)
+        if self.may_publish():  # a runtime stopped because another process leads must not delete its heartbeat
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
+                await self._redis.delete(self.keys.pipeline_heartbeat)
 
     # --- generations ---
     async def _switch_generation(self, generation: int) -> None:
@@ -205,6 +230,9 @@ class PipelineRuntime:
     async def _housekeeping_forever(self) -> None:
         """Heartbeat, generation watch and bandit snapshots, every ``bandit_publish_interval_s``."""
         while not self._stopping.is_set():
+            if not self.may_publish():  # the lease lapsed: the node renews it or stops this runtime
+                await asyncio.sleep(self.settings.bandit_publish_interval_s)
+                continue
             try:
                 await self._redis.set(self.keys.pipeline_heartbeat, os.getpid(), px=HEARTBEAT_TTL_MS)
                 generation = await read_generation(self._redis, self.keys)
@@ -239,7 +267,8 @@ class PipelineRuntime:
             neighbours = await asyncio.get_running_loop().run_in_executor(
                 self._background, co_likes_from_log, columns, catalog_ids, self.settings.co_likes_neighbours
             )
-            await self._co_likes.publish(state, neighbours, events_seen)
+            if self.may_publish():
+                await self._co_likes.publish(state, neighbours, events_seen)
         except REDIS_UNAVAILABLE as error:
             log.warning("could not publish co-like neighbours: %s", error)
         # A long history makes the recount expensive: keep it under ~1/CO_LIKES_MAX_BUSY_SHARE of a core.
@@ -280,7 +309,7 @@ class PipelineRuntime:
             # A slice that failed is retried alone: the slices before it are stored and counted already. Its retries
             # share one call id, so what the failed try stored before its reply was lost still counts as stored.
             call_id = self._events.new_call_id()
-            results += await self._retry(lambda batch=batch, call_id=call_id: self._events.store(batch, call_id))
+            results += await self._retry(lambda batch=batch, call_id=call_id: self._store_fenced(batch, call_id))
         state = self._state
         answered: dict[str, float] = {}
         for event, result in zip(events, results, strict=True):
@@ -298,6 +327,18 @@ class PipelineRuntime:
                 state.duplicates += 1
                 self.metrics.messages.labels("duplicate").inc()
         self.twins.note(state.generation, answered)
+
+    async def _store_fenced(self, batch: list[GroupedEvent], call_id: str) -> list[int]:
+        """Store while holding the lease; ``LeadershipLost`` (nothing stored, nothing to ack) once another has it."""
+        if self._lease is None:
+            return await self._events.store(batch, call_id)
+        results = await self._events.store(batch, call_id, self._lease.token)
+        if NOT_LEASE_HOLDER in results and await self._lease.renew():
+            # It had lapsed with nobody taking it (Redis unreachable for longer than the TTL): taken back.
+            results = await self._events.store(batch, call_id, self._lease.token)
+        if NOT_LEASE_HOLDER in results:
+            raise LeadershipLost("another pipeline holds the lease: this one stored nothing of the batch")
+        return results
 
     async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1
@@ -354,6 +395,8 @@ class PipelineRuntime:
         state.events_at_last_train = events_at_start
         if output is None:
             return RetrainOutcome(False, "no likes to learn from yet")
+        if not self.may_publish():
+            return RetrainOutcome(False, "this pipeline lost its lease during training")
         version = await self._models.next_version(state.generation)
         if version is None:
             return RetrainOutcome(False, "a /cleanup started a new run during training")

@@ -65,8 +65,11 @@ class TwinsPublisher:
         settings: Settings,
         executor: Executor,
         on_published: Callable[[float], None] | None = None,
+        may_publish: Callable[[], bool] = lambda: True,
     ) -> None:
         self._redis = redis
+        # False once this process may have lost the pipeline lease (pipeline/leadership.py): nothing is written then.
+        self._may_publish = may_publish
         self._keys = keys
         self._settings = settings
         self._executor = executor
@@ -262,6 +265,8 @@ class TwinsPublisher:
 
     async def _publish(self, generation: int, texts: dict[str, str], links: dict[str, str]) -> int:
         """Write the lifts, and the links made with them (for a restart to find), in one round trip."""
+        if not self._may_publish():
+            return 0
         run = self._keys.for_generation(generation)
         users = sorted(texts)
         async with self._redis.pipeline(transaction=False) as pipe:

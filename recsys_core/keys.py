@@ -4,7 +4,7 @@ Everything that belongs to one run lives under a *generation* namespace ``{prefi
 ``/cleanup`` increments the generation, so the new run starts in an empty namespace at once; events and
 writes tagged with an older generation are refused by the Lua scripts that check it, and the old namespace is
 deleted afterwards. Only a few keys live outside any generation (the generation counter itself, the
-pipeline's heartbeat and the collectors' announcements).
+pipeline's heartbeat and lease, and the collectors' announcements).
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ class GlobalKeys:
     def pipeline_heartbeat(self) -> str:
         """str with a TTL: present while a pipeline process is alive."""
         return f"{self.prefix}:pipeline:heartbeat"
+
+    @property
+    def pipeline_leader(self) -> str:
+        """str with a TTL: the token of the pipeline process that holds the lease (consumes and publishes)."""
+        return f"{self.prefix}:pipeline:leader"
+
+    @property
+    def pipeline_leader_epoch(self) -> str:
+        """int: INCR'd by every acquisition of the lease, so a holder can tell whether anyone held it since."""
+        return f"{self.prefix}:pipeline:leader_epoch"
 
     @property
     def collectors(self) -> str:

@@ -10,6 +10,7 @@ and never build names themselves, except ``PUBLISH_MODEL``, which deletes the bl
 from __future__ import annotations
 
 STALE_GENERATION = -1
+NOT_LEASE_HOLDER = -2
 
 # KEYS: generation, catalog_ids, catalog_index, catalog_genres, catalog_titles, catalog_version
 # ARGV: expected generation, then triples (item id, genres JSON or "", title or "")
@@ -85,26 +86,31 @@ return chosen
 # pipeline more in building and parsing commands than Redis spent running them). A call is idempotent: its replies
 # are kept for ARGV[3] seconds under its own key, and a retry with the same key gets them back unchanged, so a
 # reply lost with the connection does not turn the call's own messages into "redeliveries" the caller never applied.
-# KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, this call's replies, then per
-#       message its user's feedback hash and history list
-# ARGV: expected generation, history cap, replies TTL in seconds, then per message: message id, user id, timestamp,
-#       group, number of (item id, action) pairs, the pairs
-# Returns, per message in order: 1 (stored), 0 (a redelivery of a stored message) or -1 (all: an older run).
+# Only the pipeline holding the lease stores (a fence): a process that lost it while paused gets -2 for every message,
+# stores nothing and must not ack them, so the new holder, which reloaded the run from Redis, misses no event.
+# KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, this call's replies, the
+#       pipeline lease, then per message its user's feedback hash and history list
+# ARGV: expected generation, history cap, replies TTL in seconds, the caller's lease token ("": no lease checked),
+#       then per message: message id, user id, timestamp, group, number of (item id, action) pairs, the pairs
+# Returns, per message in order: 1 (stored), 0 (a redelivery of a stored message), -1 (all: an older run) or -2 (all:
+# the caller does not hold the lease).
 STORE_EVENTS = """
-local n = (#KEYS - 7) / 2
+local n = (#KEYS - 8) / 2
 local earlier = redis.call('GET', KEYS[7])
 if earlier then return cjson.decode(earlier) end
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
-  local stale = {}
-  for m = 1, n do stale[m] = -1 end
-  return stale
+local function all(code)
+  local same = {}
+  for m = 1, n do same[m] = code end
+  return same
 end
+if ARGV[4] ~= '' and redis.call('GET', KEYS[8]) ~= ARGV[4] then return all(-2) end
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return all(-1) end
 local cap = tonumber(ARGV[2])
 local results = {}
-local a = 4
+local a = 5
 for m = 1, n do
   local id, user, ts, group, pairs = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  local first, feedback, history = a + 5, KEYS[6 + 2 * m], KEYS[7 + 2 * m]
+  local first, feedback, history = a + 5, KEYS[7 + 2 * m], KEYS[8 + 2 * m]
   a = first + 2 * pairs
   if redis.call('SADD', KEYS[2], id) == 0 then
     redis.call('HINCRBY', KEYS[6], 'duplicates', 1)
@@ -185,4 +191,35 @@ for _, v in ipairs(old) do
   redis.call('ZREM', KEYS[3], v)
 end
 return version
+"""
+
+# The pipeline lease (pipeline/leadership.py). KEYS: the lease, the lease epoch.
+# Takes a free lease: ARGV token, TTL in ms. Returns the new epoch, or 0 while another process holds it.
+ACQUIRE_LEASE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return epoch
+"""
+
+# Extends the caller's lease: ARGV token, TTL in ms, the caller's epoch. A lease that expired while nobody else took
+# it (its epoch unchanged, e.g. Redis was unreachable for longer than the TTL) is taken back: no other process
+# stored or published meanwhile, so the caller's state is still whole. Returns 1 (held) or 0 (lost).
+RENEW_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Frees the caller's lease (a clean stop), so a standby takes over at once. ARGV: token. Returns 1 if it was held.
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """

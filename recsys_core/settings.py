@@ -80,6 +80,10 @@ class Settings(BaseSettings):
 
     # --- pipeline ---
     prefetch_count: int = 512
+    # One pipeline per deployment consumes and publishes: it holds a lease in Redis for this long and renews it
+    # every fifth of it. Any other pipeline process is a hot standby and takes over within about this long after
+    # the leader dies (at once after a clean stop, which releases the lease).
+    pipeline_lease_s: float = Field(default=5.0, gt=0.5, le=60.0)
     consume_batch_size: int = 256
     consume_batch_wait_s: float = 0.005
     bandit_publish_interval_s: float = 0.2

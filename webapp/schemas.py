@@ -80,6 +80,7 @@ class TrainingInfo(BaseModel):
 class PipelineInfo(BaseModel):
     alive: bool
     reachable: bool
+    role: str | None = None  # "leader" or "standby" (pipeline/leadership.py)
     events_applied: int | None = None
     events_in_training_window: int | None = None
     events_since_train: int | None = None

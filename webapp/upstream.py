@@ -78,6 +78,7 @@ class TwinsStatus(Upstream):
 
 
 class PipelineStatus(Upstream):
+    role: str | None = None
     events_applied: int | None = None
     events_in_training_window: int | None = None
     events_since_train: int | None = None

@@ -100,6 +100,10 @@ def test_status_page_ages_metrics_and_links() -> None:
     # What /status reports on a fresh stack or after /cleanup: version 0, no model.
     fresh = status_page(RecsStatus(catalog_size=0, model_version=0), None, None, now=1.0, mlflow_url=None)
     assert fresh.model is None
+    # PIPELINE_URL pointing at a standby pipeline process: the page says so instead of empty counters.
+    standby = PipelineStatus.model_validate({"role": "standby", "lease_token": "h:1:x", "leader": "h:2:y"})
+    page = status_page(RecsStatus(catalog_size=0), None, standby, now=1.0, mlflow_url=None)
+    assert page.pipeline.reachable and page.pipeline.role == "standby" and page.pipeline.events_applied is None
 
 
 def test_safe_http_url() -> None:

@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from devstack.stack import free_port, local_url
 from pipeline.event_store import DUPLICATE, STALE, STORED, EventStore, GroupedEvent
-from pipeline.runtime import PipelineRuntime
+from pipeline.runtime import PipelineMetrics, PipelineRuntime
 from pipeline.state import RunState
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
@@ -36,7 +36,9 @@ async def _status_after_handling(redis_client: Redis, keys: GlobalKeys, batch: l
     """A pipeline runtime (not started) handles ``batch`` as its consumer would; its status afterwards."""
     # MLflow on a closed port: a run switch the batch causes must not log to a tracking server of the machine.
     settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
     try:
         await runtime.handle_batch(batch)
         return runtime.describe()

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from devstack.stack import free_port, local_url
 from pipeline.publishing import ModelPublisher
-from pipeline.runtime import PipelineRuntime
+from pipeline.runtime import PipelineMetrics, PipelineRuntime
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.experiments import load_experiment
@@ -79,7 +79,9 @@ async def test_a_retrain_that_outlives_its_run_recreates_none_of_its_keys(
 
     assert await publisher.next_version(0) is None
     settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
     try:
         await runtime._write_status(0, 1, {"likes": 3.0}, 0.5, None)
         await runtime._write_status(1, 1, {"likes": 3.0}, 0.5, None)  # the current run's status is written

@@ -311,7 +311,10 @@
 
     const pipeline = s.pipeline;
     const parts = [el("span", `badge ${pipeline.alive ? "ok" : "bad"}`, pipeline.alive ? "alive" : "down")];
-    if (pipeline.reachable) {
+    if (pipeline.reachable && pipeline.role === "standby") {
+      // PIPELINE_URL points at a standby process: the run's figures are the leader's.
+      parts.push(el("span", "", " standby (another pipeline process leads)"));
+    } else if (pipeline.reachable) {
       const details = [`${count(pipeline.events_applied)} events applied`];
       const window = pipeline.events_in_training_window;
       if (window != null && pipeline.events_applied != null && window < pipeline.events_applied) {

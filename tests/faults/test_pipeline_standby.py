@@ -1,0 +1,167 @@
+"""Two pipelines of one deployment: one leads, the other stands by and takes over without losing an event."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from devstack.stack import free_port
+from tests.faults.events import Sent, assert_stored_exactly_once, bandit_likes, send_events, wait_until_stored
+from tests.integration.helpers import add_items, catalog, eventually
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+LEASE_S = 6.0
+CALLS = 1200
+KILL_AFTER = 300
+
+
+def _status(client: httpx.Client, url: str) -> dict[str, object]:
+    return client.get(f"{url}/status").json()
+
+
+def _wait_leader(client: httpx.Client, url: str, timeout_s: float) -> float:
+    """Seconds until the pipeline at ``url`` reports itself the leader."""
+    started = time.monotonic()
+    eventually(lambda: _status(client, url)["role"] == "leader", timeout_s)
+    return time.monotonic() - started
+
+
+def test_a_standby_takes_over_from_a_killed_leader_and_misses_no_event(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
+    first = stack.services["pipeline"]
+    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    with httpx.Client(timeout=30) as client:
+        leader, standby = _status(client, first.url), _status(client, second.url)
+        assert leader["role"] == "leader" and standby["role"] == "standby"
+        assert standby["leader"] == leader["lease_token"]
+        # A standby holds no run: it is not ready, and it refuses to retrain.
+        assert client.get(f"{second.url}/ready").status_code == 503
+        refused = client.post(f"{second.url}/retrain")
+        assert refused.status_code == 409 and "standby" in refused.json()["detail"]
+
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(80)
+        add_items(client, stack.recs_url, ids, genres)
+
+    killed: list[float] = []
+    background: list[asyncio.Task[None]] = []
+
+    async def on_progress(sent: Sent) -> None:
+        if sent.accepted >= KILL_AFTER and not killed:
+            killed.append(time.monotonic())
+            background.append(asyncio.create_task(asyncio.to_thread(first.stop, signal.SIGKILL)))
+
+    async def scenario() -> Sent:
+        sent = await send_events(stack.collector_url, ids, CALLS, Sent(), concurrency=20, on_progress=on_progress)
+        await asyncio.gather(*background)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent.statuses == {200: CALLS}
+    with httpx.Client(timeout=30) as client:
+        took_over_s = time.monotonic() - killed[0] + _wait_leader(client, second.url, LEASE_S * 3)
+        stored, seconds = wait_until_stored(stack, sent.events, timeout_s=60)
+        status = _status(client, second.url)
+    print(
+        f"{CALLS} calls, {sent.accepted} accepted ({sent.events} events); leader SIGKILLed after {KILL_AFTER}; "
+        f"the standby leads {took_over_s:.1f}s after the kill (lease {LEASE_S:.0f}s); all stored {seconds:.1f}s "
+        f"after the last answer: {stored.describe()}; the new leader applied {status['events_applied']}"
+    )
+    assert_stored_exactly_once(stack, sent, stored)
+    # The new leader reloaded the run from Redis when it took over, then consumed the rest: its memory has it all.
+    assert status["events_applied"] == stored.stream_length
+    assert status["messages_stored"] == sent.accepted
+    eventually(lambda: bandit_likes(stack) == sent.likes, timeout_s=10)
+
+
+def test_a_restarted_pipeline_waits_as_standby_and_a_clean_stop_hands_over_at_once(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
+    first = stack.services["pipeline"]
+    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    with httpx.Client(timeout=30) as client:
+        assert _status(client, second.url)["role"] == "standby"
+        first.stop(signal.SIGTERM)
+        # A clean stop releases the lease: the standby leads at its next look (a fifth of the TTL), not after the
+        # TTL. The bound is the TTL itself, which the takeover would need if the lease were not released.
+        handed_over_s = _wait_leader(client, second.url, LEASE_S)
+        first.start()  # the old leader comes back: it must wait while the other one leads
+        time.sleep(LEASE_S / 5 * 2)
+        back = _status(client, first.url)
+        leader = _status(client, second.url)
+        print(f"clean stop: the standby leads after {handed_over_s:.2f}s (lease {LEASE_S:.0f}s); restarted: {back}")
+        assert handed_over_s < LEASE_S * 0.8
+        assert back["role"] == "standby" and back["leader"] == leader["lease_token"]
+        assert leader["role"] == "leader" and leader["lease_terms"] == 1
+
+        # The leader serves the run: events sent now reach it (and only it applies them).
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(20)
+        add_items(client, stack.recs_url, ids, genres)
+        body = {"user_id": "u-1", "item_ids": ids[:3], "actions": ["like", "like", "dislike"]}
+        assert client.post(f"{stack.collector_url}/interact", json=body).status_code == 200
+        eventually(lambda: _status(client, second.url).get("events_applied") == 3, 10)
+        assert _status(client, first.url)["role"] == "standby"
+
+
+def test_a_leader_paused_past_its_lease_steps_down_when_it_wakes_and_stores_nothing(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    """SIGSTOP the leader mid-stream until the standby has taken over, then SIGCONT it: the batch it held is
+    refused by the store's fence and goes back to the queue, it publishes nothing, and it becomes the standby."""
+    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
+    first = stack.services["pipeline"]
+    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(80)
+        add_items(client, stack.recs_url, ids, genres)
+    assert first.process is not None
+    steps: dict[str, float] = {}
+    background: list[asyncio.Task[None]] = []
+
+    def pause_until_taken_over() -> None:
+        first.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        with httpx.Client(timeout=30) as client:
+            steps["took_over_s"] = _wait_leader(client, second.url, LEASE_S * 3)
+        first.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+
+    async def on_progress(sent: Sent) -> None:
+        if sent.accepted >= KILL_AFTER and "paused" not in steps:
+            steps["paused"] = sent.accepted
+            background.append(asyncio.create_task(asyncio.to_thread(pause_until_taken_over)))
+
+    async def scenario() -> Sent:
+        sent = await send_events(stack.collector_url, ids, CALLS, Sent(), concurrency=20, on_progress=on_progress)
+        await asyncio.gather(*background)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent.statuses == {200: CALLS}
+    stored, seconds = wait_until_stored(stack, sent.events, timeout_s=60)
+    with httpx.Client(timeout=30) as client:
+        eventually(lambda: _status(client, first.url).get("leader") == _status(client, second.url)["lease_token"], 10)
+        woken, leader = _status(client, first.url), _status(client, second.url)
+    print(
+        f"{CALLS} calls, {sent.accepted} accepted; leader SIGSTOPped after {steps['paused']:.0f}, the standby led "
+        f"{steps['took_over_s']:.1f}s later, then SIGCONT; all stored {seconds:.1f}s after the last answer: "
+        f"{stored.describe()}; the woken one: {woken}"
+    )
+    assert_stored_exactly_once(stack, sent, stored)
+    assert woken["role"] == "standby" and woken["leader"] == leader["lease_token"]
+    assert leader["role"] == "leader"
+    assert leader["events_applied"] == stored.stream_length and leader["messages_stored"] == sent.accepted
+    # Only the new leader publishes: the snapshot has every like, and the woken process does not overwrite it.
+    eventually(lambda: bandit_likes(stack) == sent.likes, timeout_s=10)
+    time.sleep(LEASE_S / 5 * 2)
+    assert bandit_likes(stack) == sent.likes

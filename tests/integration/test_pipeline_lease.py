@@ -1,0 +1,110 @@
+"""The pipeline lease on the real Redis: one holder at a time, and a fence on the event store."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from pipeline.event_store import NOT_LEASE_HOLDER, STORED, EventStore, GroupedEvent
+from pipeline.leadership import LeadershipLost, PipelineLease
+from pipeline.runtime import PipelineMetrics, PipelineRuntime
+from recsys_core.experiments import load_experiment
+from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import EventMessage
+from recsys_core.settings import Settings
+from tests.support.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+TTL_S = 30.0
+
+
+def _event(message_id: str) -> GroupedEvent:
+    event = EventMessage(
+        message_id=message_id,
+        generation=0,
+        user_id="ann",
+        item_ids=["a", "b"],
+        actions=["like", "dislike"],
+        timestamp=1.0,
+        received_at=1.0,
+    )
+    return GroupedEvent(event, "C")
+
+
+async def test_one_holder_at_a_time_and_a_released_lease_is_free_at_once(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    first, second = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
+    assert await first.try_acquire() and first.held()
+    assert not await second.try_acquire() and not second.held()
+    assert await second.holder() == first.token
+    assert await first.renew()
+    assert 0 < await redis_client.pttl(keys.pipeline_leader) <= TTL_S * 1000
+
+    await first.release()
+    assert not first.held()
+    assert await second.try_acquire()
+    assert second.epoch == 2  # every acquisition is a new epoch
+    assert not await first.renew()  # released: renewing does not take it back
+
+
+async def test_a_lapsed_lease_is_taken_back_only_if_nobody_held_it_meanwhile(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    first, second = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
+    assert await first.try_acquire()
+    await redis_client.delete(keys.pipeline_leader)  # it expired (Redis unreachable for longer than the TTL)
+    assert await first.renew()
+    assert await first.holder() == first.token
+
+    await redis_client.delete(keys.pipeline_leader)  # expired again, and this time another process took it
+    assert await second.try_acquire()
+    await second.release()  # ... and even gave it back: the first one's state missed that term
+    assert not await first.renew()
+    assert not first.held() and await first.holder() is None
+
+
+async def test_the_store_refuses_a_token_that_does_not_hold_the_lease(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    paused, leader = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
+    assert await paused.try_acquire()
+    await redis_client.delete(keys.pipeline_leader)  # paused past its TTL ...
+    assert await leader.try_acquire()  # ... while another pipeline took over
+    store = EventStore(redis_client, keys)
+    run = keys.for_generation(0)
+
+    refused = await store.store([_event("m1"), _event("m2")], store.new_call_id(), paused.token)
+    assert refused == [NOT_LEASE_HOLDER, NOT_LEASE_HOLDER]
+    assert await redis_client.xlen(run.events) == 0 and await redis_client.scard(run.seen_messages) == 0
+
+    stored = await store.store([_event("m1"), _event("m2")], store.new_call_id(), leader.token)
+    assert stored == [STORED, STORED] and await redis_client.xlen(run.events) == 4
+
+
+async def test_a_runtime_that_lost_the_lease_stores_nothing_and_says_so(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    paused, leader = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
+    assert await paused.try_acquire()
+    await redis_client.delete(keys.pipeline_leader)
+    assert await leader.try_acquire()
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry()), paused
+    )
+    try:
+        with pytest.raises(LeadershipLost):
+            await runtime.handle_batch([_event("m1").event])
+        assert runtime.describe()["events_applied"] == 0
+        assert not runtime.may_publish()  # its renewal found the other holder: no publication either
+    finally:
+        await runtime.stop()
+    assert await redis_client.xlen(keys.for_generation(0).events) == 0
+    assert await leader.holder() == leader.token
