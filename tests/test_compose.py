@@ -158,6 +158,16 @@ def test_python_services_share_one_image_built_here(compose: dict[str, Any]) -> 
     assert builds == {"."}
 
 
+def test_the_pipeline_standby_is_the_pipeline_on_an_opt_in_profile(compose: dict[str, Any]) -> None:
+    pipeline, standby = service_of(compose, "pipeline"), service_of(compose, "pipeline-standby")
+    assert standby.get("profiles") == ["ha"]  # `docker compose up` alone runs one pipeline
+    assert command_of(standby) == command_of(pipeline)
+    assert environment_of(standby) == environment_of(pipeline)  # same prefix and queue: the same deployment
+    assert standby.get("depends_on") == pipeline.get("depends_on")
+    assert healthcheck_command(standby) == healthcheck_command(pipeline)
+    assert not published_ports(standby)  # a second publisher of host port 5002 could not start
+
+
 # ---------------------------------------------------------------------------------------------------------
 # infrastructure and data
 
