@@ -29,9 +29,9 @@ def bare_items_key(prefix: str) -> str:
     return f"{prefix}:bare:items"
 
 
-def create_app() -> FastAPI:
-    settings = Settings()
-    queue_name = os.environ.get("BARE_QUEUE", f"{settings.redis_prefix}.bare")
+def create_app(settings: Settings | None = None, queue_name: str | None = None) -> FastAPI:
+    settings = settings or Settings()
+    queue_name = queue_name or os.environ.get("BARE_QUEUE", f"{settings.redis_prefix}.bare")
     items_key = bare_items_key(settings.redis_prefix)
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.cpu_probe {recs,interact,pipeline} [--requests N]``: a service's CPU time per request.
+"""``python -m benchmarks.cpu_probe {recs,interact,pipeline,bare-recs,bare-interact}``: CPU time per request.
 
 Throughput under wrk moves by ±10% or more from run to run on a shared machine, the bare endpoints included, so
 it cannot show a change of a few percent in the request path. This probe builds the service's app (its real
@@ -10,6 +10,9 @@ parsing) is the same for any version of a route, so two versions compare on what
 ``--events-per-message`` events each, in the collector's formats), then a real pipeline consumes it, and the
 probe divides the pipeline process's CPU time over that drain by the number of messages. Comparing one event per
 message with eight shows what the collector's group commit saves the pipeline.
+
+``bare-recs`` and ``bare-interact`` probe the benchmarks' bare endpoints (``benchmarks/bare_app.py``) the same way,
+so the CPU ratio behind a throughput ratio can be read off directly.
 
 Everything it creates lives under its own Redis prefix and queue, deleted at the end. Compare two commits by
 running it from each checkout (``PYTHONPATH=<checkout> python -m benchmarks.cpu_probe recs``).
@@ -89,15 +92,25 @@ async def probe(service: str, requests: int, prefix: str | None = None) -> float
     """Microseconds of process CPU per request, measured after a warm-up of as many requests."""
     prefix = prefix or f"cpuprobe-{uuid.uuid4().hex[:8]}"
     settings = Settings(redis_prefix=prefix, events_queue=f"{prefix}.events")
-    if service == "interact":
+    kind = service.removeprefix("bare-")
+    if service.startswith("bare-"):
+        # The benchmarks' floor, probed the same way (its queue is the one ``_clean`` deletes).
+        from benchmarks.bare_app import bare_items_key
+        from benchmarks.bare_app import create_app as create_bare
+
+        app = create_bare(settings, queue_name=settings.events_queue)
+    elif service == "interact":
         from event_collector.app import create_app
+
+        app = create_app(settings)
     else:
         from recommendations.app import create_app
-    app = create_app(settings)
+
+        app = create_app(settings)
     rng = random.Random(0)
 
     async def one(i: int) -> None:
-        if service == "interact":
+        if kind == "interact":
             event = {"user_id": f"u{i}", "item_ids": [f"item{i % CATALOG_SIZE}"], "actions": ["like"]}
             await call(app, "POST", "/interact", body=orjson.dumps(event))
         else:  # a new user per request, as in the recs benchmark
@@ -111,6 +124,8 @@ async def probe(service: str, requests: int, prefix: str | None = None) -> float
         async with app.router.lifespan_context(app):
             if service == "recs":
                 await _add_catalog(app)
+            elif service == "bare-recs":  # what the recs benchmark stores for it: a list of 10 ids
+                await app.state.redis.set(bare_items_key(prefix), orjson.dumps([f"item{i}" for i in range(10)]))
             await asyncio.sleep(1.5)  # the collector's generation watcher and the recs serving state settle
             per_caller = requests // CALLERS
             cpu = 0.0
@@ -201,7 +216,7 @@ async def _clean(settings: Settings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("service", choices=["recs", "interact", "pipeline"])
+    parser.add_argument("service", choices=["recs", "interact", "pipeline", "bare-recs", "bare-interact"])
     parser.add_argument("--requests", type=int, default=3_200, help="requests (pipeline: messages) per measurement")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--events-per-message", type=int, default=1, help="pipeline only")

@@ -14,7 +14,7 @@ from recsys_core.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("service", ["recs", "interact", "pipeline"])
+@pytest.mark.parametrize("service", ["recs", "interact", "pipeline", "bare-recs", "bare-interact"])
 async def test_probe_measures_and_cleans_up(service: str) -> None:
     prefix = f"test-probe-{uuid.uuid4().hex[:8]}"
     if service == "pipeline":  # the drain only ends once the pipeline consumed every batch message
