@@ -124,3 +124,26 @@ def test_late_items_become_recommendable_without_restart(stack: ServiceStack) ->
         result = add_items(client, stack.recs_url, [late[0]], [["Western"]])
         assert result == {"added": 0, "updated": 1, "catalog_size": 20}
         assert client.get(f"{stack.recs_url}/debug/items/{late[0]}").json()["genres"] == ["Western"]
+
+
+def test_feedback_on_an_item_added_later_counts_once_it_is_in_the_catalog(stack: ServiceStack) -> None:
+    """Events may arrive before the batch of /add_items that names their item (batches come in any order): they
+    are accepted and stored, the item is never recommended while unknown, and its evidence is there when it comes."""
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(30)
+        add_items(client, stack.recs_url, ids, genres)
+        late = new_id("late-")
+        for n in range(4):
+            interact(client, stack.collector_url, new_id("user-"), [late, ids[n]], ["like", "dislike"])
+        eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] == 8, 10)
+        assert client.get(f"{stack.recs_url}/debug/items/{late}").status_code == 404
+        shown = recs(client, stack.recs_url, new_id("user-"), k=30).json()["item_ids"]
+        assert late not in shown and len(shown) == 30
+
+        add_items(client, stack.recs_url, [late], [["Drama"]])
+        arm, _ = eventually(
+            lambda: (a := client.get(f"{stack.recs_url}/debug/items/{late}").json())["likes"] == 4 and a, 10
+        )
+        assert arm["dislikes"] == 0
+        assert late in recs(client, stack.recs_url, new_id("user-"), k=31).json()["item_ids"]
