@@ -76,7 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """``role`` is ``leader`` (with the run's counters) or ``standby`` (with the lease holder)."""
         return node.describe()
 
-    @app.post("/retrain", tags=["training"], dependencies=[Depends(admin_guard(settings))])
+    @app.post(
+        "/retrain",
+        tags=["training"],
+        dependencies=[Depends(admin_guard(settings))],
+        responses={409: {"description": "This pipeline process is a standby: another one leads and trains"}},
+    )
     async def retrain(runtime: RuntimeDep) -> dict[str, Any]:
         """Retrain now (even without new events) and publish; answers when the model is served."""
         return asdict(await runtime.retrain(force=True))

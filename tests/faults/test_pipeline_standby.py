@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from devstack.stack import free_port
+from devstack.stack import ServiceProcess, free_port
 from tests.faults.events import Sent, assert_stored_exactly_once, bandit_likes, send_events, wait_until_stored
 from tests.integration.helpers import add_items, catalog, eventually
 from tests.support.stack import ServiceStack
@@ -33,12 +33,44 @@ def _wait_leader(client: httpx.Client, url: str, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+def _two_pipelines(stack_factory: Callable[..., ServiceStack]) -> tuple[ServiceStack, ServiceProcess, ServiceProcess]:
+    """A stack whose pipeline leads, and a second pipeline process of the same deployment (the standby)."""
+    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
+    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    return stack, stack.services["pipeline"], second
+
+
+def _fresh_run(stack: ServiceStack, items: int) -> list[str]:
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(items)
+        add_items(client, stack.recs_url, ids, genres)
+    return ids
+
+
+def _stream_with_fault(stack: ServiceStack, ids: list[str], fault: Callable[[], None]) -> Sent:
+    """``CALLS`` /interact calls from 20 senders; ``fault`` runs in a thread once ``KILL_AFTER`` were accepted, so
+    the senders never pause. Every call must be accepted: the collector needs only RabbitMQ."""
+    background: list[asyncio.Task[None]] = []
+
+    async def on_progress(sent: Sent) -> None:
+        if sent.accepted >= KILL_AFTER and not background:
+            background.append(asyncio.create_task(asyncio.to_thread(fault)))
+
+    async def scenario() -> Sent:
+        sent = await send_events(stack.collector_url, ids, CALLS, Sent(), concurrency=20, on_progress=on_progress)
+        await asyncio.gather(*background)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert background and sent.statuses == {200: CALLS}
+    return sent
+
+
 def test_a_standby_takes_over_from_a_killed_leader_and_misses_no_event(
     stack_factory: Callable[..., ServiceStack],
 ) -> None:
-    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
-    first = stack.services["pipeline"]
-    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    stack, first, second = _two_pipelines(stack_factory)
     with httpx.Client(timeout=30) as client:
         leader, standby = _status(client, first.url), _status(client, second.url)
         assert leader["role"] == "leader" and standby["role"] == "standby"
@@ -47,26 +79,15 @@ def test_a_standby_takes_over_from_a_killed_leader_and_misses_no_event(
         assert client.get(f"{second.url}/ready").status_code == 503
         refused = client.post(f"{second.url}/retrain")
         assert refused.status_code == 409 and "standby" in refused.json()["detail"]
-
-        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
-        ids, genres = catalog(80)
-        add_items(client, stack.recs_url, ids, genres)
+    ids = _fresh_run(stack, 80)
 
     killed: list[float] = []
-    background: list[asyncio.Task[None]] = []
 
-    async def on_progress(sent: Sent) -> None:
-        if sent.accepted >= KILL_AFTER and not killed:
-            killed.append(time.monotonic())
-            background.append(asyncio.create_task(asyncio.to_thread(first.stop, signal.SIGKILL)))
+    def kill() -> None:
+        killed.append(time.monotonic())
+        first.stop(signal.SIGKILL)
 
-    async def scenario() -> Sent:
-        sent = await send_events(stack.collector_url, ids, CALLS, Sent(), concurrency=20, on_progress=on_progress)
-        await asyncio.gather(*background)
-        return sent
-
-    sent = asyncio.run(scenario())
-    assert sent.statuses == {200: CALLS}
+    sent = _stream_with_fault(stack, ids, kill)
     with httpx.Client(timeout=30) as client:
         took_over_s = time.monotonic() - killed[0] + _wait_leader(client, second.url, LEASE_S * 3)
         stored, seconds = wait_until_stored(stack, sent.events, timeout_s=60)
@@ -86,9 +107,7 @@ def test_a_standby_takes_over_from_a_killed_leader_and_misses_no_event(
 def test_a_restarted_pipeline_waits_as_standby_and_a_clean_stop_hands_over_at_once(
     stack_factory: Callable[..., ServiceStack],
 ) -> None:
-    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
-    first = stack.services["pipeline"]
-    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
+    stack, first, second = _two_pipelines(stack_factory)
     with httpx.Client(timeout=30) as client:
         assert _status(client, second.url)["role"] == "standby"
         first.stop(signal.SIGTERM)
@@ -105,9 +124,7 @@ def test_a_restarted_pipeline_waits_as_standby_and_a_clean_stop_hands_over_at_on
         assert leader["role"] == "leader" and leader["lease_terms"] == 1
 
         # The leader serves the run: events sent now reach it (and only it applies them).
-        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
-        ids, genres = catalog(20)
-        add_items(client, stack.recs_url, ids, genres)
+        ids = _fresh_run(stack, 20)
         body = {"user_id": "u-1", "item_ids": ids[:3], "actions": ["like", "like", "dislike"]}
         assert client.post(f"{stack.collector_url}/interact", json=body).status_code == 200
         eventually(lambda: _status(client, second.url).get("events_applied") == 3, 10)
@@ -119,16 +136,10 @@ def test_a_leader_paused_past_its_lease_steps_down_when_it_wakes_and_stores_noth
 ) -> None:
     """SIGSTOP the leader mid-stream until the standby has taken over, then SIGCONT it: the batch it held is
     refused by the store's fence and goes back to the queue, it publishes nothing, and it becomes the standby."""
-    stack = stack_factory(PIPELINE_LEASE_S=str(LEASE_S)).start()
-    first = stack.services["pipeline"]
-    second = stack.start_service("pipeline", port=free_port(), label="pipeline-b")
-    with httpx.Client(timeout=30) as client:
-        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
-        ids, genres = catalog(80)
-        add_items(client, stack.recs_url, ids, genres)
+    stack, first, second = _two_pipelines(stack_factory)
+    ids = _fresh_run(stack, 80)
     assert first.process is not None
     steps: dict[str, float] = {}
-    background: list[asyncio.Task[None]] = []
 
     def pause_until_taken_over() -> None:
         first.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
@@ -136,24 +147,13 @@ def test_a_leader_paused_past_its_lease_steps_down_when_it_wakes_and_stores_noth
             steps["took_over_s"] = _wait_leader(client, second.url, LEASE_S * 3)
         first.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
 
-    async def on_progress(sent: Sent) -> None:
-        if sent.accepted >= KILL_AFTER and "paused" not in steps:
-            steps["paused"] = sent.accepted
-            background.append(asyncio.create_task(asyncio.to_thread(pause_until_taken_over)))
-
-    async def scenario() -> Sent:
-        sent = await send_events(stack.collector_url, ids, CALLS, Sent(), concurrency=20, on_progress=on_progress)
-        await asyncio.gather(*background)
-        return sent
-
-    sent = asyncio.run(scenario())
-    assert sent.statuses == {200: CALLS}
+    sent = _stream_with_fault(stack, ids, pause_until_taken_over)
     stored, seconds = wait_until_stored(stack, sent.events, timeout_s=60)
     with httpx.Client(timeout=30) as client:
         eventually(lambda: _status(client, first.url).get("leader") == _status(client, second.url)["lease_token"], 10)
         woken, leader = _status(client, first.url), _status(client, second.url)
     print(
-        f"{CALLS} calls, {sent.accepted} accepted; leader SIGSTOPped after {steps['paused']:.0f}, the standby led "
+        f"{CALLS} calls, {sent.accepted} accepted; leader SIGSTOPped after {KILL_AFTER}, the standby led "
         f"{steps['took_over_s']:.1f}s later, then SIGCONT; all stored {seconds:.1f}s after the last answer: "
         f"{stored.describe()}; the woken one: {woken}"
     )

@@ -33,6 +33,15 @@ def _event(message_id: str) -> GroupedEvent:
     return GroupedEvent(event, "C")
 
 
+async def _taken_over(redis_client: Redis, keys: GlobalKeys) -> tuple[PipelineLease, PipelineLease]:
+    """A holder paused past its lease, and the process that took the lease meanwhile."""
+    paused, leader = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
+    assert await paused.try_acquire()
+    await redis_client.delete(keys.pipeline_leader)  # as if it expired
+    assert await leader.try_acquire()
+    return paused, leader
+
+
 async def test_one_holder_at_a_time_and_a_released_lease_is_free_at_once(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
@@ -72,10 +81,7 @@ async def test_the_store_refuses_a_token_that_does_not_hold_the_lease(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
     redis_client, keys = redis_and_keys
-    paused, leader = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
-    assert await paused.try_acquire()
-    await redis_client.delete(keys.pipeline_leader)  # paused past its TTL ...
-    assert await leader.try_acquire()  # ... while another pipeline took over
+    paused, leader = await _taken_over(redis_client, keys)
     store = EventStore(redis_client, keys)
     run = keys.for_generation(0)
 
@@ -91,10 +97,7 @@ async def test_a_runtime_that_lost_the_lease_stores_nothing_and_says_so(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
     redis_client, keys = redis_and_keys
-    paused, leader = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
-    assert await paused.try_acquire()
-    await redis_client.delete(keys.pipeline_leader)
-    assert await leader.try_acquire()
+    paused, leader = await _taken_over(redis_client, keys)
     settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
     runtime = PipelineRuntime(
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry()), paused
