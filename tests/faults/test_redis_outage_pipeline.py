@@ -16,13 +16,16 @@ from tests.support.stack import REDIS_URL, ServiceStack
 
 pytestmark = pytest.mark.integration
 
+LEASE_S = 2.0
+
 
 def test_pipeline_keeps_events_while_redis_is_down(
     stack_factory: Callable[..., ServiceStack], proxy_for: Callable[[str], TcpProxy]
 ) -> None:
     proxy = proxy_for(REDIS_URL)
     stack = stack_factory().start("recommendations", "event_collector")
-    stack.start_service("pipeline", REDIS_URL=proxy.url_for(REDIS_URL))
+    # A lease shorter than the outage: it lapses in Redis meanwhile, and nobody else takes it.
+    stack.start_service("pipeline", REDIS_URL=proxy.url_for(REDIS_URL), PIPELINE_LEASE_S=str(LEASE_S))
     sent = Sent()
     with httpx.Client(timeout=30) as client:
         assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
@@ -35,7 +38,7 @@ def test_pipeline_keeps_events_while_redis_is_down(
         cut = proxy.pause()
         asyncio.run(send_events(stack.collector_url, ids, 400, sent, concurrency=20, first=100))
         assert sent.statuses == {200: 500}, f"the collector refused events while only the pipeline lost Redis: {sent}"
-        time.sleep(2.0)  # the pipeline holds the batch, retrying, and acks nothing
+        time.sleep(LEASE_S + 1.0)  # the pipeline holds the batch, retrying, and acks nothing
         during = int(stack.redis.xlen(stack.run_key("events")))
         assert during == before.stream_length, "events were stored while the pipeline could not reach Redis"
         status = client.get(f"{stack.pipeline_url}/status")
@@ -54,6 +57,8 @@ def test_pipeline_keeps_events_while_redis_is_down(
     assert_stored_exactly_once(stack, sent, stored)
     assert pipeline["events_applied"] == stored.stream_length
     assert pipeline["messages_stored"] == sent.accepted
+    # It took its lapsed lease back (same epoch) and went on with the state it had: no second term, no reload.
+    assert pipeline["role"] == "leader" and pipeline["lease_terms"] == 1
     try:
         eventually(lambda: bandit_likes(stack) == sent.likes, timeout_s=10)
     except AssertionError:
