@@ -1,7 +1,8 @@
 """MLflow tracking of retrains, off the event loop and never on a request path.
 
 Each /cleanup starts a new parent run (one per generation), so a grader run reads as one group; every retrain
-is a nested run with parameters, metrics, the model as an artifact and the published version as a tag. When
+is a nested run with parameters, metrics, the model as an artifact and the published version as a tag. A pipeline
+that restarts, or a standby that takes over, finds the generation's parent run in MLflow and goes on under it. When
 the MLflow server is down, training and serving go on and the failure is logged once, not per retrain.
 """
 
@@ -132,9 +133,18 @@ class MlflowTracker:
         if parent is None:
             for older in list(self._parent_runs):
                 client.set_terminated(self._parent_runs.pop(older))
-            run = client.create_run(
-                self._experiment_id, run_name=f"run-generation-{generation}", tags={"generation": str(generation)}
+            name = f"run-generation-{generation}"
+            # The parent an earlier pipeline process of this deployment opened for this generation, if any.
+            existing = client.search_runs(
+                [self._experiment_id],
+                filter_string=f"attributes.run_name = '{name}' and tags.generation = '{generation}'",
+                order_by=["attributes.start_time ASC"],
+                max_results=1,
             )
-            parent = run.info.run_id
+            if existing:
+                parent = existing[0].info.run_id
+            else:
+                run = client.create_run(self._experiment_id, run_name=name, tags={"generation": str(generation)})
+                parent = run.info.run_id
             self._parent_runs[generation] = parent
         return parent

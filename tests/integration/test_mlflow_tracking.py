@@ -7,8 +7,10 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pytest
 
+from pipeline.tracking import MlflowTracker, RetrainRecord
 from recsys_core.algorithms.factors import FactorModel
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
 from tests.support.stack import ServiceStack, free_port
@@ -78,3 +80,37 @@ def test_mlflow_down_training_and_serving_go_on_and_it_is_logged_once(
         assert len(recs(client, stack.recs_url, new_id()).json()["item_ids"]) == 10
     log = stack.services["pipeline"].log_path.read_text()
     assert log.count("unreachable; retrains go on untracked") == 1, log[-3000:]
+
+
+def test_a_restarted_or_standby_pipeline_goes_on_under_the_generations_parent_run(mlflow_url: str) -> None:
+    """Two trackers of one deployment, as a pipeline before and after a restart (or a leader and the standby that
+    took over): one parent run per generation, the retrains of both nested under it."""
+    deployment = f"test-{new_id()}"
+    model = FactorModel(
+        version=1,
+        user_ids=np.array(["u"], dtype=np.str_),
+        user_factors=np.ones((1, 2), dtype=np.float32),
+        item_ids=np.array(["a", "b"], dtype=np.str_),
+        item_factors=np.ones((2, 2), dtype=np.float32),
+        neighbour_indices=np.zeros((2, 1), dtype=np.int32),
+        neighbour_sims=np.zeros((2, 1), dtype=np.float32),
+    )
+    before, after = (MlflowTracker(mlflow_url, deployment, mlflow_url) for _ in range(2))
+    parent = before.start_generation(3)
+    first = before.log_retrain(RetrainRecord(3, 1, {"factors": 2}, {"likes": 1.0}, model))
+    assert parent is not None and first is not None
+    assert after.start_generation(3) == parent
+    second = after.log_retrain(RetrainRecord(3, 2, {"factors": 2}, {"likes": 2.0}, model))
+    assert second is not None
+    new_generation = after.start_generation(4)
+    assert new_generation not in (None, parent)
+
+    tracking = mlflow.MlflowClient(mlflow_url)
+    for run_id in (first, second):
+        assert tracking.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
+    experiment = tracking.get_experiment_by_name(deployment)
+    assert experiment is not None
+    parents = tracking.search_runs(
+        [experiment.experiment_id], filter_string="attributes.run_name LIKE 'run-generation-%'"
+    )
+    assert sorted(r.info.run_name for r in parents) == ["run-generation-3", "run-generation-4"]
