@@ -7,6 +7,7 @@ agrees without coordination and renaming the experiment reshuffles users.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +131,79 @@ def load_experiment(experiment_file: Path | None, inline: str | None, default_st
     else:
         config = ExperimentConfig.single(default_strategy)
     return Experiment.from_config(config)
+
+
+# --- live outcomes per group ---------------------------------------------------------------------------------------
+# The claim script counts each group's answers and impressions, the event store its likes and dislikes, in the
+# run's counters hash (fields "<counter>:<group>"). This is what /experiments reports while an experiment runs.
+GROUP_COUNTERS = ("recs", "impressions", "likes", "dislikes")
+Z_95 = 1.959964
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    name: str
+    recs: int = 0
+    impressions: int = 0
+    likes: int = 0
+    dislikes: int = 0
+
+    @property
+    def like_rate(self) -> float | None:
+        """Likes per impression (None before the group's first impression)."""
+        return self.likes / self.impressions if self.impressions else None
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion: sensible also at 0 or a handful of successes."""
+    if trials <= 0:
+        return None
+    p = min(successes / trials, 1.0)
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_difference(control: GroupOutcome, treatment: GroupOutcome, z: float = Z_95) -> dict[str, float] | None:
+    """Treatment minus control like rate, with a normal-approximation interval over impressions."""
+    if control.like_rate is None or treatment.like_rate is None:
+        return None
+    pc, pt = min(control.like_rate, 1.0), min(treatment.like_rate, 1.0)
+    se = math.sqrt(pc * (1 - pc) / control.impressions + pt * (1 - pt) / treatment.impressions)
+    difference = pt - pc
+    return {"difference": difference, "low": difference - z * se, "high": difference + z * se}
+
+
+def group_outcomes(experiment: Experiment, counters: Mapping[str, int]) -> list[GroupOutcome]:
+    """Each group's outcome so far, from the run's counters (missing fields count 0)."""
+    return [
+        GroupOutcome(group.name, *(int(counters.get(f"{counter}:{group.name}", 0)) for counter in GROUP_COUNTERS))
+        for group in experiment.groups
+    ]
+
+
+def live_report(experiment: Experiment, counters: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Per group: its counts, like rate with a Wilson 95% interval, and its difference from the control group.
+
+    The intervals treat impressions as independent; a user's impressions are not (one user who likes much lifts
+    a whole group), so they are narrower than a per-user analysis such as the grader's Welch and CUPED intervals.
+    """
+    outcomes = group_outcomes(experiment, counters)
+    control = outcomes[0]
+    report = []
+    for outcome in outcomes:
+        interval = wilson_interval(outcome.likes, outcome.impressions)
+        report.append(
+            {
+                "name": outcome.name,
+                "recs": outcome.recs,
+                "impressions": outcome.impressions,
+                "likes": outcome.likes,
+                "dislikes": outcome.dislikes,
+                "like_rate": outcome.like_rate,
+                "like_rate_95": list(interval) if interval else None,
+                "vs_control": None if outcome is control else rate_difference(control, outcome),
+            }
+        )
+    return report

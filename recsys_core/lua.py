@@ -56,7 +56,8 @@ reply[9] = redis.call('GET', KEYS[8]) or false
 return reply
 """
 
-# Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions.
+# Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions (also
+# per experiment group: the live A/B counters of recsys_core.experiments.group_outcomes).
 # KEYS: generation, user shown set, item impressions, user sources, recs log, counters
 # ARGV: expected generation, k, group, user id, timestamp, recs log cap, then the candidates as one string of
 # "item<TAB>source" lines (ids and sources never hold whitespace): one argument instead of two per candidate
@@ -79,6 +80,8 @@ if #chosen > 0 then
 end
 redis.call('HINCRBY', KEYS[6], 'recs', 1)
 redis.call('HINCRBY', KEYS[6], 'impressions', #chosen)
+redis.call('HINCRBY', KEYS[6], 'recs:' .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[6], 'impressions:' .. ARGV[3], #chosen)
 return chosen
 """
 
@@ -125,6 +128,7 @@ for m = 1, n do
       else
         redis.call('HINCRBY', KEYS[5], item, 1)
       end
+      redis.call('HINCRBY', KEYS[6], action .. 's:' .. group, 1)
       redis.call('HSET', feedback, item, action)
       redis.call('LPUSH', history, cjson.encode({item_id = item, action = action, ts = tonumber(ts)}))
     end

@@ -98,6 +98,12 @@ class GroupInfo(BaseModel):
     strategy: str
     share: float
     params: dict[str, Any]
+    # Live in the current run: likes per impression (Wilson 95%) and the difference from the control group.
+    impressions: int = 0
+    likes: int = 0
+    like_rate: float | None = None
+    like_rate_95: tuple[float, float] | None = None
+    vs_control: tuple[float, float, float] | None = None  # difference, low, high
 
 
 class ExperimentInfo(BaseModel):

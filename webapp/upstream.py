@@ -66,9 +66,27 @@ class ExperimentGroup(Upstream):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RateDifference(Upstream):
+    difference: float
+    low: float
+    high: float
+
+
+class GroupLive(Upstream):
+    """What a group has shown and been answered in the current run (the recommendations service's /experiments)."""
+
+    name: str
+    impressions: int = 0
+    likes: int = 0
+    like_rate: float | None = None
+    like_rate_95: tuple[float, float] | None = None
+    vs_control: RateDifference | None = None
+
+
 class Experiment(Upstream):
     name: str
     groups: list[ExperimentGroup] = Field(default_factory=list)
+    live: list[GroupLive] = Field(default_factory=list)
 
 
 class TwinsStatus(Upstream):

@@ -6,6 +6,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query
 
 from recommendations.deps import IdPath, KeysDep, RedisDep, ServiceDep
+from recsys_core.experiments import live_report
 from recsys_core.schemas import MAX_K, ErrorResponse
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
@@ -14,9 +15,15 @@ router = APIRouter(tags=["admin"])
 
 
 @router.get("/experiments")
-async def experiments(service: ServiceDep) -> dict[str, Any]:
-    """The active A/B experiment: its name (the hashing salt) and groups with strategies and shares."""
-    return service.experiment.describe()
+async def experiments(service: ServiceDep, redis: RedisDep, keys: KeysDep) -> dict[str, Any]:
+    """The active A/B experiment: its name (the hashing salt), groups with strategies and shares, and ``live``:
+    per group in the current run, answers, impressions, likes and dislikes, the like rate per impression with a
+    Wilson 95% interval, and its difference from the control group (the first) with a 95% interval. The intervals
+    count impressions as independent, so they are narrower than the grader's per-user ones."""
+    generation = as_int(await redis.get(keys.generation))
+    counters = await redis.hgetall(keys.for_generation(generation).counters)
+    live = live_report(service.experiment, {as_str(field): int(value) for field, value in counters.items()})
+    return {**service.experiment.describe(), "generation": generation, "live": live}
 
 
 def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:

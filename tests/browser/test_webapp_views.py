@@ -100,6 +100,23 @@ def test_status_page_ages_metrics_and_links() -> None:
     # What /status reports on a fresh stack or after /cleanup: version 0, no model.
     fresh = status_page(RecsStatus(catalog_size=0, model_version=0), None, None, now=1.0, mlflow_url=None)
     assert fresh.model is None
+    # The live outcome of each group reaches the page; a group /experiments has no figures for yet stays bare.
+    two = Experiment.model_validate(
+        {
+            "name": "ab",
+            "groups": [
+                {"name": "C", "strategy": "blend", "share": 0.5},
+                {"name": "T", "strategy": "bpr", "share": 0.5},
+            ],
+            "live": [
+                {"name": "C", "impressions": 100, "likes": 5, "like_rate": 0.05, "like_rate_95": [0.02, 0.11]},
+                {"name": "X", "impressions": 1},
+            ],
+        }
+    )
+    ab = status_page(RecsStatus(catalog_size=0), two, None, now=1.0, mlflow_url=None).experiment.groups
+    assert ab[0].like_rate == 0.05 and ab[0].like_rate_95 == (0.02, 0.11) and ab[0].impressions == 100
+    assert ab[1].like_rate is None and ab[1].vs_control is None
     # PIPELINE_URL pointing at a standby pipeline process: the page says so instead of empty counters.
     standby = PipelineStatus.model_validate({"role": "standby", "lease_token": "h:1:x", "leader": "h:2:y"})
     page = status_page(RecsStatus(catalog_size=0), None, standby, now=1.0, mlflow_url=None)

@@ -74,3 +74,16 @@ def test_groups_are_stable_recorded_with_recommendations_and_events(stack_factor
     assert len(events) == 40
     for _, fields in events:
         assert fields[b"group"].decode() == groups[fields[b"user"].decode()]
+    # /experiments reports each group's answers, impressions and likes of this run as they happen.
+    with httpx.Client(timeout=30) as client:
+        live = {g["name"]: g for g in client.get(f"{stack.recs_url}/experiments").json()["live"]}
+    for name in ("C", "T1"):
+        users = sum(1 for group in groups.values() if group == name)
+        group = live[name]
+        counts = (group["recs"], group["impressions"], group["likes"], group["dislikes"])
+        assert counts == (2 * users, 20 * users, users, 0)
+        assert group["like_rate"] == pytest.approx(1 / 20)
+        low, high = group["like_rate_95"]
+        assert low < 1 / 20 < high
+    assert live["C"]["vs_control"] is None
+    assert live["T1"]["vs_control"]["difference"] == pytest.approx(0.0)

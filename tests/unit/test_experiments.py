@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import uuid
 from collections import Counter
@@ -18,8 +19,10 @@ from recsys_core.experiments import (
     Experiment,
     ExperimentConfig,
     ExperimentConfigError,
+    live_report,
     load_experiment,
     parse_experiment,
+    wilson_interval,
 )
 from recsys_core.strategies.bandit import ThompsonStrategy
 from recsys_core.strategies.bpr import BPRStrategy
@@ -222,3 +225,54 @@ def test_load_default_single_group() -> None:
 def test_load_default_unknown_strategy() -> None:
     with pytest.raises(ExperimentConfigError, match="unknown strategy 'nope'"):
         load_experiment(None, None, "nope")
+
+
+def test_wilson_interval_matches_known_values() -> None:
+    low, high = wilson_interval(5, 10) or (0.0, 0.0)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    low, high = wilson_interval(0, 10) or (1.0, 1.0)
+    assert low == 0.0 and round(high, 4) == 0.2775  # no likes yet still bounds the rate
+    assert wilson_interval(0, 0) is None
+
+
+def test_live_report_reads_each_groups_counters_and_compares_with_the_control() -> None:
+    experiment = Experiment.from_config(
+        parse_experiment(
+            {
+                "name": "e",
+                "groups": [
+                    {"name": "C", "strategy": "blend", "share": 0.5},
+                    {"name": "T:1", "strategy": "thompson", "share": 0.5},
+                ],
+            },
+            "test",
+        )
+    )
+    counters = {
+        "recs": 30,
+        "impressions": 300,
+        "recs:C": 10,
+        "impressions:C": 100,
+        "likes:C": 10,
+        "recs:T:1": 20,
+        "impressions:T:1": 200,
+        "likes:T:1": 40,
+        "dislikes:T:1": 5,
+    }
+    control, treatment = live_report(experiment, counters)
+    assert (control["name"], control["recs"], control["impressions"], control["likes"], control["dislikes"]) == (
+        "C",
+        10,
+        100,
+        10,
+        0,
+    )
+    assert control["like_rate"] == 0.1 and control["vs_control"] is None
+    assert treatment["like_rate"] == 0.2 and treatment["dislikes"] == 5
+    versus = treatment["vs_control"]
+    se = math.sqrt(0.1 * 0.9 / 100 + 0.2 * 0.8 / 200)
+    assert versus["difference"] == pytest.approx(0.1)
+    assert versus["low"] == pytest.approx(0.1 - 1.959964 * se) and versus["high"] == pytest.approx(0.1 + 1.959964 * se)
+
+    empty = live_report(experiment, {})
+    assert empty[0]["like_rate"] is None and empty[0]["like_rate_95"] is None and empty[1]["vs_control"] is None

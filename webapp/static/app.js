@@ -335,8 +335,24 @@
     $("status-pipeline").replaceChildren(...parts);
 
     const experiment = s.experiment;
-    const groups = experiment.groups.map((g) => `${g.name}: ${g.strategy} ${Math.round(g.share * 100)}%`);
-    setText("status-experiment", [experiment.name || "–", ...groups].join(" · "));
+    const pct = (x) => `${(100 * x).toFixed(2)}%`;
+    const points = (x) => `${x < 0 ? "−" : "+"}${Math.abs(100 * x).toFixed(2)}`;
+    const lines = [el("div", "", experiment.name || "–")];
+    for (const g of experiment.groups) {
+      // Live in this run: likes per impression with its 95% interval, and the difference from the control group.
+      let text = `${g.name}: ${g.strategy} ${Math.round(g.share * 100)}%`;
+      if (g.like_rate != null) {
+        text += ` · like rate ${pct(g.like_rate)}`;
+        if (g.like_rate_95) text += ` [${pct(g.like_rate_95[0])}–${pct(g.like_rate_95[1])}]`;
+        text += ` of ${count(g.impressions)} shown`;
+      }
+      if (g.vs_control) {
+        const [difference, low, high] = g.vs_control;
+        text += ` · vs control ${points(difference)} pt [${points(low)}, ${points(high)}]`;
+      }
+      lines.push(el("div", "exp-group", text));
+    }
+    $("status-experiment").replaceChildren(...lines);
 
     const warning = $("status-error");
     warning.textContent = s.warnings.join(" ");
