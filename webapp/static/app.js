@@ -353,6 +353,8 @@
       lines.push(el("div", "exp-group", text));
     }
     $("status-experiment").replaceChildren(...lines);
+    $("status-experiment").title =
+      "95% intervals over impressions, as if independent: narrower than a per-user analysis such as the grader's";
 
     const warning = $("status-error");
     warning.textContent = s.warnings.join(" ");
