@@ -94,7 +94,8 @@ class EventStore:
                 args: list[str | int | float] = [generation, HISTORY_CAP, STORE_REPLIES_TTL_S, lease_token]
                 for grouped in chunk:
                     event = grouped.event
-                    keys += [run.user_feedback(event.user_id), run.user_history(event.user_id)]
+                    user = event.user_id
+                    keys += [run.user_feedback(user), run.user_history(user), run.user_ab_tally(user)]
                     args += [event.message_id, event.user_id, event.timestamp, grouped.group, len(event.item_ids)]
                     for item_id, action in zip(event.item_ids, event.actions, strict=True):
                         args += [item_id, action]

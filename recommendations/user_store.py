@@ -101,6 +101,7 @@ class UserStore:
                 run.user_sources(user_id),
                 run.recs_log,
                 run.counters,
+                run.user_ab_tally(user_id),
             ],
             args=args,
         )

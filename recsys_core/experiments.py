@@ -135,44 +135,68 @@ def load_experiment(experiment_file: Path | None, inline: str | None, default_st
 
 # --- live outcomes per group ---------------------------------------------------------------------------------------
 # The claim script counts each group's answers and impressions, the event store its likes and dislikes, in the
-# run's counters hash (fields "<counter>:<group>"). This is what /experiments reports while an experiment runs.
-GROUP_COUNTERS = ("recs", "impressions", "likes", "dislikes")
+# run's counters hash (fields "<counter>:<group>"), and both keep per-user sums (recsys_core.lua's A/B tallies)
+# from which the like rate's interval is computed per user. This is what /experiments reports while it runs.
+GROUP_COUNTERS = (
+    "recs",
+    "impressions",
+    "likes",
+    "dislikes",
+    "users",
+    "likes_sq",
+    "impressions_sq",
+    "likes_x_impressions",
+)
 Z_95 = 1.959964
 
 
 @dataclass(frozen=True, slots=True)
 class GroupOutcome:
+    """A group's counts, and the per-user sums (users, Σ likes², Σ impressions², Σ likes × impressions)."""
+
     name: str
     recs: int = 0
     impressions: int = 0
     likes: int = 0
     dislikes: int = 0
+    users: int = 0
+    likes_sq: int = 0
+    impressions_sq: int = 0
+    likes_x_impressions: int = 0
 
     @property
     def like_rate(self) -> float | None:
         """Likes per impression (None before the group's first impression)."""
         return self.likes / self.impressions if self.impressions else None
 
+    def like_rate_variance(self) -> float | None:
+        """Variance of the like rate with users as the unit (the delta method for a ratio of per-user sums): a
+        user's impressions are not independent draws. None with fewer than two users or no impression."""
+        n, rate = self.users, self.like_rate
+        if n < 2 or rate is None:
+            return None
+        mean_shown = self.impressions / n
+        # Σ (likes_u − rate × shown_u)² over users, from the sums; it is ≥ 0 up to rounding.
+        residuals = self.likes_sq - 2 * rate * self.likes_x_impressions + rate * rate * self.impressions_sq
+        return max(residuals, 0.0) / (n - 1) / (n * mean_shown * mean_shown)
 
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion: sensible also at 0 or a handful of successes."""
-    if trials <= 0:
+
+def like_rate_interval(outcome: GroupOutcome, z: float = Z_95) -> tuple[float, float] | None:
+    variance, rate = outcome.like_rate_variance(), outcome.like_rate
+    if variance is None or rate is None:
         return None
-    p = min(successes / trials, 1.0)
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    half = z * math.sqrt(variance)
+    return max(0.0, rate - half), min(1.0, rate + half)
 
 
 def rate_difference(control: GroupOutcome, treatment: GroupOutcome, z: float = Z_95) -> dict[str, float] | None:
-    """Treatment minus control like rate, with a normal-approximation interval over impressions."""
-    if control.like_rate is None or treatment.like_rate is None:
+    """Treatment minus control like rate, with a per-user 95% interval."""
+    variances = (control.like_rate_variance(), treatment.like_rate_variance())
+    if control.like_rate is None or treatment.like_rate is None or None in variances:
         return None
-    pc, pt = min(control.like_rate, 1.0), min(treatment.like_rate, 1.0)
-    se = math.sqrt(pc * (1 - pc) / control.impressions + pt * (1 - pt) / treatment.impressions)
-    difference = pt - pc
-    return {"difference": difference, "low": difference - z * se, "high": difference + z * se}
+    half = z * math.sqrt(sum(v for v in variances if v is not None))
+    difference = treatment.like_rate - control.like_rate
+    return {"difference": difference, "low": difference - half, "high": difference + half}
 
 
 def group_outcomes(experiment: Experiment, counters: Mapping[str, int]) -> list[GroupOutcome]:
@@ -184,19 +208,18 @@ def group_outcomes(experiment: Experiment, counters: Mapping[str, int]) -> list[
 
 
 def live_report(experiment: Experiment, counters: Mapping[str, int]) -> list[dict[str, Any]]:
-    """Per group: its counts, like rate with a Wilson 95% interval, and its difference from the control group.
-
-    The intervals treat impressions as independent; a user's impressions are not (one user who likes much lifts
-    a whole group), so they are narrower than a per-user analysis such as the grader's Welch and CUPED intervals.
-    """
+    """Per group: its counts, its like rate with a 95% interval, and its difference from the control group; the
+    intervals take users as the unit, as the grader's do (they answer to the like rate per impression, not to
+    the grader's per-user mean precision, which weighs users equally)."""
     outcomes = group_outcomes(experiment, counters)
     control = outcomes[0]
     report = []
     for outcome in outcomes:
-        interval = wilson_interval(outcome.likes, outcome.impressions)
+        interval = like_rate_interval(outcome)
         report.append(
             {
                 "name": outcome.name,
+                "users": outcome.users,
                 "recs": outcome.recs,
                 "impressions": outcome.impressions,
                 "likes": outcome.likes,

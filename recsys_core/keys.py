@@ -204,6 +204,10 @@ class RunKeys:
         restarted pipeline links its users again."""
         return f"{self.base}:twins:links"
 
+    def user_ab_tally(self, user_id: str) -> str:
+        """hash: g (experiment group), n (impressions), l (likes) of this user, for per-user A/B intervals."""
+        return f"{self.base}:user:{user_id}:ab"
+
     def user_sources(self, user_id: str) -> str:
         """hash: item id -> JSON {source, group}: why /recs chose an item it showed (for the debug UI)."""
         return f"{self.base}:user:{user_id}:sources"

@@ -56,13 +56,42 @@ reply[9] = redis.call('GET', KEYS[8]) or false
 return reply
 """
 
+# Per-user tallies of an experiment group, shared by the claim and store scripts. With the group's likes and
+# impressions, the sums of users, likes², impressions² and likes × impressions give the per-user (delta-method)
+# interval of its like rate in recsys_core.experiments: a user's impressions are not independent draws.
+# A tally is a hash per user: g (the group, set once), n (impressions counted), l (likes counted).
+_AB_TALLIES = """
+local function ab_join(counters, tally, group)
+  if redis.call('HSETNX', tally, 'g', group) == 1 then
+    redis.call('HINCRBY', counters, 'users:' .. group, 1)
+  end
+end
+local function ab_like(counters, tally, group)
+  ab_join(counters, tally, group)
+  local likes = redis.call('HINCRBY', tally, 'l', 1)
+  local shown = tonumber(redis.call('HGET', tally, 'n') or '0')
+  redis.call('HINCRBY', counters, 'likes_sq:' .. group, 2 * likes - 1)
+  redis.call('HINCRBY', counters, 'likes_x_impressions:' .. group, shown)
+end
+local function ab_shown(counters, tally, group, count)
+  ab_join(counters, tally, group)
+  local shown = redis.call('HINCRBY', tally, 'n', count)
+  local before = shown - count
+  local likes = tonumber(redis.call('HGET', tally, 'l') or '0')
+  redis.call('HINCRBY', counters, 'impressions_sq:' .. group, shown * shown - before * before)
+  redis.call('HINCRBY', counters, 'likes_x_impressions:' .. group, likes * count)
+end
+"""
+
 # Claims up to k candidates the user has not been shown (SADD == 1), in order, and records the impressions (also
 # per experiment group: the live A/B counters of recsys_core.experiments.group_outcomes).
-# KEYS: generation, user shown set, item impressions, user sources, recs log, counters
+# KEYS: generation, user shown set, item impressions, user sources, recs log, counters, the user's A/B tally
 # ARGV: expected generation, k, group, user id, timestamp, recs log cap, then the candidates as one string of
 # "item<TAB>source" lines (ids and sources never hold whitespace): one argument instead of two per candidate
 # keeps the client's command packing cheap. Returns the claimed ids, or {-1}.
-CLAIM_RECOMMENDATIONS = """
+CLAIM_RECOMMENDATIONS = (
+    _AB_TALLIES
+    + """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {-1} end
 local k = tonumber(ARGV[2])
 local chosen = {}
@@ -82,8 +111,12 @@ redis.call('HINCRBY', KEYS[6], 'recs', 1)
 redis.call('HINCRBY', KEYS[6], 'impressions', #chosen)
 redis.call('HINCRBY', KEYS[6], 'recs:' .. ARGV[3], 1)
 redis.call('HINCRBY', KEYS[6], 'impressions:' .. ARGV[3], #chosen)
+if #chosen > 0 then
+  ab_shown(KEYS[6], KEYS[7], ARGV[3], #chosen)
+end
 return chosen
 """
+)
 
 # Stores the events of a batch of messages of one run, each atomically, in one call (a call per message cost the
 # pipeline more in building and parsing commands than Redis spent running them). A call is idempotent: its replies
@@ -92,13 +125,15 @@ return chosen
 # Only the pipeline holding the lease stores (a fence): a process that lost it while paused gets -2 for every message,
 # stores nothing and must not ack them, so the new holder, which reloaded the run from Redis, misses no event.
 # KEYS: generation, seen messages, events stream, item likes, item dislikes, counters, this call's replies, the
-#       pipeline lease, then per message its user's feedback hash and history list
+#       pipeline lease, then per message its user's feedback hash, history list and A/B tally
 # ARGV: expected generation, history cap, replies TTL in seconds, the caller's lease token ("": no lease checked),
 #       then per message: message id, user id, timestamp, group, number of (item id, action) pairs, the pairs
 # Returns, per message in order: 1 (stored), 0 (a redelivery of a stored message), -1 (all: an older run) or -2 (all:
 # the caller does not hold the lease).
-STORE_EVENTS = """
-local n = (#KEYS - 8) / 2
+STORE_EVENTS = (
+    _AB_TALLIES
+    + """
+local n = (#KEYS - 8) / 3
 local earlier = redis.call('GET', KEYS[7])
 if earlier then return cjson.decode(earlier) end
 local function all(code)
@@ -113,7 +148,7 @@ local results = {}
 local a = 5
 for m = 1, n do
   local id, user, ts, group, pairs = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  local first, feedback, history = a + 5, KEYS[7 + 2 * m], KEYS[8 + 2 * m]
+  local first, feedback, history, tally = a + 5, KEYS[6 + 3 * m], KEYS[7 + 3 * m], KEYS[8 + 3 * m]
   a = first + 2 * pairs
   if redis.call('SADD', KEYS[2], id) == 0 then
     redis.call('HINCRBY', KEYS[6], 'duplicates', 1)
@@ -129,6 +164,9 @@ for m = 1, n do
         redis.call('HINCRBY', KEYS[5], item, 1)
       end
       redis.call('HINCRBY', KEYS[6], action .. 's:' .. group, 1)
+      if action == 'like' then
+        ab_like(KEYS[6], tally, group)
+      end
       redis.call('HSET', feedback, item, action)
       redis.call('LPUSH', history, cjson.encode({item_id = item, action = action, ts = tonumber(ts)}))
     end
@@ -141,6 +179,7 @@ end
 redis.call('SET', KEYS[7], cjson.encode(results), 'EX', ARGV[3])
 return results
 """
+)
 
 # The next model version of a run, only while it is the current one: a retrain that outlived its run's /cleanup
 # must not recreate the old run's keys after they were deleted.

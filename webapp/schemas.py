@@ -99,6 +99,7 @@ class GroupInfo(BaseModel):
     share: float
     params: dict[str, Any]
     # Live in the current run: likes per impression (Wilson 95%) and the difference from the control group.
+    users: int = 0
     impressions: int = 0
     likes: int = 0
     like_rate: float | None = None

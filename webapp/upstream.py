@@ -76,6 +76,7 @@ class GroupLive(Upstream):
     """What a group has shown and been answered in the current run (the recommendations service's /experiments)."""
 
     name: str
+    users: int = 0
     impressions: int = 0
     likes: int = 0
     like_rate: float | None = None

@@ -167,6 +167,7 @@ def _experiment_info(name: str | None, experiment: Experiment | None) -> Experim
         if outcome is not None:
             versus = outcome.vs_control
             now = {
+                "users": outcome.users,
                 "impressions": outcome.impressions,
                 "likes": outcome.likes,
                 "like_rate": outcome.like_rate,

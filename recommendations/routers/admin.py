@@ -17,9 +17,9 @@ router = APIRouter(tags=["admin"])
 @router.get("/experiments")
 async def experiments(service: ServiceDep, redis: RedisDep, keys: KeysDep) -> dict[str, Any]:
     """The active A/B experiment: its name (the hashing salt), groups with strategies and shares, and ``live``:
-    per group in the current run, answers, impressions, likes and dislikes, the like rate per impression with a
-    Wilson 95% interval, and its difference from the control group (the first) with a 95% interval. The intervals
-    count impressions as independent, so they are narrower than the grader's per-user ones."""
+    per group in the current run, users, answers, impressions, likes and dislikes, the like rate per impression
+    with a 95% interval, and its difference from the control group (the first) with a 95% interval. The intervals
+    take users as the unit (the delta method over per-user sums the scripts keep), as the grader's do."""
     generation = as_int(await redis.get(keys.generation))
     counters = await redis.hgetall(keys.for_generation(generation).counters)
     live = live_report(service.experiment, {as_str(field): int(value) for field, value in counters.items()})

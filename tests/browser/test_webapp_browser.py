@@ -117,7 +117,7 @@ def test_like_refreshes_recommendations_history_and_status(
     sync_api.expect(page.locator("#status-pipeline")).to_contain_text(re.compile(r"twins: [1-9]\d* users"))
     # The experiment's live outcome: the (only) group's like rate over what it has shown in this run.
     sync_api.expect(page.locator("#status-experiment")).to_contain_text(
-        re.compile(r"like rate \d+\.\d\d% \[\d+\.\d\d%–\d+\.\d\d%\] of [\d,]+ shown")
+        re.compile(r"like rate \d+\.\d\d% \[\d+\.\d\d%–\d+\.\d\d%\] of [\d,]+ shown to [\d,]+ users")
     )
     sync_api.expect(page.locator("#error")).to_be_hidden()
     page.mouse.move(0, 0)  # no hover highlight on a card in the screenshot

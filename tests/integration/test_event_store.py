@@ -66,8 +66,9 @@ async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
 
     run = keys.for_generation(1)
     counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(run.counters)).items()}
-    # Per experiment group too (the live A/B counters): each stored event once.
-    assert counters == {"messages": 3, "events": 4, "duplicates": 2, "likes:C": 3, "dislikes:C": 1}
+    # Per experiment group too (the live A/B counters): each stored event once; ann liked 2 items, bob 1.
+    per_group = {"likes:C": 3, "dislikes:C": 1, "users:C": 2, "likes_sq:C": 2 * 2 + 1, "likes_x_impressions:C": 0}
+    assert counters == {"messages": 3, "events": 4, "duplicates": 2, **per_group}
     assert await redis_client.xlen(run.events) == 4
     assert await redis_client.hgetall(run.item_likes) == {b"a": b"2", b"c": b"1"}
     assert await redis_client.hgetall(run.item_dislikes) == {b"b": b"1"}
@@ -122,7 +123,8 @@ async def test_a_retry_of_a_call_whose_reply_was_lost_gets_that_calls_replies(
     assert first_try == retry == [STORED, DUPLICATE, DUPLICATE, STORED]
     assert other_call == [DUPLICATE] * 4
     counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(keys.for_generation(0).counters)).items()}
-    assert counters == {"messages": 3, "events": 3, "duplicates": 2 + 4, "likes:C": 2, "dislikes:C": 1}
+    per_group = {"likes:C": 2, "dislikes:C": 1, "users:C": 2, "likes_sq:C": 2, "likes_x_impressions:C": 0}
+    assert counters == {"messages": 3, "events": 3, "duplicates": 2 + 4, **per_group}
     assert await redis_client.xlen(keys.for_generation(0).events) == 3
 
 

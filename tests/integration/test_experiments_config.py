@@ -80,10 +80,10 @@ def test_groups_are_stable_recorded_with_recommendations_and_events(stack_factor
     for name in ("C", "T1"):
         users = sum(1 for group in groups.values() if group == name)
         group = live[name]
-        counts = (group["recs"], group["impressions"], group["likes"], group["dislikes"])
-        assert counts == (2 * users, 20 * users, users, 0)
+        counts = (group["users"], group["recs"], group["impressions"], group["likes"], group["dislikes"])
+        assert counts == (users, 2 * users, 20 * users, users, 0)
         assert group["like_rate"] == pytest.approx(1 / 20)
-        low, high = group["like_rate_95"]
-        assert low < 1 / 20 < high
+        # Every user of the group liked 1 of 20: per user there is no spread, so neither is there in the rate.
+        assert group["like_rate_95"] == pytest.approx([1 / 20, 1 / 20], abs=1e-6)
     assert live["C"]["vs_control"] is None
-    assert live["T1"]["vs_control"]["difference"] == pytest.approx(0.0)
+    assert live["T1"]["vs_control"] == pytest.approx({"difference": 0.0, "low": 0.0, "high": 0.0}, abs=1e-6)

@@ -19,10 +19,10 @@ from recsys_core.experiments import (
     Experiment,
     ExperimentConfig,
     ExperimentConfigError,
+    GroupOutcome,
     live_report,
     load_experiment,
     parse_experiment,
-    wilson_interval,
 )
 from recsys_core.strategies.bandit import ThompsonStrategy
 from recsys_core.strategies.bpr import BPRStrategy
@@ -227,12 +227,28 @@ def test_load_default_unknown_strategy() -> None:
         load_experiment(None, None, "nope")
 
 
-def test_wilson_interval_matches_known_values() -> None:
-    low, high = wilson_interval(5, 10) or (0.0, 0.0)
-    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
-    low, high = wilson_interval(0, 10) or (1.0, 1.0)
-    assert low == 0.0 and round(high, 4) == 0.2775  # no likes yet still bounds the rate
-    assert wilson_interval(0, 0) is None
+def test_the_like_rate_variance_takes_users_as_the_unit() -> None:
+    """The per-user sums the scripts keep give the delta-method variance of a ratio of per-user totals."""
+    rng = random.Random(7)
+    shown = [rng.choice([10, 20, 40, 80]) for _ in range(300)]
+    likes = [sum(rng.random() < 0.05 + 0.3 * (u % 3 == 0) for _ in range(n)) for u, n in enumerate(shown)]
+    outcome = GroupOutcome(
+        "C",
+        impressions=sum(shown),
+        likes=sum(likes),
+        users=len(shown),
+        likes_sq=sum(x * x for x in likes),
+        impressions_sq=sum(n * n for n in shown),
+        likes_x_impressions=sum(x * n for x, n in zip(likes, shown, strict=True)),
+    )
+    rate = sum(likes) / sum(shown)
+    residuals = [x - rate * n for x, n in zip(likes, shown, strict=True)]
+    mean_shown = sum(shown) / len(shown)
+    expected = sum(e * e for e in residuals) / (len(shown) - 1) / (len(shown) * mean_shown**2)
+    assert outcome.like_rate_variance() == pytest.approx(expected, rel=1e-9)
+    # Users who like much or little make it wider than if every impression were an independent draw.
+    assert outcome.like_rate_variance() > rate * (1 - rate) / sum(shown)
+    assert GroupOutcome("C", impressions=10, likes=1, users=1).like_rate_variance() is None
 
 
 def test_live_report_reads_each_groups_counters_and_compares_with_the_control() -> None:
@@ -248,31 +264,35 @@ def test_live_report_reads_each_groups_counters_and_compares_with_the_control() 
             "test",
         )
     )
+    # C: two users shown 50 each, liking 4 and 6; T:1: two users shown 100 each, liking 30 and 10.
     counters = {
         "recs": 30,
         "impressions": 300,
-        "recs:C": 10,
-        "impressions:C": 100,
-        "likes:C": 10,
-        "recs:T:1": 20,
-        "impressions:T:1": 200,
-        "likes:T:1": 40,
-        "dislikes:T:1": 5,
+        **{"recs:C": 10, "impressions:C": 100, "likes:C": 10, "users:C": 2},
+        **{"likes_sq:C": 16 + 36, "impressions_sq:C": 2 * 2500, "likes_x_impressions:C": 50 * 10},
+        **{"recs:T:1": 20, "impressions:T:1": 200, "likes:T:1": 40, "dislikes:T:1": 5, "users:T:1": 2},
+        **{"likes_sq:T:1": 900 + 100, "impressions_sq:T:1": 2 * 10000, "likes_x_impressions:T:1": 100 * 40},
     }
     control, treatment = live_report(experiment, counters)
-    assert (control["name"], control["recs"], control["impressions"], control["likes"], control["dislikes"]) == (
+    assert (control["name"], control["users"], control["impressions"], control["likes"], control["dislikes"]) == (
         "C",
-        10,
+        2,
         100,
         10,
         0,
     )
     assert control["like_rate"] == 0.1 and control["vs_control"] is None
     assert treatment["like_rate"] == 0.2 and treatment["dislikes"] == 5
+    # Per user: C's residuals are -1 and +1 around 5 likes each, T:1's +10 and -10 around 20.
+    var_c = 2 / 1 / (2 * 50**2)
+    var_t = 200 / 1 / (2 * 100**2)
+    low, high = control["like_rate_95"]
+    half_c = 1.959964 * math.sqrt(var_c)
+    assert low == pytest.approx(0.1 - half_c) and high == pytest.approx(0.1 + half_c)
     versus = treatment["vs_control"]
-    se = math.sqrt(0.1 * 0.9 / 100 + 0.2 * 0.8 / 200)
     assert versus["difference"] == pytest.approx(0.1)
-    assert versus["low"] == pytest.approx(0.1 - 1.959964 * se) and versus["high"] == pytest.approx(0.1 + 1.959964 * se)
+    half = 1.959964 * math.sqrt(var_c + var_t)
+    assert versus["low"] == pytest.approx(0.1 - half) and versus["high"] == pytest.approx(0.1 + half)
 
     empty = live_report(experiment, {})
     assert empty[0]["like_rate"] is None and empty[0]["like_rate_95"] is None and empty[1]["vs_control"] is None

@@ -36,6 +36,7 @@ def _run_key_values(run: RunKeys) -> list[str]:
     per_version = [run.model_blob(3), run.model_meta(3), run.model_user_factors(3), run.model_blob(4)]
     per_call = [run.store_replies("call-1"), run.store_replies("call-2")]
     per_user = [run.user_shown(USER), run.user_feedback(USER), run.user_history(USER), run.user_sources(USER)]
+    per_user.append(run.user_ab_tally(USER))
     return fixed + per_version + per_call + per_user
 
 
@@ -79,6 +80,7 @@ def test_user_keys_contain_user_id() -> None:
     assert run.user_shown(USER) == f"p:g5:user:{USER}:shown"
     for key in (run.user_shown(USER), run.user_feedback(USER), run.user_history(USER), run.user_sources(USER)):
         assert USER in key
+    assert USER in run.user_ab_tally(USER)
     assert run.user_shown("a") != run.user_shown("b")
 
 

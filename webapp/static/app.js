@@ -344,7 +344,7 @@
       if (g.like_rate != null) {
         text += ` · like rate ${pct(g.like_rate)}`;
         if (g.like_rate_95) text += ` [${pct(g.like_rate_95[0])}–${pct(g.like_rate_95[1])}]`;
-        text += ` of ${count(g.impressions)} shown`;
+        text += ` of ${count(g.impressions)} shown to ${count(g.users)} users`;
       }
       if (g.vs_control) {
         const [difference, low, high] = g.vs_control;
@@ -353,8 +353,7 @@
       lines.push(el("div", "exp-group", text));
     }
     $("status-experiment").replaceChildren(...lines);
-    $("status-experiment").title =
-      "95% intervals over impressions, as if independent: narrower than a per-user analysis such as the grader's";
+    $("status-experiment").title = "95% intervals with users as the unit (the delta method over per-user sums)";
 
     const warning = $("status-error");
     warning.textContent = s.warnings.join(" ");
