@@ -98,7 +98,7 @@ class GroupInfo(BaseModel):
     strategy: str
     share: float
     params: dict[str, Any]
-    # Live in the current run: likes per impression (Wilson 95%) and the difference from the control group.
+    # Live in the current run: likes per impression (95%, users as the unit) and the difference from the control.
     users: int = 0
     impressions: int = 0
     likes: int = 0
