@@ -45,10 +45,7 @@ class PipelineNode:
         """Take the lease now if it is free (a single pipeline leads, its run loaded, before it reports healthy),
         then keep watching it."""
         with contextlib.suppress(*REDIS_UNAVAILABLE):
-            if await self.lease.try_acquire():
-                self._leading = asyncio.create_task(self._lead())
-            else:
-                await self._note_leader()
+            await self._step()
         # Renewals run from here on, also while a long run is being reloaded.
         self._task = asyncio.create_task(self._watch_forever())
         if self._leading is not None:

@@ -104,7 +104,7 @@ class GroupInfo(BaseModel):
     likes: int = 0
     like_rate: float | None = None
     like_rate_95: tuple[float, float] | None = None
-    vs_control: tuple[float, float, float] | None = None  # difference, low, high
+    vs_control: dict[str, float] | None = None  # difference, low, high
 
 
 class ExperimentInfo(BaseModel):

@@ -159,20 +159,6 @@ def _pipeline_info(alive: bool, pipeline: PipelineStatus | None) -> PipelineInfo
 def _experiment_info(name: str | None, experiment: Experiment | None) -> ExperimentInfo:
     if experiment is None:
         return ExperimentInfo(name=name, groups=[])
-    live = {group.name: group for group in experiment.live}
-    groups = []
-    for group in experiment.groups:
-        outcome = live.get(group.name)
-        now: dict[str, Any] = {}
-        if outcome is not None:
-            versus = outcome.vs_control
-            now = {
-                "users": outcome.users,
-                "impressions": outcome.impressions,
-                "likes": outcome.likes,
-                "like_rate": outcome.like_rate,
-                "like_rate_95": outcome.like_rate_95,
-                "vs_control": None if versus is None else (versus.difference, versus.low, versus.high),
-            }
-        groups.append(GroupInfo(**group.model_dump(), **now))
+    live = {group.name: group.model_dump(exclude={"name"}) for group in experiment.live}
+    groups = [GroupInfo(**group.model_dump(), **live.get(group.name, {})) for group in experiment.groups]
     return ExperimentInfo(name=experiment.name, groups=groups)

@@ -22,12 +22,17 @@ async def experiments(service: ServiceDep, redis: RedisDep, keys: KeysDep) -> di
     take users as the unit (the delta method over per-user sums the scripts keep), as the grader's do."""
     generation = as_int(await redis.get(keys.generation))
     counters = await redis.hgetall(keys.for_generation(generation).counters)
-    live = live_report(service.experiment, {as_str(field): int(value) for field, value in counters.items()})
+    live = live_report(service.experiment, _decode_counters(counters))
     return {**service.experiment.describe(), "generation": generation, "live": live}
 
 
 def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {as_str(k): as_str(v) for k, v in raw.items()}
+
+
+def _decode_counters(raw: dict[bytes, bytes]) -> dict[str, int]:
+    """The run's counters hash (every value an HINCRBY count)."""
+    return {k: int(v) for k, v in _decode_hash(raw).items()}
 
 
 @router.get("/status")
@@ -58,7 +63,7 @@ async def status(redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[st
         "model_version": as_int(model_version),
         "model": model_meta,
         "events_stored": int(events),
-        "counters": {k: int(v) for k, v in _decode_hash(counters).items()},
+        "counters": _decode_counters(counters),
         "pipeline_alive": bool(alive),
         "pipeline": _decode_hash(pipeline),
         "experiment": service.experiment.name,

@@ -347,7 +347,7 @@
         text += ` of ${count(g.impressions)} shown to ${count(g.users)} users`;
       }
       if (g.vs_control) {
-        const [difference, low, high] = g.vs_control;
+        const { difference, low, high } = g.vs_control;
         text += ` · vs control ${points(difference)} pt [${points(low)}, ${points(high)}]`;
       }
       lines.push(el("div", "exp-group", text));
