@@ -288,6 +288,79 @@ def test_draw_cache_draws_fresh_up_to_capacity_then_reuses() -> None:
     assert cache.once("q", make) == 7
 
 
+def test_the_next_snapshots_cache_carries_each_slots_newest_draw() -> None:
+    cache = DrawCache()
+    rng = np.random.default_rng(0)
+    fresh = iter(range(100))
+
+    def make() -> tuple[object, ...]:
+        return ("fresh", next(fresh))
+
+    def carry(draw: tuple[object, ...]) -> tuple[object, ...]:
+        return ("carried", draw)
+
+    assert [cache.draw("a", 3, rng, make, carry) for _ in range(2)] == [("fresh", 0), ("fresh", 1)]
+    second = cache.successor()
+    assert [second.draw("a", 3, rng, make, carry) for _ in range(3)] == [
+        ("carried", ("fresh", 0)),
+        ("carried", ("fresh", 1)),
+        ("fresh", 2),  # the slot no earlier snapshot filled
+    ]
+    third = second.successor()
+    assert third.draw("a", 3, rng, make, carry) == ("carried", ("carried", ("fresh", 0)))
+    # A slot this snapshot left alone passes on the older draw it inherited.
+    fourth = third.successor()
+    assert [fourth.draw("a", 3, rng, make, carry) for _ in range(2)] == [
+        ("carried", ("carried", ("carried", ("fresh", 0)))),
+        ("carried", ("carried", ("fresh", 1))),
+    ]
+    assert fourth.successor().draw("a", 3, rng, make) == ("fresh", 3)  # no carry given: drawn afresh
+    assert fourth.successor().draw("b", 3, rng, make, carry) == ("fresh", 4)  # another strategy's slots are its own
+
+
+def test_a_carried_draw_resamples_only_the_arms_whose_posterior_moved() -> None:
+    catalog = _catalog([["Drama"]] * 50)
+    strategy = BlendStrategy(BlendParams(group_prior_shrinkage=0.0, draw_carries=2))
+    zeros = np.zeros(50, dtype=np.float32)
+    before = ItemStats(likes=zeros, dislikes=zeros, impressions=np.full(50, 10.0))
+    likes = zeros.copy()
+    likes[3] = 5.0  # arm 3 earns five likes; every other arm's evidence is unchanged
+    after = ItemStats(likes=likes, dislikes=zeros, impressions=np.full(50, 10.0))
+    rng = np.random.default_rng(1)
+    draw = strategy._draw_bandit(strategy._posterior(before, catalog), np.random.default_rng(0))
+    posterior = strategy._posterior(after, catalog)
+
+    carried = strategy._carry_draw(draw, posterior, rng)
+    assert np.flatnonzero(carried.raw != draw.raw).tolist() == [3]
+    assert carried.carries == 1 and carried.alpha[3] == posterior.alpha[3]
+    # Arm 3's new sample comes from its new posterior (mean 0.15 against 0.003 for the others).
+    assert int(np.argmax(carried.exploit)) == 3 and 3 in carried.head_indices
+    again = strategy._carry_draw(carried, posterior, rng)
+    np.testing.assert_array_equal(again.raw, carried.raw)  # nothing moved since
+    assert again.carries == 2
+    # Carried draw_carries times: the next snapshot draws every arm afresh.
+    renewed = strategy._carry_draw(again, posterior, rng)
+    assert renewed.carries == 0 and np.all(renewed.raw != again.raw)
+    # A grown catalog is drawn afresh too.
+    grown = _catalog([["Drama"]] * 60)
+    assert strategy._carry_draw(carried, strategy._posterior(after.padded(60), grown), rng).raw.size == 60
+
+
+def test_a_posterior_within_the_carry_tolerance_keeps_its_sample() -> None:
+    catalog = _catalog([["Drama"]] * 40)
+    strategy = BlendStrategy(BlendParams(group_prior_shrinkage=0.0, carry_tolerance=0.01))
+    stats = ItemStats(likes=np.ones(40, dtype=np.float32), dislikes=np.zeros(40), impressions=np.full(40, 10.0))
+    posterior = strategy._posterior(stats.padded(40), catalog)
+    draw = strategy._draw_bandit(posterior, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    nudged = replace(posterior, alpha=posterior.alpha * 1.005)  # e.g. a group prior mean that shifted a little
+    np.testing.assert_array_equal(strategy._carry_draw(draw, nudged, rng).raw, draw.raw)
+    moved = replace(posterior, alpha=posterior.alpha * 1.02)
+    assert np.all(strategy._carry_draw(draw, moved, rng).raw != draw.raw)
+    exact = BlendStrategy(BlendParams(group_prior_shrinkage=0.0, carry_tolerance=0.0))
+    assert np.all(exact._carry_draw(draw, nudged, rng).raw != draw.raw)
+
+
 def test_the_posterior_is_computed_once_per_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = _catalog([["Drama"], ["Comedy", "Drama"]] * 50)
     stats = ItemStats(
