@@ -234,7 +234,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             run.twins_matrix_at = matrix_at
         if now >= next_snapshot:
             stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
-            draws, next_snapshot = draws.successor(), now + config.snapshot_interval_s
+            draws, next_snapshot = DrawCache(), now + config.snapshot_interval_s
         ctx = RecommendationContext(
             user_id=run.user.user_id,
             catalog=view,

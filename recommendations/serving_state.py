@@ -114,7 +114,7 @@ class ServingStateCache:
         evidence_changed = stats is not state.stats or catalog is not state.catalog
         return replace(
             state,
-            draws=state.draws.successor() if evidence_changed else state.draws,
+            draws=DrawCache() if evidence_changed else state.draws,
             co_likes=co_likes,
             co_likes_version=co_likes_version,
             catalog=catalog,

@@ -50,26 +50,11 @@ class DrawCache:
     still ranks on an exact posterior sample, and concurrent users still get different lists, while a
     replica's cost per snapshot is bounded. Owned by one snapshot of a replica's serving state (replaced with
     the evidence), never shared between snapshots.
-
-    Snapshots change every fraction of a second under load, each touching few arms, so the cache of the next
-    snapshot (``successor``) starts from this one's draws: a strategy that can *carry* a draw forward (redraw
-    only the arms whose posterior moved) does that instead of drawing every arm again.
     """
 
-    def __init__(self, inherited: dict[Hashable, list[object]] | None = None) -> None:
+    def __init__(self) -> None:
         self._draws: dict[Hashable, list[object]] = {}
         self._once: dict[Hashable, object] = {}
-        self._inherited = inherited or {}
-
-    def successor(self) -> DrawCache:
-        """The cache for the next snapshot, inheriting the newest draw of every slot (not this cache itself:
-        a chain of snapshots must not keep each other alive)."""
-        keys = self._draws.keys() | self._inherited.keys()
-        newest = {}
-        for key in keys:
-            drawn, older = self._draws.get(key, []), self._inherited.get(key, [])
-            newest[key] = drawn + older[len(drawn) :]
-        return DrawCache(newest)
 
     def once(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()`` computed once per snapshot (e.g. the posterior parameters every draw starts from)."""
@@ -77,21 +62,10 @@ class DrawCache:
             self._once[key] = make()
         return self._once[key]  # type: ignore[return-value]
 
-    def draw(
-        self,
-        key: Hashable,
-        capacity: int,
-        rng: np.random.Generator,
-        make: Callable[[], T],
-        carry: Callable[[T], T] | None = None,
-    ) -> T:
-        """One of this snapshot's draws: a new one for each of the first ``capacity`` requests (carried forward
-        from the previous snapshot's draw in the same slot when ``carry`` is given), then one of those at random."""
+    def draw(self, key: Hashable, capacity: int, rng: np.random.Generator, make: Callable[[], T]) -> T:
         draws = self._draws.setdefault(key, [])
         if len(draws) < capacity:
-            previous = self._inherited.get(key, [])
-            slot = len(draws)
-            value = carry(previous[slot]) if carry is not None and slot < len(previous) else make()  # type: ignore[arg-type]
+            value = make()
             draws.append(value)
             return value
         if not draws:  # capacity 0: always fresh

@@ -87,11 +87,6 @@ class BlendParams:
     genre_cap: int = 10
     # Posterior draws a replica keeps per bandit snapshot and shares among requests (0: a fresh draw each).
     posterior_draws: int = 16
-    # A kept draw is carried to the next snapshot (only arms whose alpha or beta moved by more than
-    # ``carry_tolerance``, relatively, are drawn again) this many times, then drawn afresh in full, so an
-    # arm whose evidence never changes still gets new samples. 0: every snapshot draws every arm afresh.
-    draw_carries: int = 10
-    carry_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0 or not 0 < self.prior_mean < 1:
@@ -101,8 +96,8 @@ class BlendParams:
             raise ValueError("weights and explore_slots must be >= 0, diversity_weight in [0, 1)")
         if self.group_prior_shrinkage < 0 or self.group_prior_item_cap <= 0:
             raise ValueError("group_prior_shrinkage must be >= 0 and group_prior_item_cap > 0")
-        if self.posterior_draws < 0 or self.draw_carries < 0 or self.carry_tolerance < 0:
-            raise ValueError("posterior_draws, draw_carries and carry_tolerance must be >= 0")
+        if self.posterior_draws < 0:
+            raise ValueError("posterior_draws must be >= 0")
         # A taste without smoothing divides by zero for genres the population has not liked yet (NaN scores).
         if self.taste_smoothing <= 0 or not 0 < self.neighbour_recency_decay <= 1:
             raise ValueError("taste_smoothing must be > 0 and neighbour_recency_decay in (0, 1]")
@@ -129,12 +124,6 @@ class _BanditDraw:
     head_indices: np.ndarray
     exploit_cut: float  # no arm outside the head has a higher ``exploit`` (-inf: the head is every arm)
     explore_cut: float  # the same for ``explore``
-    # What carrying the draw to a later snapshot needs: the plain log sample, each arm's posterior parameters
-    # when it was sampled, and how many snapshots the draw has been carried since it was drawn in full.
-    raw: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    carries: int = 0
 
 
 def _over(values: np.ndarray, universe: np.ndarray | None) -> np.ndarray:
@@ -148,21 +137,6 @@ def _best_and_cut(values: np.ndarray, size: int) -> tuple[np.ndarray, float]:
         return np.arange(values.size), -np.inf
     part = np.argpartition(-values, size)
     return part[:size], float(values[part[size]])
-
-
-def _with_head(
-    exploit: np.ndarray, raw: np.ndarray, posterior: _Posterior, alpha: np.ndarray, beta: np.ndarray, carries: int
-) -> _BanditDraw:
-    """A draw from its exploitation and plain log samples: the exploration scores and the head of both."""
-    explore = np.where(posterior.explorable, raw, -np.inf)
-    exploit_head, exploit_cut = _best_and_cut(exploit, HEAD_SIZE)
-    explore_head, explore_cut = _best_and_cut(explore, HEAD_SIZE)
-    head = np.zeros(exploit.size, dtype=bool)
-    head[exploit_head] = True
-    head[explore_head] = True
-    return _BanditDraw(
-        exploit, explore, head, np.flatnonzero(head), exploit_cut, explore_cut, raw, alpha, beta, carries
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,49 +307,20 @@ class BlendStrategy(Strategy):
             exploit = np.log(np.maximum(sample - posterior.pessimism, 0.0) + 1e-6)
         else:
             exploit = raw
-        return _with_head(exploit, raw, posterior, posterior.alpha, posterior.beta, carries=0)
-
-    def _carry_draw(self, draw: _BanditDraw, posterior: _Posterior, rng: np.random.Generator) -> _BanditDraw:
-        """``draw`` on a later snapshot: arms whose posterior moved get new samples, the others keep theirs.
-
-        Each arm's sample stays a draw from its current posterior (or one within ``carry_tolerance`` of it),
-        independent of the other arms', so the result is a posterior sample as a fresh draw is; it costs the
-        moved arms' sampling (a few hundred under load) instead of every arm's. A draw is redrawn in full
-        after ``draw_carries`` carries, or when the catalog grew.
-        """
-        p = self.params
-        if draw.carries >= p.draw_carries or draw.raw.size != posterior.alpha.size:
-            return self._draw_bandit(posterior, rng)
-        tolerance = p.carry_tolerance
-        moved = np.flatnonzero(
-            (np.abs(posterior.alpha - draw.alpha) > tolerance * draw.alpha)
-            | (np.abs(posterior.beta - draw.beta) > tolerance * draw.beta)
-        )
-        alpha, beta, raw = draw.alpha.copy(), draw.beta.copy(), draw.raw.copy()
-        alpha[moved], beta[moved] = posterior.alpha[moved], posterior.beta[moved]
-        sample = rng.beta(alpha[moved], beta[moved])
-        raw[moved] = np.log(sample + 1e-6)
-        if posterior.pessimism is not None:
-            exploit = draw.exploit.copy()
-            exploit[moved] = np.log(np.maximum(sample - posterior.pessimism[moved], 0.0) + 1e-6)
-        else:
-            exploit = raw
-        return _with_head(exploit, raw, posterior, alpha, beta, carries=draw.carries + 1)
+        explore = np.where(posterior.explorable, raw, -np.inf)
+        exploit_head, exploit_cut = _best_and_cut(exploit, HEAD_SIZE)
+        explore_head, explore_cut = _best_and_cut(explore, HEAD_SIZE)
+        head = np.zeros(exploit.size, dtype=bool)
+        head[exploit_head] = True
+        head[explore_head] = True
+        return _BanditDraw(exploit, explore, head, np.flatnonzero(head), exploit_cut, explore_cut)
 
     def _bandit(self, ctx: RecommendationContext) -> _BanditDraw:
         # The posterior depends only on the snapshot: computed once, shared by its draws.
         posterior = self._per_snapshot(ctx, (self, "posterior"), lambda: self._posterior(ctx.stats, ctx.catalog))
         if ctx.draws is None:
             return self._draw_bandit(posterior, ctx.rng)
-        carry = None
-        if self.params.draw_carries > 0:
-
-            def carry(draw: _BanditDraw) -> _BanditDraw:
-                return self._carry_draw(draw, posterior, ctx.rng)
-
-        return ctx.draws.draw(
-            self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(posterior, ctx.rng), carry
-        )
+        return ctx.draws.draw(self, self.params.posterior_draws, ctx.rng, lambda: self._draw_bandit(posterior, ctx.rng))
 
     def _personal(self, ctx: RecommendationContext) -> _Personal:
         p = self.params
