@@ -24,12 +24,21 @@ class PendingWrite:
 
 
 class ReplicaMemory:
+    """What this replica showed each user, and the fallback answers Redis has not been told of yet.
+
+    Pending writes are kept per user (merged), and a user counts as pending from the fallback answer until
+    Redis confirmed the write-back: only those users must keep answering from the fallback, everyone else
+    can take the normal path while a write-back is in flight.
+    """
+
     def __init__(self, max_users: int = 20_000, max_pending: int = 100_000) -> None:
         self._generation = -1
         self._shown: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._pending: list[PendingWrite] = []
+        self._pending: dict[str, PendingWrite] = {}
+        self._flushing: dict[str, PendingWrite] = {}
         self._max_users = max_users
         self._max_pending = max_pending
+        self.dropped_writes = 0
 
     def remember(self, generation: int, user_id: str, indices: np.ndarray) -> None:
         """Add catalog indices (of ``generation``'s catalog) to what the user is known to have been shown."""
@@ -53,21 +62,41 @@ class ReplicaMemory:
     def forget_all(self) -> None:
         self._shown.clear()
         self._pending.clear()
+        self._flushing.clear()
 
     def add_pending(self, write: PendingWrite) -> None:
-        if len(self._pending) < self._max_pending:
-            self._pending.append(write)
+        known = self._pending.pop(write.user_id, None)
+        if known is not None and known.generation == write.generation:
+            write = PendingWrite(write.generation, write.user_id, known.item_ids + write.item_ids)
+        if known is None and len(self._pending) >= self._max_pending:
+            # Bounded like the memory itself; the user may be shown these items again once Redis is back.
+            self.dropped_writes += 1
+            return
+        self._pending[write.user_id] = write
 
     def has_pending(self) -> bool:
         """True while some fallback answer has not been written back to Redis yet."""
-        return bool(self._pending)
+        return bool(self._pending) or bool(self._flushing)
+
+    def is_pending(self, user_id: str) -> bool:
+        """True while a fallback answer to this user is not in Redis yet (queued, or being written)."""
+        return user_id in self._pending or user_id in self._flushing
 
     def take_pending(self) -> list[PendingWrite]:
-        pending, self._pending = self._pending, []
-        return pending
+        """The queued writes, now in flight: they still count as pending until ``flushed`` or returned."""
+        taken, self._pending = self._pending, {}
+        self._flushing.update(taken)
+        return list(taken.values())
 
-    def return_pending(self, writes: list[PendingWrite]) -> None:
-        self._pending = writes + self._pending
+    def flushed(self) -> None:
+        """The writes in flight reached Redis (or were dropped as another run's)."""
+        self._flushing.clear()
+
+    def return_pending(self) -> None:
+        """The writes in flight failed: queue them again, merged with what was answered meanwhile."""
+        flushing, self._flushing = self._flushing, {}
+        for write in flushing.values():
+            self.add_pending(write)
 
 
 def popular_unseen(state: ServingState, exclude: np.ndarray, k: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
 from recommendations.metrics import RecsMetrics
 from recommendations.serving_state import ServingState, ServingStateCache
 from recommendations.user_store import UserSnapshot, UserStore
+from recsys_core import lua
 from recsys_core.algorithms.twins import DenseTwinLift
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
@@ -69,7 +70,11 @@ class RecommendationService:
         self.memory = ReplicaMemory(max_users=settings.fallback_memory_users)
         self.metrics = metrics
         self._redis = redis
+        self._sadd_if_current = redis.register_script(lua.SADD_IF_CURRENT)
         self._flush_lock = asyncio.Lock()
+        # Set when a Redis call failed, cleared by the next successful write-back or probe (a replica's view of
+        # its connection, not data: every replica finds out for itself).
+        self._redis_down = False
         # One generator per service: seeding a new one from OS entropy per request cost ~2% of the process's
         # CPU. Ranking runs on the event loop thread only, so the generator is never used concurrently.
         self._rng = np.random.default_rng()
@@ -86,17 +91,27 @@ class RecommendationService:
     async def _answer(self, user_id: str, k: int) -> Answer:
         group = self.experiment.assign(user_id)
         try:
-            if self.memory.has_pending() or self._flush_lock.locked():
-                # Answers served in fallback mode must reach the shown sets before a normal answer reads them.
-                # One request at a time writes them back; the others answer from the fallback meanwhile instead of
-                # queueing behind a Redis that may hang (each would wait for its own timeout, one after another).
+            if self._redis_down:
+                # One request at a time probes Redis (by writing the pending fallback answers back, or a PING); the
+                # others answer from the fallback meanwhile instead of queueing behind a Redis that may hang (each
+                # would wait for its own timeout, one after another).
                 if self._flush_lock.locked():
                     return self._fallback(user_id, k, group.name)
                 await self.flush_fallback_writes()
-                if self.memory.has_pending():
-                    return self._fallback(user_id, k, group.name)  # Redis is still unreachable
+                if self._redis_down:
+                    return self._fallback(user_id, k, group.name)
+            if self.memory.is_pending(user_id):
+                # A normal answer must not read a shown set that lacks this user's fallback answers: they are
+                # written back first (after the write-back in flight, if any). Everyone else goes on meanwhile, so
+                # a replica under load leaves fallback mode as soon as Redis answers again.
+                async with self._flush_lock:
+                    if not self._redis_down and self.memory.is_pending(user_id):
+                        await self._write_back()
+                if self._redis_down or self.memory.is_pending(user_id):
+                    return self._fallback(user_id, k, group.name)
             return await self._recommend(user_id, k, group.name)
         except REDIS_UNAVAILABLE as error:
+            self._redis_down = True
             log.warning("redis unavailable, answering /recs from the fallback: %s", error)
             return self._fallback(user_id, k, group.name)
 
@@ -110,6 +125,10 @@ class RecommendationService:
                 generation = snapshot.versions.generation
                 continue
             state = await self.cache.ensure(snapshot.versions)
+            if state.generation != snapshot.versions.generation:
+                # A /cleanup started a newer run while this request read the older one: read again.
+                generation = state.generation
+                continue
             answer = await self._rank_and_claim(state, snapshot, user_id, k, group_name)
             if answer is not None:
                 return answer
@@ -144,9 +163,15 @@ class RecommendationService:
             ranked = rank_with_fill(strategy, ctx, wanted)
             if not ranked:
                 break
-            claimed = await self.users.claim(
-                state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
-            )
+            try:
+                claimed = await self.users.claim(
+                    state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
+                )
+            except REDIS_UNAVAILABLE:
+                # The fallback answer must not repeat what Redis just said the user has seen.
+                seen = np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
+                self.memory.remember(state.generation, user_id, seen)
+                raise
             if claimed is None:
                 return None
             source_of = {state.catalog.item_ids[c.index]: c.source for c in ranked}
@@ -202,24 +227,37 @@ class RecommendationService:
         return Answer(items, ["fallback"] * len(items), group_name, fallback=True)
 
     async def flush_fallback_writes(self) -> int:
-        """Write items served in fallback mode into the users' shown sets (called periodically)."""
+        """Write items served in fallback mode into the users' shown sets (called periodically, and by the first
+        request after a failure); with nothing to write after a failure, ping Redis. Either success clears
+        ``_redis_down``."""
         async with self._flush_lock:  # one write-back at a time: the periodic flusher waits for a request's
-            # Answers of an older run would recreate keys that its /cleanup deleted.
-            generation = self.cache.state.generation
-            pending = [write for write in self.memory.take_pending() if write.generation == generation]
-            if not pending:
-                return 0
-            try:
+            return await self._write_back()
+
+    async def _write_back(self) -> int:
+        pending = self.memory.take_pending()
+        try:
+            if pending:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for write in pending:
-                        shown = self.keys.for_generation(write.generation).user_shown(write.user_id)
-                        pipe.sadd(shown, *write.item_ids)
+                        run = self.keys.for_generation(write.generation)
+                        # Only into the run it was served in: a /cleanup since then deleted that run's keys.
+                        await self._sadd_if_current(
+                            keys=[self.keys.generation, run.user_shown(write.user_id)],
+                            args=[write.generation, *write.item_ids],
+                            client=pipe,
+                        )
                     await pipe.execute()
-            except REDIS_UNAVAILABLE as error:
+            elif self._redis_down:
+                await self._redis.ping()
+        except REDIS_UNAVAILABLE as error:
+            self._redis_down = True
+            if pending:
                 log.warning("could not write %d fallback answers back to Redis: %s", len(pending), error)
-                self.memory.return_pending(pending)
-                return 0
-            return len(pending)
+            self.memory.return_pending()
+            return 0
+        self.memory.flushed()
+        self._redis_down = False
+        return len(pending)
 
     async def run_fallback_flusher(self, interval_s: float = 1.0) -> None:
         while True:

@@ -198,6 +198,13 @@ if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
 """
 
+# Adds members to a set, unless a /cleanup started another run meanwhile (which deleted the old run's keys).
+# KEYS: generation, set   ARGV: expected generation, members...
+SADD_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+return redis.call('SADD', KEYS[2], unpack(ARGV, 2))
+"""
+
 # Writes string values that expire, unless a /cleanup started another run meanwhile.
 # KEYS: generation, then the keys to write
 # ARGV: expected generation, TTL in seconds, then one value per key

@@ -105,17 +105,28 @@ def test_replica_memory_lru_bound() -> None:
     assert memory.shown(1, "c").tolist() == [4]
 
 
-def test_replica_memory_pending_writes() -> None:
+def test_replica_memory_pending_writes_merge_per_user_and_stay_pending_until_flushed() -> None:
     memory = ReplicaMemory(max_pending=2)
-    writes = [PendingWrite(1, f"u{i}", (f"i{i}",)) for i in range(3)]
-    for write in writes:
-        memory.add_pending(write)
+    memory.add_pending(PendingWrite(1, "u0", ("a",)))
+    memory.add_pending(PendingWrite(1, "u0", ("b",)))  # the same user again: merged, not another write
+    memory.add_pending(PendingWrite(1, "u1", ("c",)))
+    memory.add_pending(PendingWrite(1, "u2", ("d",)))  # a third user is over the bound: dropped, and counted
+    assert memory.dropped_writes == 1 and not memory.is_pending("u2")
     taken = memory.take_pending()
-    assert taken == writes[:2]  # the third was over the bound
-    assert memory.take_pending() == []
-    memory.add_pending(writes[2])
-    memory.return_pending(taken)  # a failed flush puts them back, before anything newer
-    assert memory.take_pending() == [writes[0], writes[1], writes[2]]
+    assert taken == [PendingWrite(1, "u0", ("a", "b")), PendingWrite(1, "u1", ("c",))]
+    # In flight: still pending (the user's shown set in Redis lacks them), but not taken twice.
+    assert memory.is_pending("u0") and memory.has_pending() and memory.take_pending() == []
+    memory.add_pending(PendingWrite(1, "u0", ("e",)))  # answered from the fallback meanwhile
+    memory.return_pending()  # the write-back failed: queued again, merged with the newer answer
+    assert sorted(memory.take_pending(), key=lambda w: w.user_id) == [
+        PendingWrite(1, "u0", ("e", "a", "b")),
+        PendingWrite(1, "u1", ("c",)),
+    ]
+    memory.flushed()
+    assert not memory.has_pending() and not memory.is_pending("u0")
+    memory.add_pending(PendingWrite(2, "u0", ("x",)))
+    memory.add_pending(PendingWrite(3, "u0", ("y",)))  # another run's write replaces the older run's
+    assert memory.take_pending() == [PendingWrite(3, "u0", ("y",))]
 
 
 def test_replica_memory_forget_all() -> None:
