@@ -19,6 +19,7 @@ from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import DrawCache, ItemNeighbours
 from recsys_io.catalog import load_catalog
+from recsys_io.redis_client import as_int
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,17 @@ class ServingStateCache:
         return self._state
 
     async def ensure(self, wanted: Versions) -> ServingState:
-        """The state at ``wanted`` versions (or newer); concurrent callers share one reload."""
+        """The state at ``wanted`` versions (or newer, or of a newer run); concurrent callers share one reload."""
         if not self._state.versions.behind(wanted):
             return self._state
         async with self._lock:
             state = self._state
+            # A request that read an older run just before a /cleanup must not pull the replica back to it (it
+            # retries on the newer run); only a Redis that lost its data has a lower generation now.
+            if wanted.generation < state.generation and (
+                as_int(await self._redis.get(self._keys.generation)) >= state.generation
+            ):
+                return state
             if state.versions.behind(wanted):
                 state = await self._reload(state, wanted)
                 self._state = state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import orjson
@@ -58,9 +59,14 @@ async def load_catalog(redis: Redis, run: RunKeys) -> CatalogView:
         pipe.lrange(run.catalog_ids, 0, -1)
         pipe.hgetall(run.catalog_genres)
         version, raw_ids, raw_genres = await pipe.execute()
+    # Decoding and indexing tens of thousands of items takes tens of milliseconds: off the event loop.
+    return await asyncio.to_thread(_catalog_view, as_int(version), raw_ids, raw_genres)
+
+
+def _catalog_view(version: int, raw_ids: list[bytes], raw_genres: dict[bytes, bytes]) -> CatalogView:
     item_ids = [as_str(i) for i in raw_ids]
     genres = {as_str(k): orjson.loads(v) for k, v in raw_genres.items()}
-    return CatalogView.build(as_int(version), item_ids, genres)
+    return CatalogView.build(version, item_ids, genres)
 
 
 async def load_titles(redis: Redis, run: RunKeys, item_ids: list[str]) -> dict[str, str]:
