@@ -1,13 +1,21 @@
 """The recommendations service across runs and outages, driven directly against the real Redis: a request that
-reads during a /cleanup must not leave the old run's versions in the replica's cache, and an empty fallback answer
-queues nothing to write back."""
+reads during a /cleanup must not leave the old run's versions in the replica's cache (nor pull it back to that run),
+fallback answers are written back only into the run they were served in, a replica leaves fallback mode after a
+Redis blip even under load, and an empty fallback answer queues nothing to write back."""
 
 from __future__ import annotations
 
-import numpy as np
-from redis.asyncio import Redis
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from recommendations.service import RecommendationService
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from recommendations.service import Answer, RecommendationService
+from recommendations.serving_state import ServingStateCache, Versions
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
@@ -17,6 +25,7 @@ from recsys_io.catalog import add_items
 from recsys_io.generations import delete_generations_before
 
 ITEMS = [f"item-{n}" for n in range(50)]
+T = TypeVar("T")
 
 
 def _service(redis_client: Redis, keys: GlobalKeys) -> RecommendationService:
@@ -67,3 +76,96 @@ async def test_an_empty_fallback_answer_queues_no_write_back(redis_and_keys: tup
     assert answer.item_ids == [] and answer.fallback
     assert not service.memory.has_pending()
     assert await service.flush_fallback_writes() == 0
+
+
+def _failing_once(real: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """``real``, except that its first call fails as a dropped Redis connection does."""
+    calls = 0
+
+    async def call(*args: object, **kwargs: object) -> T:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RedisConnectionError("connection reset by peer (injected)")
+        return await real(*args, **kwargs)
+
+    return call
+
+
+async def test_a_replica_under_load_leaves_fallback_mode_after_a_redis_blip(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    service = _service(redis_client, keys)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    await service.recommend("warm-up", 10)  # the replica has the catalog cached: it can answer from the fallback
+    monkeypatch.setattr(service.users, "read", _failing_once(service.users.read))
+    answers: list[tuple[str, Answer]] = []
+
+    async def caller(number: int) -> None:
+        for request in range(25):
+            user = f"user-{number}-{request % 3}"  # each caller's users come back, so some had fallback answers
+            answers.append((user, await service.recommend(user, 5)))
+            await asyncio.sleep(0.001)  # the client's next request comes a network round trip later
+
+    await asyncio.gather(*(caller(number) for number in range(16)))
+
+    fallback = [index for index, (_, answer) in enumerate(answers) if answer.fallback]
+    shown: dict[str, list[str]] = {}
+    for user, answer in answers:
+        shown.setdefault(user, []).extend(answer.item_ids)
+    print(f"{len(answers)} answers, {len(fallback)} from the fallback (the last at #{max(fallback, default=-1)})")
+    assert fallback, "the injected failure should have sent at least one answer to the fallback"
+    # Back to normal answers once the first write-back went through, not only when the load stops.
+    assert all(not answer.fallback for _, answer in answers[-300:])
+    assert all(len(items) == len(set(items)) for items in shown.values()), "an item was shown twice to a user"
+
+
+async def test_a_write_back_of_an_older_run_does_not_recreate_its_keys(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    service = _service(redis_client, keys)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    await service.recommend("warm-up", 10)
+    service._fallback("ann", 10, "C")  # an answer Redis has not been told of
+    await redis_client.incr(keys.generation)  # a /cleanup on another replica: run 0's keys are gone
+    await delete_generations_before(redis_client, keys, 1)
+
+    await service.flush_fallback_writes()
+
+    assert not service.memory.has_pending()
+    assert not await redis_client.exists(keys.for_generation(0).user_shown("ann"))
+
+
+async def test_a_request_that_read_the_older_run_does_not_pull_the_replica_back(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    cache = ServingStateCache(redis_client, keys)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS[:10]))
+    await redis_client.set(keys.generation, 1)  # a /cleanup
+    await add_items(redis_client, keys, 1, AddItemsRequest(item_ids=ITEMS[:11]))
+    newer = await cache.ensure(Versions(1, 1, 0, 0))
+    assert newer.generation == 1 and len(newer.catalog) == 11
+
+    assert await cache.ensure(Versions(0, 1, 0, 0)) is newer  # read before the /cleanup: the replica stays
+
+    await redis_client.delete(keys.generation)  # a Redis that lost its data: generation 0 again
+    assert (await cache.ensure(Versions(0, 1, 0, 0))).generation == 0
+
+
+async def test_a_fallback_after_a_failed_claim_skips_what_the_read_said_was_shown(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS[:20]))
+    first = await _service(redis_client, keys).recommend("ann", 10)
+    other_replica = _service(redis_client, keys)  # it never served ann: it remembers nothing of her
+    await other_replica.recommend("warm-up", 1)
+    monkeypatch.setattr(other_replica.users, "claim", _failing_once(other_replica.users.claim))
+
+    answer = await other_replica.recommend("ann", 10)
+
+    assert answer.fallback and len(answer.item_ids) == 10
+    assert not set(answer.item_ids) & set(first.item_ids)
