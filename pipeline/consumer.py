@@ -77,6 +77,12 @@ class EventConsumer:
                         await connection.close()
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
+            except asyncio.CancelledError:
+                # Stopped half-way (the runtime stops): ``close`` does not know this connection yet.
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                raise
             self._connection = connection
             log.info("consuming %s (prefetch %d)", self._queue_name, self._prefetch)
             return

@@ -70,6 +70,11 @@ class PipelineNode:
 
     async def _step(self) -> None:
         if self.lease.epoch is None:
+            if self.runtime is not None:
+                # The runtime found out first (a refused store renewed and lost the lease): end its term before
+                # anything else, or its consumer would sit on unacked messages and its housekeeping would go on.
+                log.warning("the pipeline lease was lost: stepping down to standby")
+                await self._step_down()
             if await self.lease.try_acquire():
                 self._leading = asyncio.create_task(self._lead())
             else:
@@ -83,6 +88,7 @@ class PipelineNode:
         """Start a runtime for this term; on failure give the lease back (the watch tries again later)."""
         self.terms += 1
         log.info("took the pipeline lease (epoch %s): leading", self.lease.epoch)
+        await self._stop_runtime()  # never two runtimes: a term's runtime ends before the next one starts
         self.runtime = PipelineRuntime(self.settings, self._redis, self.experiment, self.metrics, self.lease)
         self.metrics.leader.set(1)
         try:

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from pipeline.event_store import NOT_LEASE_HOLDER, STORED, EventStore, GroupedEvent
 from pipeline.leadership import LeadershipLost, PipelineLease
+from pipeline.node import PipelineNode
 from pipeline.runtime import PipelineMetrics, PipelineRuntime
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
@@ -111,3 +112,24 @@ async def test_a_runtime_that_lost_the_lease_stores_nothing_and_says_so(
         await runtime.stop()
     assert await redis_client.xlen(keys.for_generation(0).events) == 0
     assert await leader.holder() == leader.token
+
+
+async def test_a_node_whose_runtime_found_the_lease_lost_steps_down(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    redis_client, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, pipeline_lease_s=TTL_S)
+    node = PipelineNode(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    assert await node.lease.try_acquire()
+    stopped: list[bool] = []
+
+    class TermRuntime:  # the term's runtime, as far as the node sees it
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    node.runtime = TermRuntime()  # type: ignore[assignment]
+    await redis_client.delete(keys.pipeline_leader)  # the lease lapsed while the process was paused...
+    assert await PipelineLease(redis_client, keys, TTL_S).try_acquire()  # ...and another pipeline took it
+    assert not await node.lease.renew()  # what the runtime's fenced store does when the store refuses it
+
+    await node._step()  # the node's next look at the lease
+
+    assert stopped == [True] and node.role == "standby"
