@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -34,6 +35,17 @@ RECONNECT_DELAY_S = 1.0
 # A bound on one message, so that a burst becomes several messages of moderate size rather than one the pipeline
 # must store in a single huge Redis pipeline.
 MAX_EVENTS_PER_MESSAGE = 256
+# ...and on its interactions: one /interact may carry up to 1,000 of them, and a message is one store call.
+MAX_INTERACTIONS_PER_MESSAGE = 4096
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """An event waiting for its message's confirm, and whether it has left in a message yet."""
+
+    event: EventMessage
+    confirmed: asyncio.Future[None]
+    sent: bool = False
 
 
 class BrokerUnavailable(RuntimeError):
@@ -53,7 +65,7 @@ class EventPublisher:
         self._next_channel = 0
         self._connector: asyncio.Task[None] | None = None
         # Events waiting for the next message, each with the future its request awaits.
-        self._waiting: list[tuple[EventMessage, asyncio.Future[None]]] = []
+        self._waiting: list[_Waiting] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._closing = False
         self.messages_published = 0
@@ -98,25 +110,42 @@ class EventPublisher:
         """Return once the broker confirmed a message holding ``event``; ``BrokerUnavailable`` otherwise."""
         if not self.connected or not self._channels:
             raise BrokerUnavailable("RabbitMQ is unreachable; the event was not accepted, retry later")
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, confirmed))
+        waiting = _Waiting(event, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
         self._send_waiting()
         try:
             async with asyncio.timeout(self._timeout_s):
-                # Giving up cancels this request's own future only: a waiting event whose future is done is
-                # never sent (it was answered 503), and the other events of a sent batch still get their confirm.
-                await confirmed
-        except TimeoutError as error:
-            raise BrokerUnavailable(f"RabbitMQ did not confirm the event within {self._timeout_s:g} s") from error
+                await asyncio.shield(waiting.confirmed)
+                return
+        except TimeoutError:
+            pass
+        if waiting.sent:
+            # Its message is out: that message's confirm (or failure, within the send's own timeout) answers.
+            # A 503 now could answer an event the broker then stores, and the client's retry would store it twice.
+            await waiting.confirmed
+            return
+        # Giving up cancels this request's own event only: it is never sent (it was answered 503), and the other
+        # events of a sent batch still get their confirm.
+        waiting.confirmed.cancel()
+        raise BrokerUnavailable(f"RabbitMQ did not confirm the event within {self._timeout_s:g} s")
 
     def _send_waiting(self) -> None:
-        """Send the waiting events, up to ``MAX_EVENTS_PER_MESSAGE`` per message, while fewer than ``max_in_flight``
+        """Send the waiting events, up to ``MAX_EVENTS_PER_MESSAGE`` events and ``MAX_INTERACTIONS_PER_MESSAGE``
+        interactions per message (an event over the latter leaves alone), while fewer than ``max_in_flight``
         messages await their confirm."""
         if self._closing or not self._waiting or len(self._in_flight) >= self._max_in_flight:
             return
-        waiting = [(event, confirmed) for event, confirmed in self._waiting if not confirmed.done()]
+        waiting = [entry for entry in self._waiting if not entry.confirmed.done()]
         while waiting and len(self._in_flight) < self._max_in_flight:
-            batch, waiting = waiting[:MAX_EVENTS_PER_MESSAGE], waiting[MAX_EVENTS_PER_MESSAGE:]
+            size = interactions = 0
+            for entry in waiting:
+                interactions += len(entry.event.item_ids)
+                if size == MAX_EVENTS_PER_MESSAGE or (size and interactions > MAX_INTERACTIONS_PER_MESSAGE):
+                    break
+                size += 1
+            batch, waiting = waiting[:size], waiting[size:]
+            for entry in batch:
+                entry.sent = True
             task = asyncio.create_task(self._send(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._sent)
@@ -126,14 +155,14 @@ class EventPublisher:
         self._in_flight.discard(task)
         self._send_waiting()  # what arrived while this message was in flight leaves now
 
-    async def _send(self, batch: list[tuple[EventMessage, asyncio.Future[None]]]) -> None:
+    async def _send(self, batch: list[_Waiting]) -> None:
         channel = self._channels[self._next_channel]
         self._next_channel = (self._next_channel + 1) % len(self._channels)
         failure: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 await channel.default_exchange.publish(
-                    events_message([event for event, _ in batch]), routing_key=self._queue_name, mandatory=True
+                    events_message([entry.event for entry in batch]), routing_key=self._queue_name, mandatory=True
                 )
         except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
             failure = f"RabbitMQ did not confirm the event: {error!r}"
@@ -141,13 +170,13 @@ class EventPublisher:
             failure = "the collector failed or stopped before RabbitMQ confirmed the event"
             raise
         finally:
-            for _, confirmed in batch:
-                if confirmed.done():
+            for entry in batch:
+                if entry.confirmed.done():
                     continue
                 if failure is None:
-                    confirmed.set_result(None)
+                    entry.confirmed.set_result(None)
                 else:
-                    confirmed.set_exception(BrokerUnavailable(failure))
+                    entry.confirmed.set_exception(BrokerUnavailable(failure))
             if failure is None:
                 self.messages_published += 1
                 self.events_published += len(batch)
@@ -159,9 +188,9 @@ class EventPublisher:
         for task in list(self._in_flight):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for _, confirmed in self._waiting:
-            if not confirmed.done():
-                confirmed.set_exception(BrokerUnavailable("the collector stopped before the event was sent"))
+        for entry in self._waiting:
+            if not entry.confirmed.done():
+                entry.confirmed.set_exception(BrokerUnavailable("the collector stopped before the event was sent"))
         self._waiting = []
         if self._connector is not None:
             self._connector.cancel()

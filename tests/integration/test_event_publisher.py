@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from event_collector.publisher import MAX_EVENTS_PER_MESSAGE, BrokerUnavailable, EventPublisher
+from event_collector.publisher import (
+    MAX_EVENTS_PER_MESSAGE,
+    MAX_INTERACTIONS_PER_MESSAGE,
+    BrokerUnavailable,
+    EventPublisher,
+)
 from recsys_core.schemas import EVENT_BATCH_TYPE, EventMessage
 from recsys_io.amqp import parse_events
 from tests.integration.helpers import connected_publisher
@@ -101,6 +106,64 @@ async def test_an_event_whose_request_gave_up_while_waiting_is_never_sent() -> N
             received += [event.message_id for event in parse_events(message)]
         print(f"in the queue: {len(received)} event(s)")
         assert received == [later.message_id]
+
+
+def _slow_exchange(publisher: EventPublisher, delay_s: float) -> None:
+    """Every message reaches the broker ``delay_s`` late (a broker slow to confirm), on one channel."""
+    real_exchange = publisher._channels[0].default_exchange
+
+    class SlowExchange:
+        async def publish(self, *args: object, **kwargs: object) -> object:
+            await asyncio.sleep(delay_s)
+            return await real_exchange.publish(*args, **kwargs)
+
+    class SlowChannel:
+        default_exchange = SlowExchange()
+
+    publisher._channels = [SlowChannel()]  # type: ignore[list-item]
+
+
+async def test_a_sent_event_is_answered_by_its_confirm_even_after_the_requests_own_deadline() -> None:
+    """No 503 for an event the broker stores: the client would retry it and it would count twice."""
+    async with connected_publisher(timeout_s=0.6, max_in_flight=1) as (publisher, queue_name, channel):
+        _slow_exchange(publisher, 0.4)
+        first, second = _event(1), _event(2)
+        # ``second`` waits for the first confirm (one message in flight), leaves at ~0.4 s and is confirmed at
+        # ~0.8 s: after its request's own 0.6 s, within its message's (sent at 0.4 s, timing out at 1.0 s).
+        results = await asyncio.gather(publisher.publish(first), publisher.publish(second), return_exceptions=True)
+        queue = await channel.declare_queue(queue_name, passive=True)
+        received = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            received += [event.message_id for event in parse_events(message)]
+        print(f"answers {results}; in the queue: {len(received)} event(s)")
+        assert results == [None, None]
+        assert received == [first.message_id, second.message_id]
+
+
+async def test_a_burst_of_large_events_is_cut_by_interactions_too(
+    publisher_and_queue: tuple[EventPublisher, str, aio_pika.abc.AbstractChannel],
+) -> None:
+    publisher, queue_name, channel = publisher_and_queue
+    size = 1_000  # the most one /interact may carry
+    events = [
+        EventMessage(
+            generation=1,
+            user_id=f"user-{n}",
+            item_ids=[f"item-{i}" for i in range(size)],
+            actions=["like"] * size,
+            timestamp=1.0,
+            received_at=1.0,
+        )
+        for n in range(40)
+    ]
+    await asyncio.gather(*(publisher.publish(event) for event in events))
+    queue = await channel.declare_queue(queue_name, passive=True)
+    sizes = []
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        sizes.append(sum(len(event.item_ids) for event in parse_events(message)))
+    print(f"{len(events)} events of {size} interactions in {len(sizes)} messages of {sizes} interactions")
+    assert sum(sizes) == len(events) * size
+    assert max(sizes) <= MAX_INTERACTIONS_PER_MESSAGE and len(sizes) > 1
 
 
 async def test_a_message_no_queue_takes_is_refused_while_others_are_in_flight(
