@@ -70,12 +70,8 @@ class Settings(BaseSettings):
     # /cleanup waits on lives 3 s (event_collector/generation.py).
     generation_poll_interval_s: float = Field(default=0.1, gt=0, le=1.0)
 
-    # --- input limits ---
-    max_id_length: int = 128
-    max_items_per_batch: int = 20_000
-    max_genres_per_item: int = 32
-    max_interactions_per_event: int = 1_000
-    max_k: int = 100
+    # The input limits (id length, list lengths, k range) are part of the contracts: recsys_core/schemas.py.
+    # How many items the debug web UI asks /recs for by default.
     default_k: int = 10
 
     # --- pipeline ---
@@ -122,8 +118,6 @@ class Settings(BaseSettings):
     random_seed: int = 42
 
     # --- serving ---
-    # How long a replica trusts its in-process copy of the bandit/model before checking Redis for a newer one.
-    serving_refresh_s: float = 0.2
     candidates_per_slot: int = 3
     # Experiments: a YAML/JSON file, or inline JSON in EXPERIMENT_CONFIG.
     experiment_file: Path | None = None

@@ -151,6 +151,18 @@ def test_env_points_at_the_compose_hostnames(compose: dict[str, Any], spec: Serv
             assert env[peer.url_setting.upper()] == f"http://{peer.name}:{peer.default_port}"
 
 
+def test_service_ports_are_published_on_the_loopback_unless_asked(compose: dict[str, Any]) -> None:
+    # With ADMIN_TOKEN unset anyone who reaches /cleanup can erase the run: not the whole network by default.
+    for name, service in compose["services"].items():
+        for entry in service.get("ports", []):
+            assert str(entry).startswith(("127.0.0.1:", "${PUBLISH_HOST:-127.0.0.1}:")), (name, entry)
+
+
+def test_python_services_read_an_optional_env_file(compose: dict[str, Any]) -> None:
+    for spec in SERVICES:
+        assert {"path": ".env", "required": False} in service_of(compose, spec.name).get("env_file", []), spec.name
+
+
 def test_python_services_share_one_image_built_here(compose: dict[str, Any]) -> None:
     images = {service_of(compose, spec.name).get("image") for spec in SERVICES}
     builds = {str(service_of(compose, spec.name).get("build")) for spec in SERVICES}
@@ -163,7 +175,8 @@ def test_the_pipeline_standby_is_the_pipeline_on_an_opt_in_profile(compose: dict
     assert standby.get("profiles") == ["ha"]  # `docker compose up` alone runs one pipeline
     assert command_of(standby) == command_of(pipeline)
     assert environment_of(standby) == environment_of(pipeline)  # same prefix and queue: the same deployment
-    assert standby.get("depends_on") == pipeline.get("depends_on")
+    # Its dependencies, and the pipeline itself: started once it is healthy, the published one leads first.
+    assert standby.get("depends_on") == {**pipeline.get("depends_on", {}), "pipeline": {"condition": "service_healthy"}}
     assert healthcheck_command(standby) == healthcheck_command(pipeline)
     assert not published_ports(standby)  # a second publisher of host port 5002 could not start
 
