@@ -303,13 +303,17 @@ class PipelineRuntime:
             # A /cleanup happened and its events arrive before the watch loop noticed.
             await self._retry(self._switch_to_current_generation)
         grouped = [GroupedEvent(e, self.experiment.assign(e.user_id).name) for e in events]
-        results: list[int] = []
         for first in range(0, len(grouped), STORE_ROUND_TRIP):
             batch = grouped[first : first + STORE_ROUND_TRIP]
             # A slice that failed is retried alone: the slices before it are stored and counted already. Its retries
             # share one call id, so what the failed try stored before its reply was lost still counts as stored.
             call_id = self._events.new_call_id()
-            results += await self._retry(lambda batch=batch, call_id=call_id: self._store_fenced(batch, call_id))
+            results = await self._retry(lambda batch=batch, call_id=call_id: self._store_fenced(batch, call_id))
+            # Applied slice by slice: if a later slice fails, what is stored already is in memory too.
+            self._apply([grouped_event.event for grouped_event in batch], results)
+
+    def _apply(self, events: list[EventMessage], results: list[int]) -> None:
+        """Apply stored events to the in-memory state (bandit counts, training log, twins' book)."""
         state = self._state
         answered: dict[str, float] = {}
         for event, result in zip(events, results, strict=True):

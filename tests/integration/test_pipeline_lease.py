@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from pipeline.event_store import NOT_LEASE_HOLDER, STORED, EventStore, GroupedEvent
+from pipeline.event_store import NOT_LEASE_HOLDER, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
 from pipeline.leadership import LeadershipLost, PipelineLease
 from pipeline.node import PipelineNode
 from pipeline.runtime import PipelineMetrics, PipelineRuntime
@@ -133,3 +133,32 @@ async def test_a_node_whose_runtime_found_the_lease_lost_steps_down(redis_and_ke
     await node._step()  # the node's next look at the lease
 
     assert stopped == [True] and node.role == "standby"
+
+
+async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry()), None
+    )
+    real_store, calls = runtime._events.store, []
+
+    async def second_slice_fails(*args: object, **kwargs: object) -> list[int]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a slice that cannot be stored")
+        return await real_store(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime._events, "store", second_slice_fails)
+    events = [_event(f"m{n}").event for n in range(STORE_ROUND_TRIP + 1)]
+    try:
+        with pytest.raises(ValueError):
+            await runtime.handle_batch(events)
+        # The first slice is in Redis, so it must be in memory too (its messages will be dead-lettered, and a
+        # replay of them would be recognised as duplicates, never applied).
+        assert runtime.describe()["events_applied"] == 2 * STORE_ROUND_TRIP  # two interactions per event
+    finally:
+        await runtime.stop()
+    assert await redis_client.xlen(keys.for_generation(0).events) == 2 * STORE_ROUND_TRIP  # one entry per interaction
