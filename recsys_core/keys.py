@@ -85,6 +85,11 @@ class RunKeys:
         return f"{self.base}:catalog:genres"
 
     @property
+    def catalog_genre_names(self) -> str:
+        """set: every genre name an /add_items batch of the run has named (bounds the genre matrix)."""
+        return f"{self.base}:catalog:genre_names"
+
+    @property
     def catalog_titles(self) -> str:
         """hash: item id -> human title, when the loader knew one (MovieLens)."""
         return f"{self.base}:catalog:titles"

@@ -12,7 +12,7 @@ from __future__ import annotations
 STALE_GENERATION = -1
 NOT_LEASE_HOLDER = -2
 
-# KEYS: generation, catalog_ids, catalog_index, catalog_genres, catalog_titles, catalog_version
+# KEYS: generation, catalog_ids, catalog_index, catalog_genres, catalog_titles, catalog_version, genre names
 # ARGV: expected generation, then triples (item id, genres JSON or "", title or "")
 # Returns {added, updated, catalog size} or {-1}.
 ADD_ITEMS = """
@@ -27,7 +27,10 @@ for i = 2, #ARGV, 3 do
     redis.call('HSET', KEYS[3], item, size - 1)
     added = added + 1
   end
-  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[4], item, ARGV[i + 1]) end
+  if ARGV[i + 1] ~= '' then
+    redis.call('HSET', KEYS[4], item, ARGV[i + 1])
+    for _, genre in ipairs(cjson.decode(ARGV[i + 1])) do redis.call('SADD', KEYS[7], genre) end
+  end
   if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[5], item, ARGV[i + 2]) end
 end
 redis.call('INCR', KEYS[6])

@@ -18,6 +18,8 @@ MAX_GENRES_PER_ITEM = 32
 # A replica holds the catalog's genres as an items x distinct-genres matrix (9 bytes a cell): a batch of 20,000
 # items with 32 new genres each would ask for 115 GB.
 MAX_DISTINCT_GENRES_PER_BATCH = 256
+# ...and batch after batch: genre names a run may hold in all (MovieLens has 20).
+MAX_DISTINCT_GENRES_PER_RUN = 1024
 MAX_GENRE_LENGTH = 64
 MAX_TITLE_LENGTH = 512
 MAX_INTERACTIONS_PER_EVENT = 1_000

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from recsys_core import lua
 from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys, RunKeys
-from recsys_core.schemas import AddItemsRequest, AddItemsResponse
+from recsys_core.schemas import MAX_DISTINCT_GENRES_PER_RUN, AddItemsRequest, AddItemsResponse
 from recsys_io.redis_client import as_int, as_str
 
 # One script call per chunk keeps Redis responsive while a 10k-item batch is stored.
@@ -22,8 +22,13 @@ class StaleGenerationError(RuntimeError):
     """A /cleanup happened between reading the generation and writing: the caller retries."""
 
 
+class TooManyGenresError(ValueError):
+    """The batch would take the run past ``MAX_DISTINCT_GENRES_PER_RUN`` genre names (nothing was added)."""
+
+
 async def add_items(redis: Redis, keys: GlobalKeys, generation: int, request: AddItemsRequest) -> AddItemsResponse:
     run = keys.for_generation(generation)
+    await _check_genre_budget(redis, run, request)
     script = redis.register_script(lua.ADD_ITEMS)
     added = updated = size = 0
     for start in range(0, len(request.item_ids), ADD_CHUNK):
@@ -41,6 +46,7 @@ async def add_items(redis: Redis, keys: GlobalKeys, generation: int, request: Ad
                 run.catalog_genres,
                 run.catalog_titles,
                 run.catalog_version,
+                run.catalog_genre_names,
             ],
             args=args,
         )
@@ -50,6 +56,24 @@ async def add_items(redis: Redis, keys: GlobalKeys, generation: int, request: Ad
         updated += int(result[1])
         size = int(result[2])
     return AddItemsResponse(added=added, updated=updated, catalog_size=size)
+
+
+async def _check_genre_budget(redis: Redis, run: RunKeys, request: AddItemsRequest) -> None:
+    """Refuse, before anything is written, a batch that would take the run past its genre budget. (Two batches
+    checked at the same time may together pass it by at most a batch's own new genres.)"""
+    named = sorted({genre for genres in request.genres or [] if genres for genre in genres})
+    if not named:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.scard(run.catalog_genre_names)
+        pipe.smismember(run.catalog_genre_names, named)
+        known_count, known = await pipe.execute()
+    new = sum(1 for member in known if not member)
+    if int(known_count) + new > MAX_DISTINCT_GENRES_PER_RUN:
+        raise TooManyGenresError(
+            f"genres: the batch names {new} new genres and the run already has {int(known_count)}; "
+            f"a run holds at most {MAX_DISTINCT_GENRES_PER_RUN} distinct genres"
+        )
 
 
 async def load_catalog(redis: Redis, run: RunKeys) -> CatalogView:

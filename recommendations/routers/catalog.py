@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException
 
 from recommendations.deps import KeysDep, RedisDep
 from recsys_core.schemas import AddItemsRequest, AddItemsResponse
-from recsys_io.catalog import StaleGenerationError, add_items
+from recsys_io.catalog import StaleGenerationError, TooManyGenresError, add_items
 from recsys_io.redis_client import read_generation
 
 router = APIRouter(tags=["catalog"])
@@ -25,6 +25,8 @@ async def add_catalog_items(request: AddItemsRequest, redis: RedisDep, keys: Key
             return await add_items(redis, keys, generation, request)
         except StaleGenerationError:
             continue  # a /cleanup ran meanwhile: the batch belongs to the new run
+        except TooManyGenresError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
     raise HTTPException(
         status_code=503,
         detail=f"the run changed {STALE_RETRIES} times while the batch was added (repeated /cleanup); send it again",
