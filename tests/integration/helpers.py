@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 import aio_pika
 import httpx
@@ -93,3 +93,18 @@ async def connected_publisher(
         finally:  # the queues go even when the publisher under test fails to close
             await delete_events_queue(channel, queue_name)
             await connection.close()
+
+
+class FailingOnCall(Generic[T]):
+    """``real``, except that its ``number``-th call raises ``error`` (a fault injected into one call); ``calls``
+    counts every call."""
+
+    def __init__(self, real: Callable[..., Awaitable[T]], number: int, error: Exception) -> None:
+        self.real, self.number, self.error = real, number, error
+        self.calls = 0
+
+    async def __call__(self, *args: object, **kwargs: object) -> T:
+        self.calls += 1
+        if self.calls == self.number:
+            raise self.error
+        return await self.real(*args, **kwargs)

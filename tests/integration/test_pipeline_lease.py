@@ -14,6 +14,7 @@ from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
+from tests.integration.helpers import FailingOnCall
 from tests.support.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -143,14 +144,7 @@ async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
     runtime = PipelineRuntime(
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry()), None
     )
-    real_store, calls = runtime._events.store, []
-
-    async def second_slice_fails(*args: object, **kwargs: object) -> list[int]:
-        calls.append(1)
-        if len(calls) == 2:
-            raise ValueError("a slice that cannot be stored")
-        return await real_store(*args, **kwargs)  # type: ignore[arg-type]
-
+    second_slice_fails = FailingOnCall(runtime._events.store, 2, ValueError("a slice that cannot be stored"))
     monkeypatch.setattr(runtime._events, "store", second_slice_fails)
     events = [_event(f"m{n}").event for n in range(STORE_ROUND_TRIP + 1)]
     try:

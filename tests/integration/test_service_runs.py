@@ -23,6 +23,7 @@ from recsys_core.schemas import AddItemsRequest
 from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
 from recsys_io.generations import delete_generations_before
+from tests.integration.helpers import FailingOnCall
 
 ITEMS = [f"item-{n}" for n in range(50)]
 T = TypeVar("T")
@@ -80,16 +81,7 @@ async def test_an_empty_fallback_answer_queues_no_write_back(redis_and_keys: tup
 
 def _failing_once(real: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """``real``, except that its first call fails as a dropped Redis connection does."""
-    calls = 0
-
-    async def call(*args: object, **kwargs: object) -> T:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RedisConnectionError("connection reset by peer (injected)")
-        return await real(*args, **kwargs)
-
-    return call
+    return FailingOnCall(real, 1, RedisConnectionError("connection reset by peer (injected)"))
 
 
 async def test_a_replica_under_load_leaves_fallback_mode_after_a_redis_blip(

@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from pipeline.event_store import EventStore, GroupedEvent
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
-from tests.integration.helpers import add_items, catalog, eventually, interact, new_id
+from tests.integration.helpers import FailingOnCall, add_items, catalog, eventually, interact, new_id
 from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -77,20 +77,11 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
     monkeypatch.setattr("pipeline.event_store.STREAM_READ_CHUNK", 7)
 
     # A read that times out is retried where it failed: the reload still has every event, once, in order.
-    real_read = redis_client.xrevrange
-    calls = 0
-
-    async def slow_third_read(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RedisTimeoutError("Timeout reading from 127.0.0.1:6379")
-        return await real_read(*args, **kwargs)
-
+    slow_third_read = FailingOnCall(redis_client.xrevrange, 3, RedisTimeoutError("Timeout reading from 127.0.0.1:6379"))
     monkeypatch.setattr(redis_client, "xrevrange", slow_third_read)
     monkeypatch.setattr(EventStore._read_newest_first.retry, "sleep", _no_sleep)  # type: ignore[attr-defined]
     reloaded = await store.load_run(0)
-    assert calls == 60 // 7 + 2  # every chunk once, the third twice
+    assert slow_third_read.calls == 60 // 7 + 2  # every chunk once, the third twice
     assert reloaded.log.columns().items.tolist() == whole.log.columns().items.tolist()
     assert reloaded.log.columns().users.tolist() == whole.log.columns().users.tolist()
 
