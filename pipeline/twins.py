@@ -186,7 +186,10 @@ class TwinsPublisher:
             self._book_changed = False  # before the build: a restore running meanwhile marks it changed again
             loop = asyncio.get_running_loop()
             started = time.monotonic()
-            self._matrix = await loop.run_in_executor(self._executor, ReactionMatrix.build, rows, item_ids)
+            matrix = await loop.run_in_executor(self._executor, ReactionMatrix.build, rows, item_ids)
+            if generation != self._generation:
+                return written  # a /cleanup started another run during the build: that matrix is the old run's
+            self._matrix = matrix
             built = time.monotonic()
             # A large book takes a while to build: keep the rebuilds under REBUILD_MAX_BUSY_SHARE of a core.
             self.last_build_s = built - started
@@ -211,14 +214,19 @@ class TwinsPublisher:
 
     async def _match_fresh(self, generation: int) -> set[str]:
         """Read, record and match the users noted since the last call; returns those whose lift was written."""
+        if generation != self._generation:
+            return set()  # the users noted now belong to the run a /cleanup started
         dirty, self._dirty = self._dirty, set()
         if not dirty:
             return set()
         try:
             fresh = await self._read(generation, sorted(dirty))
         except BaseException:
-            self._dirty |= dirty  # read them again next time
+            if generation == self._generation:
+                self._dirty |= dirty  # read them again next time
             raise
+        if generation != self._generation:
+            return set()  # read from the old run: they must not enter the new run's book
         now = time.monotonic()
         for user_id, reactions in fresh.items():
             self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)

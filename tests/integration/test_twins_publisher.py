@@ -177,3 +177,42 @@ async def test_a_restarted_publisher_links_its_users_again(redis_and_keys: tuple
         await redis.delete(keys.for_generation(0).twin_links)
         await before.step()
         assert await redis.exists(keys.for_generation(0).twin_links) == 0
+
+
+async def test_a_cleanup_during_a_matrix_build_or_a_read_keeps_the_old_run_out_of_the_new_one(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    started = asyncio.Event()
+    real_build = ReactionMatrix.build
+
+    def slow_build(*args: object) -> ReactionMatrix:
+        loop.call_soon_threadsafe(started.set)
+        time.sleep(0.2)  # a large book
+        return real_build(*args)
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr("pipeline.twins.ReactionMatrix.build", slow_build)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        publisher.note(0, {"earlier": time.time()})
+        stepping = asyncio.create_task(publisher.step())
+        await started.wait()
+        publisher.reset(1)  # /cleanup: the pipeline switched to run 1 while run 0's matrix was being built
+        await stepping
+        assert publisher.describe()["users_in_matrix"] == 0  # the old run's matrix was dropped
+
+        real_read = publisher._read
+
+        async def read_then_cleanup(generation: int, user_ids: list[str]) -> object:
+            answers = await real_read(generation, user_ids)
+            publisher.reset(2)  # another /cleanup while run 1's answers were read
+            return answers
+
+        monkeypatch.setattr(publisher, "_read", read_then_cleanup)
+        await redis.set(keys.generation, 1)
+        publisher.note(1, {"earlier": time.time()})
+        await publisher.step()
+        assert publisher.describe()["users_in_book"] == 0  # run 1's user did not enter run 2's book
