@@ -8,6 +8,7 @@ ones kept for rollback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import ItemNeighbours
-from recsys_io.redis_client import as_int, as_str
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
 
 # Users per HSET while publishing a model's user factors: one command per few thousand users keeps each one short
 # for the Redis server, which serves /recs meanwhile.
@@ -111,6 +112,10 @@ def _serialize_for_serving(model: FactorModel) -> tuple[bytes, list[dict[str, by
     return model.item_side().to_bytes(), chunks
 
 
+class PublishRefused(RuntimeError):
+    """The model was not published (and its keys are deleted): the reason says why."""
+
+
 class ModelPublisher:
     def __init__(self, redis: Redis, keys: GlobalKeys, keep: int) -> None:
         self._redis = redis
@@ -125,8 +130,11 @@ class ModelPublisher:
         version = int(await self._next_version(keys=[self._keys.generation, counter], args=[generation]))
         return None if version == lua.STALE_GENERATION else version
 
-    async def publish(self, generation: int, model: FactorModel, meta: dict[str, object]) -> int | None:
-        """The version once /recs can read it, or None when a /cleanup made it obsolete.
+    async def publish(
+        self, generation: int, model: FactorModel, meta: dict[str, object], lease_token: str | None = None
+    ) -> int | None:
+        """The version once /recs can read it, or None when a /cleanup made it obsolete; ``PublishRefused`` when
+        ``lease_token`` no longer holds the lease or a newer version is served already.
 
         Replicas load the item side (the blob); the users' factors go to a hash that /recs reads one user at a
         time. Both are written before the pointer flips, so a reader never sees half a version.
@@ -135,18 +143,32 @@ class ModelPublisher:
         serving_blob, user_chunks = await asyncio.to_thread(_serialize_for_serving, model)
         meta = {**meta, "version": model.version, "published_at": time.time()}
         users_key = run.model_user_factors(model.version)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(run.model_blob(model.version), serving_blob)
-            pipe.set(run.model_meta(model.version), json.dumps(meta))
-            pipe.delete(users_key)
-            for fields in user_chunks:
-                pipe.hset(users_key, mapping=fields)
-            await pipe.execute()
-        result = await self._script(
-            keys=[self._keys.generation, run.model_current, run.model_versions],
-            args=[generation, model.version, self._keep, run.base],
-        )
-        if int(result) == lua.STALE_GENERATION:
-            await self._redis.delete(run.model_blob(model.version), run.model_meta(model.version), users_key)
+        version_keys = (run.model_blob(model.version), run.model_meta(model.version), users_key)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(run.model_blob(model.version), serving_blob)
+                pipe.set(run.model_meta(model.version), json.dumps(meta))
+                pipe.delete(users_key)
+                for fields in user_chunks:
+                    pipe.hset(users_key, mapping=fields)
+                await pipe.execute()
+            result = int(
+                await self._script(
+                    keys=[self._keys.generation, run.model_current, run.model_versions, self._keys.pipeline_leader],
+                    args=[generation, model.version, self._keep, run.base, lease_token or ""],
+                )
+            )
+        except REDIS_UNAVAILABLE:
+            # A version the pointer never named is in no retirement list: delete it now (best effort), or its
+            # blob and users' factors would stay until the run ends.
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
+                await self._redis.delete(*version_keys)
+            raise
+        if result == lua.STALE_GENERATION:
+            await self._redis.delete(*version_keys)
             return None
+        if result == lua.NOT_LEASE_HOLDER:
+            raise PublishRefused("this pipeline lost its lease before the model was published")
+        if result == lua.OLDER_THAN_SERVED:
+            raise PublishRefused("a newer model was published meanwhile")
         return model.version

@@ -25,7 +25,7 @@ from pipeline.background import background_executor
 from pipeline.consumer import EventConsumer
 from pipeline.event_store import NOT_LEASE_HOLDER, STALE, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
 from pipeline.leadership import LeadershipLost, PipelineLease
-from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher
+from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher, ModelPublisher, PublishRefused
 from pipeline.state import InteractionLog, RunState, users_newest_first
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
@@ -154,7 +154,11 @@ class PipelineRuntime:
         return self._consumer.connected
 
     def may_publish(self) -> bool:
-        """Whether this process surely still holds the lease: every publication to /recs checks it first."""
+        """Whether this runtime may still publish to /recs (every publication checks it first): it is not
+        stopping (a retrain may outlive stop()), and this process surely still holds the lease."""
+        return not self._stopping.is_set() and self._holds_lease()
+
+    def _holds_lease(self) -> bool:
         return self._lease is None or self._lease.held()
 
     # --- lifecycle ---
@@ -189,7 +193,7 @@ class PipelineRuntime:
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self._twins_executor.shutdown(wait=False, cancel_futures=True)
-        if self.may_publish():  # a runtime stopped because another process leads must not delete its heartbeat
+        if self._holds_lease():  # a runtime stopped because another process leads must not delete its heartbeat
             with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self._redis.delete(self.keys.pipeline_heartbeat)
 
@@ -381,6 +385,10 @@ class PipelineRuntime:
             self.training_in_progress = True
             try:
                 outcome = await self._retrain(state)
+            except Exception as error:
+                # /status says so (not the previous retrain's "published"); the next scheduled one tries again.
+                self.last_retrain = RetrainOutcome(False, f"failed: {error!r}")
+                raise
             finally:
                 self.training_in_progress = False
             self.last_retrain = outcome
@@ -396,15 +404,19 @@ class PipelineRuntime:
         output = await asyncio.get_running_loop().run_in_executor(
             self._background, fit_model, columns, catalog_ids, params, self.settings.holdout_fraction, evaluate
         )
-        state.events_at_last_train = events_at_start
         if output is None:
+            state.events_at_last_train = events_at_start
             return RetrainOutcome(False, "no likes to learn from yet")
+        # Until a model is out, the events since the last one still count as new: a publication that failed
+        # (Redis, the lease) is tried again by the next scheduled retrain, even if no event arrives meanwhile.
         if not self.may_publish():
-            return RetrainOutcome(False, "this pipeline lost its lease during training")
+            return RetrainOutcome(False, "this pipeline lost its lease (or is stopping) during training")
         version = await self._models.next_version(state.generation)
         if version is None:
             return RetrainOutcome(False, "a /cleanup started a new run during training")
-        model = FactorModel(
+        # Built in a thread: indexing a million users' ids takes about a second.
+        model = await asyncio.to_thread(
+            FactorModel,
             version=version,
             user_ids=output.user_ids,
             user_factors=output.user_factors,
@@ -414,9 +426,16 @@ class PipelineRuntime:
             neighbour_sims=output.neighbour_sims,
         )
         metrics = self._training_metrics(output)
-        published = await self._models.publish(state.generation, model, {**metrics, "generation": state.generation})
+        token = None if self._lease is None else self._lease.token
+        try:
+            published = await self._models.publish(
+                state.generation, model, {**metrics, "generation": state.generation}, token
+            )
+        except PublishRefused as refused:
+            return RetrainOutcome(False, str(refused))
         if published is None:
             return RetrainOutcome(False, "a /cleanup started a new run during training")
+        state.events_at_last_train = events_at_start
         total_seconds = time.perf_counter() - started
         self.metrics.retrain_seconds.observe(total_seconds)
         self.metrics.model_version.set(version)

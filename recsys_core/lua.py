@@ -11,6 +11,8 @@ from __future__ import annotations
 
 STALE_GENERATION = -1
 NOT_LEASE_HOLDER = -2
+# PUBLISH_MODEL: a newer model is served already.
+OLDER_THAN_SERVED = -3
 
 # KEYS: generation, catalog_ids, catalog_index, catalog_genres, catalog_titles, catalog_version, genre names
 # ARGV: expected generation, then triples (item id, genres JSON or "", title or "")
@@ -227,13 +229,25 @@ redis.call('SET', KEYS[2], ARGV[2])
 return redis.call('INCR', KEYS[3])
 """
 
-# KEYS: generation, model current pointer, model versions zset
-# ARGV: expected generation, version, versions to keep, run key base ("{prefix}:g{n}")
+# KEYS: generation, model current pointer, model versions zset, pipeline lease
+# ARGV: expected generation, version, versions to keep, run key base ("{prefix}:g{n}"), lease token ("": no lease)
 # The blob, meta and user factors of the version were written before; this flips the pointer and retires old
-# versions.
+# versions. A publisher that no longer holds the lease, or a version older than the one served (a paused
+# ex-leader's late model), is refused and its keys deleted: the pointer never goes back nor names a retired blob.
 PUBLISH_MODEL = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local version = tonumber(ARGV[2])
+local refused = 0
+if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then
+  refused = -2
+elseif version < tonumber(redis.call('GET', KEYS[2]) or '0') then
+  refused = -3
+end
+if refused ~= 0 then
+  redis.call('DEL', ARGV[4] .. ':model:' .. version .. ':blob', ARGV[4] .. ':model:' .. version .. ':meta',
+    ARGV[4] .. ':model:' .. version .. ':users')
+  return refused
+end
 redis.call('SET', KEYS[2], version)
 redis.call('ZADD', KEYS[3], version, version)
 local keep = tonumber(ARGV[3])

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # The most recent events the pipeline keeps in memory and trains on (0: all of the run). Older events stay in
     # the Redis stream and in the bandit's counters; this bounds the pipeline's memory and the retrain time.
     training_max_events: int = Field(default=5_000_000, ge=0)
-    models_to_keep: int = 2
+    models_to_keep: int = Field(default=2, ge=1)
     # Twins (recsys_core.algorithms.twins): after a user's feedback is stored, the pipeline matches their reactions
     # against other users' and publishes what the best matches liked and were shown. 0 users switches it off.
     twins_max_users: int = Field(default=50_000, ge=0)

@@ -9,13 +9,16 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from devstack.stack import free_port, local_url
-from pipeline.publishing import ModelPublisher
+from pipeline.publishing import ModelPublisher, PublishRefused
 from pipeline.runtime import PipelineMetrics, PipelineRuntime
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
+from recsys_io.catalog import add_items
+from tests.integration.helpers import FailingOnCall
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +94,57 @@ async def test_a_retrain_that_outlives_its_run_recreates_none_of_its_keys(
     old_run = keys.for_generation(0)
     assert await redis_client.exists(old_run.model_counter, old_run.pipeline_status) == 0
     assert await redis_client.hget(keys.for_generation(1).pipeline_status, "model_version") == b"1"
+
+
+async def test_a_late_older_model_or_a_publisher_without_the_lease_never_moves_the_pointer(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    run = keys.for_generation(0)
+    publisher = ModelPublisher(redis_client, keys, keep=2)
+    for version in (6, 7):  # the new leader's models
+        assert await publisher.publish(0, _model(version, ["u"]), {}) == version
+
+    # A paused ex-leader resumes with the model it numbered 5 before the takeover.
+    with pytest.raises(PublishRefused, match="newer model"):
+        await publisher.publish(0, _model(5, ["u"]), {})
+    assert int(await redis_client.get(run.model_current)) == 7
+    assert await redis_client.exists(run.model_blob(7), run.model_blob(6)) == 2  # nothing served was retired
+    assert await redis_client.exists(run.model_blob(5), run.model_meta(5), run.model_user_factors(5)) == 0
+
+    await redis_client.set(keys.pipeline_leader, "the-leaders-token")
+    with pytest.raises(PublishRefused, match="lost its lease"):
+        await publisher.publish(0, _model(8, ["u"]), {}, lease_token="an-ex-leaders-token")
+    assert int(await redis_client.get(run.model_current)) == 7
+    assert await redis_client.exists(run.model_blob(8)) == 0
+    assert await publisher.publish(0, _model(8, ["u"]), {}, lease_token="the-leaders-token") == 8
+
+
+async def test_a_retrain_whose_publication_was_refused_is_tried_again_without_new_events(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    events = [
+        EventMessage(
+            generation=0, user_id=f"u{n}", item_ids=["a", "b"], actions=["like", "like"], timestamp=1.0, received_at=1.0
+        )
+        for n in range(4)
+    ]
+    try:
+        await runtime.handle_batch(events)
+        real_publish = runtime._models.publish
+        monkeypatch.setattr(runtime._models, "publish", FailingOnCall(real_publish, 1, PublishRefused("refused")))
+
+        refused = await runtime.retrain(force=False)
+        assert not refused.trained and runtime.last_retrain == refused
+        # No event since, and still due: the scheduled retrain publishes what the refused one could not.
+        retried = await runtime.retrain(force=False)
+        assert retried.trained and retried.model_version is not None
+        assert (await runtime.retrain(force=False)).reason == "no new events since the last retrain"
+    finally:
+        await runtime.stop()
