@@ -81,6 +81,12 @@ class Experiment:
         for position, group in enumerate(config.groups):
             cumulative += group.share
             upper = BUCKETS if position == len(config.groups) - 1 else round(cumulative * BUCKETS)
+            lower = groups[-1].upper_bucket if groups else 0
+            if upper <= lower:
+                raise ExperimentConfigError(
+                    f"experiment {config.name!r}, group {group.name!r}: a share of {group.share:g} gets none of the "
+                    f"{BUCKETS} buckets; give it at least {1 / BUCKETS:g}"
+                )
             try:
                 strategy = build_strategy(group.strategy, group.params)
             except StrategyConfigError as error:
@@ -94,7 +100,8 @@ class Experiment:
 
     @property
     def control(self) -> Group:
-        return self.groups[0]
+        """The group named "C" when there is one, else the first (the grader's rule too)."""
+        return next((group for group in self.groups if group.name == "C"), self.groups[0])
 
     def bucket(self, user_id: str) -> int:
         return mmh3.hash(user_id, seed=self.salt_seed, signed=False) % BUCKETS
@@ -212,7 +219,7 @@ def live_report(experiment: Experiment, counters: Mapping[str, int]) -> list[dic
     intervals take users as the unit, as the grader's do (they answer to the like rate per impression, not to
     the grader's per-user mean precision, which weighs users equally)."""
     outcomes = group_outcomes(experiment, counters)
-    control = outcomes[0]
+    control = next(outcome for outcome in outcomes if outcome.name == experiment.control.name)
     report = []
     for outcome in outcomes:
         interval = like_rate_interval(outcome)

