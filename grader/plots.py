@@ -12,6 +12,11 @@ from grader.ab import Effect
 from grader.aggregate import Window
 
 
+def _plain(name: str) -> str:
+    """A group name as literal label text: the service names the groups, and matplotlib reads $...$ as maths."""
+    return name.replace("$", r"\$")
+
+
 def _png_base64(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.tight_layout()
@@ -38,7 +43,9 @@ def metrics_over_time(
     quality.plot(x, [w.precision for w in windows], marker="o", label="precision@10")
     quality.plot(x, [w.ndcg for w in windows], marker="s", label="NDCG@10")
     for name, group in group_windows.items():
-        quality.plot(_midpoints(group), [w.precision for w in group], linestyle="--", label=f"precision@10 {name}")
+        quality.plot(
+            _midpoints(group), [w.precision for w in group], linestyle="--", label=f"precision@10 {_plain(name)}"
+        )
     for (name, (precision, _ndcg)), style in zip(references.items(), (":", "-."), strict=False):
         quality.axhline(precision, color="grey", linestyle=style, label=f"{name} precision@10")
     quality.set_ylabel("mean per call")
@@ -86,7 +93,7 @@ def effects(effects_list: Sequence[Effect]) -> str:
                     capsize=4,
                 )
         axes.axvline(0.0, color="black", linewidth=0.8)
-        axes.set_yticks(range(len(rows)), [f"{e.treatment} − {e.control}" for e in rows])
+        axes.set_yticks(range(len(rows)), [f"{_plain(e.treatment)} − {_plain(e.control)}" for e in rows])
         axes.set_ylim(-0.8, max(0.7, len(rows) - 0.3))
         axes.set_title(
             f"{metric}: difference to control, 95% Welch interval (squares: CUPED-adjusted)", fontsize="medium"

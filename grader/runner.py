@@ -118,7 +118,10 @@ async def load_client(
         limit=2 * concurrency + 4, limit_per_host=concurrency + 2, keepalive_timeout=CLIENT_KEEPALIVE_S
     )
     timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(5.0, timeout_s))
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    # No cookie jar: 50 simulated users are 50 clients, never one session a load balancer could pin.
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         yield AiohttpLoadClient(session)
 
 
