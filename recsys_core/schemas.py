@@ -26,8 +26,9 @@ MAX_INTERACTIONS_PER_EVENT = 1_000
 MAX_K = 100
 DEFAULT_K = 10
 
-# Ids are opaque (UUIDs in practice) but end up inside Redis key names and URLs: printable, no whitespace.
-ID_PATTERN = r"^[A-Za-z0-9._:@+\-]+$"
+# Ids are opaque (UUIDs in practice) but end up inside Redis key names and URLs: printable, no whitespace, and not
+# dots alone (a path segment "." or ".." is resolved away by clients before the request leaves).
+ID_PATTERN = r"^[A-Za-z0-9._:@+\-]*[A-Za-z0-9_:@+\-][A-Za-z0-9._:@+\-]*$"
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True)]
 UserId = ItemId

@@ -106,6 +106,7 @@ def test_interact_limits_are_422_naming_the_field(
         (f"/recs/{LONG_ID}", "path.user_id"),
         ("/recs/bad%20user", "path.user_id"),
         ("/recs/%C3%A9t%C3%A9", "path.user_id"),
+        ("/recs/...", "path.user_id"),  # dots alone: "." and ".." would not even reach the server
         (f"/debug/users/{LONG_ID}", "path.user_id"),
         (f"/debug/catalog?{'&'.join(f'ids=i{n}' for n in range(MAX_K + 1))}", "query.ids"),
     ],

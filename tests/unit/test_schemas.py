@@ -116,7 +116,18 @@ def test_add_items_empty_list_and_empty_genre_rejected() -> None:
 
 @pytest.mark.parametrize(
     "item_id",
-    ["", "has space", "slash/inside", "tab\tin", "trailing-newline\n", "кириллица", "x" * (MAX_ID_LENGTH + 1)],
+    [
+        "",
+        "has space",
+        "slash/inside",
+        "tab\tin",
+        "trailing-newline\n",
+        "кириллица",
+        "x" * (MAX_ID_LENGTH + 1),
+        ".",
+        "..",
+        "...",
+    ],
 )
 def test_add_items_bad_ids_rejected(item_id: str) -> None:
     with pytest.raises(ValidationError):
@@ -124,7 +135,7 @@ def test_add_items_bad_ids_rejected(item_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "item_id", [str(uuid.UUID(int=7)), "x" * MAX_ID_LENGTH, "a.b_c:d@e+f-g", "0", "user@example.com"]
+    "item_id", [str(uuid.UUID(int=7)), "x" * MAX_ID_LENGTH, "a.b_c:d@e+f-g", "0", "user@example.com", ".hidden", "v1."]
 )
 def test_add_items_good_ids_accepted(item_id: str) -> None:
     assert AddItemsRequest(item_ids=[item_id]).item_ids == [item_id]
