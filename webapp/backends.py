@@ -133,6 +133,9 @@ class Backends:
             raise BackendError(service, 504, f"{service} did not answer in time ({url}): {error!r}") from error
         except httpx.TransportError as error:
             raise BackendError(service, 503, f"{service} is unreachable at {url}: {error!r}") from error
+        except httpx.HTTPError as error:  # e.g. a body that does not decode: the backend's fault, not ours
+            detail = f"{service} sent an answer that could not be read ({url}): {error!r}"
+            raise BackendError(service, 502, detail) from error
         if response.status_code == 503:
             detail = f"{service} is unavailable: {_upstream_detail(response)}"
             raise BackendError(service, 503, detail, upstream_status=503)

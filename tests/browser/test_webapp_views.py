@@ -162,6 +162,15 @@ async def test_timeouts_are_504() -> None:
     assert caught.value.status_code == 504 and caught.value.service == "event collector"
 
 
+async def test_an_answer_that_does_not_decode_is_a_502_not_a_500() -> None:
+    def corrupt(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
+    with pytest.raises(BackendError) as caught:
+        await _backends(httpx.MockTransport(corrupt)).recs("u", 2)
+    assert caught.value.status_code == 502 and caught.value.service == "recommendations"
+
+
 async def test_recs_headers_are_read() -> None:
     def answer(_: httpx.Request) -> httpx.Response:
         headers = {"X-Experiment-Group": "B", "X-Recommendation-Sources": "bandit,fill", "X-Fallback": "redis"}
