@@ -116,7 +116,7 @@ class PipelineRuntime:
         )
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None
-        self._hset_if_current = redis.register_script(lua.HSET_IF_CURRENT)
+        self._replace_hash_if_current = redis.register_script(lua.REPLACE_HASH_IF_CURRENT)
         self._co_likes_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
@@ -478,6 +478,7 @@ class PipelineRuntime:
             metrics["offline_precision_at_10"] = output.offline.precision_at_10
             metrics["offline_ndcg_at_10"] = output.offline.ndcg_at_10
             metrics["offline_users_evaluated"] = float(output.offline.users_evaluated)
+            metrics["offline_evaluation_seconds"] = output.evaluation_seconds
         return metrics
 
     async def _write_status(
@@ -494,7 +495,8 @@ class PipelineRuntime:
         # Logging to MLflow takes a while: a /cleanup meanwhile has deleted this run's keys, which must stay gone.
         fields = [part for pair in status.items() for part in pair]
         status_key = self.keys.for_generation(generation).pipeline_status
-        await self._hset_if_current(keys=[self.keys.generation, status_key], args=[generation, *fields])
+        # Replaced whole: it describes this model only (no offline metrics or MLflow run of an earlier one).
+        await self._replace_hash_if_current(keys=[self.keys.generation, status_key], args=[generation, *fields])
 
     def describe(self) -> dict[str, object]:
         state = self._state

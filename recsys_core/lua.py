@@ -210,6 +210,14 @@ if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('SADD', KEYS[2], unpack(ARGV, 2))
 """
 
+# Replaces a hash (DEL, then HSET): no field of an older write survives. KEYS: generation, hash
+# ARGV: expected generation, then field/value pairs
+REPLACE_HASH_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[2])
+return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+"""
+
 # Writes string values that expire, unless a /cleanup started another run meanwhile.
 # KEYS: generation, then the keys to write
 # ARGV: expected generation, TTL in seconds, then one value per key

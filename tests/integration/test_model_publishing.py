@@ -148,3 +148,19 @@ async def test_a_retrain_whose_publication_was_refused_is_tried_again_without_ne
         assert (await runtime.retrain(force=False)).reason == "no new events since the last retrain"
     finally:
         await runtime.stop()
+
+
+async def test_the_status_describes_the_latest_model_only(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    redis_client, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    try:
+        await runtime._write_status(0, 1, {"likes": 3.0, "offline_precision_at_10": 0.2}, 0.5, "run-of-v1")
+        await runtime._write_status(0, 2, {"likes": 9.0}, 0.5, None)  # no evaluation, MLflow unreachable
+    finally:
+        await runtime.stop()
+    status = await redis_client.hgetall(keys.for_generation(0).pipeline_status)
+    assert status[b"model_version"] == b"2" and status[b"likes"] == b"9"
+    assert b"offline_precision_at_10" not in status and b"mlflow_run_id" not in status
