@@ -23,6 +23,7 @@ from recsys_io.amqp import declare_events_queue, parse_events
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 5.0
 RECONNECT_DELAY_S = 1.0
 
 BatchHandler = Callable[[list[EventMessage]], Awaitable[None]]
@@ -148,12 +149,14 @@ class EventConsumer:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            # Bounded: a cancellation swallowed somewhere below must not hang a step-down or a shutdown.
+            _, pending = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            if pending:
+                log.warning("%d consumer task(s) still running %.0fs after cancel", len(pending), CLOSE_TIMEOUT_S)
         for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # a task that had died must not stop the rest of the shutdown
-                log.exception("a consumer task had failed")
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                # A task that had died must not stop the rest of the shutdown.
+                log.error("a consumer task had failed", exc_info=task.exception())
         if self._connection is not None:
             await self._connection.close()

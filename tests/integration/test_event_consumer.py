@@ -60,3 +60,28 @@ async def test_a_batch_that_cannot_be_stored_is_dead_lettered_and_consumption_go
         finally:
             await delete_events_queue(channel, queue_name)
             await connection.close()
+
+
+async def test_closing_is_bounded_even_if_a_task_swallows_its_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.consumer.CLOSE_TIMEOUT_S", 0.2)
+
+    async def handler(events: list[EventMessage]) -> None:
+        return None
+
+    consumer = EventConsumer("amqp://unused", f"q-{uuid.uuid4().hex}", handler, 1, 1, 0.01)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue  # as a library catching too much would
+
+    consumer._tasks = [asyncio.create_task(stubborn())]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(consumer.close(), timeout=5)
+    assert loop.time() - started < 2
+    release.set()
+    await consumer._tasks[0]
