@@ -67,7 +67,10 @@ class ReplicaMemory:
     def add_pending(self, write: PendingWrite) -> None:
         known = self._pending.pop(write.user_id, None)
         if known is not None and known.generation == write.generation:
-            write = PendingWrite(write.generation, write.user_id, known.item_ids + write.item_ids)
+            # Each item once: the write-back's size stays bounded by the catalog, not by the answers served.
+            write = PendingWrite(write.generation, write.user_id, tuple(dict.fromkeys(known.item_ids + write.item_ids)))
+        elif known is not None and known.generation > write.generation:
+            write = known  # a newer run's answers win over an older run's (those keys are gone anyway)
         if known is None and len(self._pending) >= self._max_pending:
             # Bounded like the memory itself; the user may be shown these items again once Redis is back.
             self.dropped_writes += 1

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # shown set, so every round makes progress unless the others keep winning every offered item.
 MAX_CLAIM_ROUNDS = 8
 MAX_GENERATION_RETRIES = 3
+# Members per script call when fallback answers are written back (a Lua unpack takes a few thousand at most).
+WRITE_BACK_CHUNK = 500
 
 
 class RecommendationsUnavailable(RuntimeError):
@@ -240,12 +242,14 @@ class RecommendationService:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for write in pending:
                         run = self.keys.for_generation(write.generation)
-                        # Only into the run it was served in: a /cleanup since then deleted that run's keys.
-                        await self._sadd_if_current(
-                            keys=[self.keys.generation, run.user_shown(write.user_id)],
-                            args=[write.generation, *write.item_ids],
-                            client=pipe,
-                        )
+                        # Only into the run it was served in: a /cleanup since then deleted that run's keys. In
+                        # chunks: a script call takes a bounded number of arguments.
+                        for first in range(0, len(write.item_ids), WRITE_BACK_CHUNK):
+                            await self._sadd_if_current(
+                                keys=[self.keys.generation, run.user_shown(write.user_id)],
+                                args=[write.generation, *write.item_ids[first : first + WRITE_BACK_CHUNK]],
+                                client=pipe,
+                            )
                     await pipe.execute()
             elif self._redis_down:
                 await self._redis.ping()
@@ -255,6 +259,9 @@ class RecommendationService:
                 log.warning("could not write %d fallback answers back to Redis: %s", len(pending), error)
             self.memory.return_pending()
             return 0
+        except BaseException:  # cancelled (shutdown) or a bug: the writes stay pending, never silently dropped
+            self.memory.return_pending()
+            raise
         self.memory.flushed()
         self._redis_down = False
         return len(pending)

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from recommendations.fallback import PendingWrite
 from recommendations.service import Answer, RecommendationService
 from recommendations.serving_state import ServingStateCache, Versions
 from recsys_core.algorithms.bandit import ItemStats
@@ -161,3 +162,28 @@ async def test_a_fallback_after_a_failed_claim_skips_what_the_read_said_was_show
 
     assert answer.fallback and len(answer.item_ids) == 10
     assert not set(answer.item_ids) & set(first.item_ids)
+
+
+async def test_a_large_write_back_goes_in_chunks_and_a_cancelled_one_stays_pending(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    service = _service(redis_client, keys)
+    items = tuple(f"item-{n}" for n in range(3_000))  # more than one Lua unpack takes
+    service.memory.add_pending(PendingWrite(0, "ann", items[:2_000]))
+    service.memory.add_pending(PendingWrite(0, "ann", items[1_000:]))  # merged, each item once
+
+    real_script = service._sadd_if_current
+
+    async def cancelled(*args: object, **kwargs: object) -> object:
+        raise asyncio.CancelledError  # the service stops mid-write
+
+    monkeypatch.setattr(service, "_sadd_if_current", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await service.flush_fallback_writes()
+    assert service.memory.is_pending("ann")  # not dropped: the next write-back sends it
+
+    monkeypatch.setattr(service, "_sadd_if_current", real_script)
+    assert await service.flush_fallback_writes() == 1
+    assert not service.memory.is_pending("ann")
+    assert await redis_client.scard(keys.for_generation(0).user_shown("ann")) == 3_000

@@ -126,7 +126,9 @@ def test_replica_memory_pending_writes_merge_per_user_and_stay_pending_until_flu
     assert not memory.has_pending() and not memory.is_pending("u0")
     memory.add_pending(PendingWrite(2, "u0", ("x",)))
     memory.add_pending(PendingWrite(3, "u0", ("y",)))  # another run's write replaces the older run's
-    assert memory.take_pending() == [PendingWrite(3, "u0", ("y",))]
+    memory.add_pending(PendingWrite(3, "u0", ("y", "z")))  # merged once per item
+    memory.add_pending(PendingWrite(2, "u0", ("x",)))  # an older run's (a failed write-back returned) never wins
+    assert memory.take_pending() == [PendingWrite(3, "u0", ("y", "z"))]
 
 
 def test_replica_memory_forget_all() -> None:
