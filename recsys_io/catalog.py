@@ -69,7 +69,7 @@ async def _check_genre_budget(redis: Redis, run: RunKeys, request: AddItemsReque
         pipe.smismember(run.catalog_genre_names, named)
         known_count, known = await pipe.execute()
     new = sum(1 for member in known if not member)
-    if int(known_count) + new > MAX_DISTINCT_GENRES_PER_RUN:
+    if new and int(known_count) + new > MAX_DISTINCT_GENRES_PER_RUN:  # known genres always pass
         raise TooManyGenresError(
             f"genres: the batch names {new} new genres and the run already has {int(known_count)}; "
             f"a run holds at most {MAX_DISTINCT_GENRES_PER_RUN} distinct genres"

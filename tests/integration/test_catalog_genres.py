@@ -31,3 +31,15 @@ async def test_a_batch_that_would_pass_the_runs_genre_budget_adds_nothing(
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["d"]))
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["e"], genres=[["g2"]]))
     assert len(await load_catalog(redis_client, keys.for_generation(0))) == 5
+
+
+async def test_a_run_past_its_budget_still_takes_batches_of_known_genres(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr(recsys_io.catalog, "MAX_DISTINCT_GENRES_PER_RUN", 5)
+    # Two batches checked at the same time took the run one over its budget.
+    await redis_client.sadd(keys.for_generation(0).catalog_genre_names, *[f"g{n}" for n in range(6)])
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a"], genres=[["g1", "g5"]]))
+    with pytest.raises(TooManyGenresError):
+        await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["b"], genres=[["g9"]]))
