@@ -122,6 +122,7 @@ class ModelPublisher:
         self._keys = keys
         self._keep = keep
         self._script = redis.register_script(lua.PUBLISH_MODEL)
+        self._delete_unless_current = redis.register_script(lua.DELETE_MODEL_IF_NOT_CURRENT)
         self._next_version = redis.register_script(lua.INCR_MODEL_COUNTER)
 
     async def next_version(self, generation: int) -> int | None:
@@ -160,9 +161,10 @@ class ModelPublisher:
             )
         except REDIS_UNAVAILABLE:
             # A version the pointer never named is in no retirement list: delete it now (best effort), or its
-            # blob and users' factors would stay until the run ends.
+            # blob and users' factors would stay until the run ends; but only if the flip did not happen (its
+            # reply may be what was lost).
             with contextlib.suppress(*REDIS_UNAVAILABLE):
-                await self._redis.delete(*version_keys)
+                await self._delete_unless_current(keys=[run.model_current], args=[model.version, run.base])
             raise
         if result == lua.STALE_GENERATION:
             await self._redis.delete(*version_keys)

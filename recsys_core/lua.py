@@ -268,6 +268,14 @@ end
 return version
 """
 
+# Deletes a model version's keys unless the pointer names it (a publication whose reply was lost may have
+# flipped it). KEYS: model current pointer   ARGV: version, run key base
+DELETE_MODEL_IF_NOT_CURRENT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', ARGV[2] .. ':model:' .. ARGV[1] .. ':blob', ARGV[2] .. ':model:' .. ARGV[1] .. ':meta',
+  ARGV[2] .. ':model:' .. ARGV[1] .. ':users')
+"""
+
 # The pipeline lease (pipeline/leadership.py). KEYS: the lease, the lease epoch.
 # Takes a free lease: ARGV token, TTL in ms. Returns the new epoch, or 0 while another process holds it.
 ACQUIRE_LEASE = """

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from devstack.stack import free_port, local_url
 from pipeline.publishing import ModelPublisher, PublishRefused
@@ -164,3 +165,31 @@ async def test_the_status_describes_the_latest_model_only(redis_and_keys: tuple[
     status = await redis_client.hgetall(keys.for_generation(0).pipeline_status)
     assert status[b"model_version"] == b"2" and status[b"likes"] == b"9"
     assert b"offline_precision_at_10" not in status and b"mlflow_run_id" not in status
+
+
+async def test_a_publication_whose_reply_was_lost_keeps_the_model_the_pointer_names(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    run = keys.for_generation(0)
+    publisher = ModelPublisher(redis_client, keys, keep=2)
+    flip = publisher._script
+
+    async def flipped_then_lost(*args: object, **kwargs: object) -> object:
+        await flip(*args, **kwargs)  # the pointer moved...
+        raise RedisConnectionError("connection reset by peer (injected)")  # ...and its reply never came
+
+    monkeypatch.setattr(publisher, "_script", flipped_then_lost)
+    with pytest.raises(RedisConnectionError):
+        await publisher.publish(0, _model(1, ["u"]), {})
+    assert int(await redis_client.get(run.model_current)) == 1
+    assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 3
+
+    async def lost_before_the_flip(*args: object, **kwargs: object) -> object:
+        raise RedisConnectionError("connection reset by peer (injected)")
+
+    monkeypatch.setattr(publisher, "_script", lost_before_the_flip)
+    with pytest.raises(RedisConnectionError):
+        await publisher.publish(0, _model(2, ["u"]), {})
+    assert int(await redis_client.get(run.model_current)) == 1
+    assert await redis_client.exists(run.model_blob(2), run.model_meta(2), run.model_user_factors(2)) == 0
