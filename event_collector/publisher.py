@@ -122,11 +122,17 @@ class EventPublisher:
         if waiting.sent:
             # Its message is out: that message's confirm (or failure, within the send's own timeout) answers.
             # A 503 now could answer an event the broker then stores, and the client's retry would store it twice.
-            await waiting.confirmed
-            return
-        # Giving up cancels this request's own event only: it is never sent (it was answered 503), and the other
-        # events of a sent batch still get their confirm.
-        waiting.confirmed.cancel()
+            # Bounded all the same: a send cancelled before it began (the collector stops) never answers.
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await waiting.confirmed
+                    return
+            except TimeoutError:
+                pass
+        else:
+            # Giving up cancels this request's own event only: it is never sent (it was answered 503), and the
+            # other events of a sent batch still get their confirm.
+            waiting.confirmed.cancel()
         raise BrokerUnavailable(f"RabbitMQ did not confirm the event within {self._timeout_s:g} s")
 
     def _send_waiting(self) -> None:

@@ -176,3 +176,12 @@ async def test_a_message_no_queue_takes_is_refused_while_others_are_in_flight(
     refused = [r for r in results if isinstance(r, BrokerUnavailable)]
     print(f"{len(refused)} of {len(results)} refused after the queue was deleted")
     assert len(refused) == len(results)
+
+
+async def test_a_request_whose_sent_message_was_cancelled_at_shutdown_still_answers() -> None:
+    async with connected_publisher(timeout_s=0.3) as (publisher, _, _):
+        request = asyncio.create_task(publisher.publish(_event(1)))
+        await asyncio.sleep(0)  # the request queued its event, and the task that sends it, not started yet
+        await publisher.close()  # cancels that task before it ever ran
+        with pytest.raises(BrokerUnavailable):
+            await asyncio.wait_for(request, timeout=3)
