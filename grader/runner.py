@@ -247,10 +247,34 @@ def split_evenly(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+class _BatchedProgress:
+    """Counts calls and sends them to the parent every ``every`` calls: each put is a round trip to the manager
+    process, which would otherwise stall the event loop (and the latencies it measures) after every call."""
+
+    def __init__(self, progress: queue.Queue[int], every: int = 50) -> None:
+        self._progress = progress
+        self._every = every
+        self._pending = 0
+
+    def __call__(self, calls: int) -> None:
+        self._pending += calls
+        if self._pending >= self._every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._progress.put(self._pending)
+            self._pending = 0
+
+
 def _process_main(
     users: Sequence[SimulatedUser], config: RunConfig, concurrency: int, progress: queue.Queue[int]
 ) -> list[UserTrace]:
-    return asyncio.run(run_users(users, config, concurrency, progress.put))
+    batched = _BatchedProgress(progress)
+    try:
+        return asyncio.run(run_users(users, config, concurrency, batched))
+    finally:
+        batched.flush()
 
 
 def run_in_processes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import uuid
 
 import numpy as np
@@ -99,3 +100,16 @@ def test_cli_parameters() -> None:
 def test_concurrency_is_split_evenly_over_processes() -> None:
     assert split_evenly(50, 3) == [17, 17, 16]
     assert split_evenly(4, 4) == [1, 1, 1, 1]
+
+
+def test_a_worker_process_reports_its_calls_in_batches_and_loses_none() -> None:
+    from grader.runner import _BatchedProgress
+
+    sent: queue.Queue[int] = queue.Queue()
+    progress = _BatchedProgress(sent, every=50)
+    for _ in range(120):
+        progress(1)
+    assert sent.qsize() == 2  # two round trips to the parent instead of 120
+    progress.flush()
+    counts = [sent.get_nowait() for _ in range(sent.qsize())]
+    assert counts == [50, 50, 20]
