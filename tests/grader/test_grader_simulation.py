@@ -10,7 +10,7 @@ import pytest
 
 from grader.catalog import build_catalog, item_id_for
 from grader.cli import build_parser, config_from_args
-from grader.runner import split_evenly
+from grader.runner import _BatchedProgress, split_evenly
 from grader.simulation import react, sample_users, tastes
 from recsys_core.movielens import Movie, Ratings
 
@@ -103,8 +103,6 @@ def test_concurrency_is_split_evenly_over_processes() -> None:
 
 
 def test_a_worker_process_reports_its_calls_in_batches_and_loses_none() -> None:
-    from grader.runner import _BatchedProgress
-
     sent: queue.Queue[int] = queue.Queue()
     progress = _BatchedProgress(sent, every=50)
     for _ in range(120):
