@@ -48,6 +48,8 @@ STORE_RETRY_MAX_S = 5.0
 CO_LIKES_MAX_BUSY_SHARE = 0.1
 # Beyond this many events the offline evaluation (a second fit) is skipped to keep retrains fast.
 OFFLINE_EVALUATION_MAX_EVENTS = 2_000_000
+# How long a retrain waits for MLflow before it goes on (the run id follows into the status later).
+TRACKING_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,8 @@ class PipelineRuntime:
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None
         self._replace_hash_if_current = redis.register_script(lua.REPLACE_HASH_IF_CURRENT)
+        self._hset_if_model = redis.register_script(lua.HSET_IF_MODEL)
+        self._late_tracking: set[asyncio.Task[None]] = set()
         self._co_likes_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
@@ -190,6 +194,8 @@ class PipelineRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._consumer.close()
+        for late in list(self._late_tracking):
+            late.cancel()
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self._twins_executor.shutdown(wait=False, cancel_futures=True)
@@ -446,7 +452,16 @@ class PipelineRuntime:
             metrics={**metrics, "retrain_seconds": total_seconds},
             model=model,
         )
-        run_id = await asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
+        tracking = asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
+        try:
+            # Bounded: an MLflow that answers its health check but is slow must not hold the retrain, its status
+            # and /retrain's answer for minutes; the run id then reaches the status when MLflow gives it.
+            run_id = await asyncio.wait_for(asyncio.shield(tracking), TRACKING_WAIT_S)
+        except TimeoutError:
+            run_id = None
+            late = asyncio.create_task(self._status_run_id_when_tracked(state.generation, version, tracking))
+            self._late_tracking.add(late)
+            late.add_done_callback(self._late_tracking.discard)
         await self._write_status(state.generation, version, metrics, total_seconds, run_id)
         log.info(
             "model v%d: %d users, %d items, %d likes, fit %.2fs (total %.2fs)",
@@ -480,6 +495,20 @@ class PipelineRuntime:
             metrics["offline_users_evaluated"] = float(output.offline.users_evaluated)
             metrics["offline_evaluation_seconds"] = output.evaluation_seconds
         return metrics
+
+    async def _status_run_id_when_tracked(
+        self, generation: int, version: int, tracking: asyncio.Future[str | None]
+    ) -> None:
+        try:
+            run_id = await tracking
+            if run_id is None:
+                return
+            await self._hset_if_model(
+                keys=[self.keys.generation, self.keys.for_generation(generation).pipeline_status],
+                args=[generation, version, "mlflow_run_id", run_id, "mlflow_run_url", self._tracker.run_url(run_id)],
+            )
+        except Exception:  # only the status's link to MLflow is at stake
+            log.exception("could not add the MLflow run of model v%d to the status", version)
 
     async def _write_status(
         self, generation: int, version: int, metrics: dict[str, float], seconds: float, run_id: str | None

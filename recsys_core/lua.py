@@ -218,6 +218,15 @@ redis.call('DEL', KEYS[2])
 return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
 """
 
+# Adds fields to the pipeline's status hash only while it still describes the given model version (an MLflow
+# run id that came late must not land on a newer model's status). KEYS: generation, status hash
+# ARGV: expected generation, model version, then field/value pairs
+HSET_IF_MODEL = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[2], 'model_version') ~= ARGV[2] then return 0 end
+return redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+"""
+
 # Writes string values that expire, unless a /cleanup started another run meanwhile.
 # KEYS: generation, then the keys to write
 # ARGV: expected generation, TTL in seconds, then one value per key

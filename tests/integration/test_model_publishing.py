@@ -3,6 +3,9 @@ read returns one user at a time, and retired versions removed with all three of 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -193,3 +196,35 @@ async def test_a_publication_whose_reply_was_lost_keeps_the_model_the_pointer_na
         await publisher.publish(0, _model(2, ["u"]), {})
     assert int(await redis_client.get(run.model_current)) == 1
     assert await redis_client.exists(run.model_blob(2), run.model_meta(2), run.model_user_factors(2)) == 0
+
+
+async def test_a_slow_mlflow_does_not_hold_the_retrain_and_its_run_id_follows(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 0.2)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+
+    def slow_log_retrain(record: object) -> str:
+        time.sleep(1.0)  # MLflow answers its health check, then takes its time
+        return "late-run"
+
+    monkeypatch.setattr(runtime._tracker, "log_retrain", slow_log_retrain)
+    monkeypatch.setattr(runtime._tracker, "run_url", lambda run_id: f"http://mlflow/#/runs/{run_id}")
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    status_key = keys.for_generation(0).pipeline_status
+    try:
+        await runtime.handle_batch([event])
+        started = time.monotonic()
+        outcome = await runtime.retrain(force=True)
+        assert outcome.trained and outcome.mlflow_run_id is None and time.monotonic() - started < 1.0
+        assert await redis_client.hget(status_key, "model_version") == str(outcome.model_version).encode()
+        assert await redis_client.hget(status_key, "mlflow_run_id") is None
+        await asyncio.wait_for(asyncio.gather(*runtime._late_tracking), timeout=5)  # MLflow answered at last
+        assert await redis_client.hget(status_key, "mlflow_run_id") == b"late-run"
+    finally:
+        await runtime.stop()
