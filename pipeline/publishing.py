@@ -143,12 +143,12 @@ class ModelPublisher:
         run = self._keys.for_generation(generation)
         serving_blob, user_chunks = await asyncio.to_thread(_serialize_for_serving, model)
         meta = {**meta, "version": model.version, "published_at": time.time()}
+        blob_key, meta_key = run.model_blob(model.version), run.model_meta(model.version)
         users_key = run.model_user_factors(model.version)
-        version_keys = (run.model_blob(model.version), run.model_meta(model.version), users_key)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(run.model_blob(model.version), serving_blob)
-                pipe.set(run.model_meta(model.version), json.dumps(meta))
+                pipe.set(blob_key, serving_blob)
+                pipe.set(meta_key, json.dumps(meta))
                 pipe.delete(users_key)
                 for fields in user_chunks:
                     pipe.hset(users_key, mapping=fields)
@@ -167,7 +167,7 @@ class ModelPublisher:
                 await self._delete_unless_current(keys=[run.model_current], args=[model.version, run.base])
             raise
         if result == lua.STALE_GENERATION:
-            await self._redis.delete(*version_keys)
+            await self._redis.delete(blob_key, meta_key, users_key)
             return None
         if result == lua.NOT_LEASE_HOLDER:
             raise PublishRefused("this pipeline lost its lease before the model was published")

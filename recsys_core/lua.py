@@ -246,12 +246,22 @@ redis.call('SET', KEYS[2], ARGV[2])
 return redis.call('INCR', KEYS[3])
 """
 
+# Deletes the keys of one model version (its blob, meta and users' factors), shared by the scripts below.
+_DELETE_MODEL_VERSION = """
+local function delete_model_version(base, version)
+  local prefix = base .. ':model:' .. version
+  return redis.call('DEL', prefix .. ':blob', prefix .. ':meta', prefix .. ':users')
+end
+"""
+
 # KEYS: generation, model current pointer, model versions zset, pipeline lease
 # ARGV: expected generation, version, versions to keep, run key base ("{prefix}:g{n}"), lease token ("": no lease)
 # The blob, meta and user factors of the version were written before; this flips the pointer and retires old
 # versions. A publisher that no longer holds the lease, or a version older than the one served (a paused
 # ex-leader's late model), is refused and its keys deleted: the pointer never goes back nor names a retired blob.
-PUBLISH_MODEL = """
+PUBLISH_MODEL = (
+    _DELETE_MODEL_VERSION
+    + """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local version = tonumber(ARGV[2])
 local refused = 0
@@ -261,8 +271,7 @@ elseif version < tonumber(redis.call('GET', KEYS[2]) or '0') then
   refused = -3
 end
 if refused ~= 0 then
-  redis.call('DEL', ARGV[4] .. ':model:' .. version .. ':blob', ARGV[4] .. ':model:' .. version .. ':meta',
-    ARGV[4] .. ':model:' .. version .. ':users')
+  delete_model_version(ARGV[4], version)
   return refused
 end
 redis.call('SET', KEYS[2], version)
@@ -270,20 +279,22 @@ redis.call('ZADD', KEYS[3], version, version)
 local keep = tonumber(ARGV[3])
 local old = redis.call('ZRANGE', KEYS[3], 0, -(keep + 1))
 for _, v in ipairs(old) do
-  redis.call('DEL', ARGV[4] .. ':model:' .. v .. ':blob', ARGV[4] .. ':model:' .. v .. ':meta',
-    ARGV[4] .. ':model:' .. v .. ':users')
+  delete_model_version(ARGV[4], v)
   redis.call('ZREM', KEYS[3], v)
 end
 return version
 """
+)
 
 # Deletes a model version's keys unless the pointer names it (a publication whose reply was lost may have
 # flipped it). KEYS: model current pointer   ARGV: version, run key base
-DELETE_MODEL_IF_NOT_CURRENT = """
+DELETE_MODEL_IF_NOT_CURRENT = (
+    _DELETE_MODEL_VERSION
+    + """
 if tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) then return 0 end
-return redis.call('DEL', ARGV[2] .. ':model:' .. ARGV[1] .. ':blob', ARGV[2] .. ':model:' .. ARGV[1] .. ':meta',
-  ARGV[2] .. ':model:' .. ARGV[1] .. ':users')
+return delete_model_version(ARGV[2], ARGV[1])
 """
+)
 
 # The pipeline lease (pipeline/leadership.py). KEYS: the lease, the lease epoch.
 # Takes a free lease: ARGV token, TTL in ms. Returns the new epoch, or 0 while another process holds it.
