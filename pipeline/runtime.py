@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from pipeline.tracking import MlflowTracker, RetrainRecord
 from pipeline.training import TrainingOutput, co_likes_from_log, fit_model
 from pipeline.twins import TwinsPublisher
 from recsys_core import lua
-from recsys_core.algorithms.factors import BPRParams, FactorModel
+from recsys_core.algorithms.factors import BPRParams, FactorModel, TrainingCancelled
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
@@ -146,6 +147,9 @@ class PipelineRuntime:
         # Set by stop(): the housekeeping loop checks it, because a cancellation that lands while a Redis
         # command is in flight can be swallowed inside redis-py (event_collector/generation.py had that hang).
         self._stopping = asyncio.Event()
+        # The same for a fit in a worker thread, which asks between BPR iterations (an asyncio.Event is not
+        # meant to be read from other threads).
+        self._stop_training = threading.Event()
         self.last_retrain: RetrainOutcome | None = None
         self.training_in_progress = False
 
@@ -183,6 +187,7 @@ class PipelineRuntime:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._stop_training.set()  # a fit in progress ends after its current iteration, not minutes later
         if self._scheduler.running:  # stop() also cleans up a runtime whose start() never ran or failed early
             self._scheduler.shutdown(wait=False)
         for task in (self._co_likes_task, self._trim_task, self._twins_restore_task):
@@ -407,9 +412,19 @@ class PipelineRuntime:
         catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
         params = self.bpr_params()
         evaluate = len(columns.users) <= OFFLINE_EVALUATION_MAX_EVENTS
-        output = await asyncio.get_running_loop().run_in_executor(
-            self._background, fit_model, columns, catalog_ids, params, self.settings.holdout_fraction, evaluate
-        )
+        try:
+            output = await asyncio.get_running_loop().run_in_executor(
+                self._background,
+                fit_model,
+                columns,
+                catalog_ids,
+                params,
+                self.settings.holdout_fraction,
+                evaluate,
+                self._stop_training.is_set,
+            )
+        except TrainingCancelled as cancelled:
+            return RetrainOutcome(False, f"the pipeline is stopping: {cancelled}")
         if output is None:
             state.events_at_last_train = events_at_start
             return RetrainOutcome(False, "no likes to learn from yet")

@@ -8,6 +8,7 @@ out to measure precision@10/NDCG@10 offline; the published model is then fitted 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,12 +88,19 @@ def _items_by_user(users: np.ndarray, items: np.ndarray) -> dict[int, np.ndarray
     return {int(u[0]): i for u, i in zip(np.split(users, bounds), np.split(items, bounds), strict=True) if u.size}
 
 
-def offline_evaluation(likes: Likes, n_users: int, n_items: int, params: BPRParams, fraction: float) -> OfflineMetrics:
+def offline_evaluation(
+    likes: Likes,
+    n_users: int,
+    n_items: int,
+    params: BPRParams,
+    fraction: float,
+    should_stop: Callable[[], bool] | None = None,
+) -> OfflineMetrics:
     heldout = recent_holdout_mask(likes.timestamps, fraction)
     if not heldout.any():
         return OfflineMetrics(0.0, 0.0, 0)
     train_users, train_items = likes.users[~heldout], likes.items[~heldout]
-    user_factors, item_factors = train_bpr(_matrix(train_users, train_items, n_users, n_items), params)
+    user_factors, item_factors = train_bpr(_matrix(train_users, train_items, n_users, n_items), params, should_stop)
     train_by_user = _items_by_user(train_users, train_items)
     test_by_user = {
         u: items
@@ -108,8 +116,10 @@ def fit_model(
     params: BPRParams,
     holdout_fraction: float,
     evaluate: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainingOutput | None:
-    """Train on every like; None when there is nothing to learn from yet."""
+    """Train on every like; None when there is nothing to learn from yet. ``should_stop``: see ``train_bpr``
+    (raises ``TrainingCancelled``)."""
     started = time.perf_counter()
     catalog_index = {item_id: i for i, item_id in enumerate(catalog_ids)}
     likes = latest_likes(columns, catalog_index)
@@ -120,10 +130,10 @@ def fit_model(
     likes = Likes(user_rows, likes.items, likes.timestamps, [likes.user_ids[u] for u in liked_users])
     n_users, n_items = liked_users.size, len(catalog_ids)
     evaluation_started = time.perf_counter()
-    offline = offline_evaluation(likes, n_users, n_items, params, holdout_fraction) if evaluate else None
+    offline = offline_evaluation(likes, n_users, n_items, params, holdout_fraction, should_stop) if evaluate else None
     evaluation_seconds = time.perf_counter() - evaluation_started
     matrix = _matrix(likes.users, likes.items, n_users, n_items)
-    user_factors, item_factors = train_bpr(matrix, params)
+    user_factors, item_factors = train_bpr(matrix, params, should_stop)
     eligible = np.bincount(likes.items, minlength=n_items) >= params.neighbour_min_likes
     neighbour_indices, neighbour_sims = item_neighbours(item_factors, N_NEIGHBOURS, eligible=eligible)
     return TrainingOutput(

@@ -8,7 +8,7 @@ never pickles.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -28,9 +28,16 @@ class BPRParams:
     neighbour_min_likes: int = 1
 
 
-def train_bpr(likes: sp.csr_matrix, params: BPRParams) -> tuple[np.ndarray, np.ndarray]:
+class TrainingCancelled(Exception):
+    """A fit was told to stop between two iterations: its half-trained factors are not worth publishing."""
+
+
+def train_bpr(
+    likes: sp.csr_matrix, params: BPRParams, should_stop: Callable[[], bool] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(user_factors, item_factors) of a users x items like matrix; CPU only, threads capped so serving keeps
-    its cores."""
+    its cores. ``should_stop`` is asked after every iteration (a 10M-event fit runs minutes; a stopping process
+    must not wait for it): when it says yes the fit raises ``TrainingCancelled``."""
     from implicit.cpu.bpr import BayesianPersonalizedRanking  # heavy import, only where training happens
 
     model = BayesianPersonalizedRanking(
@@ -41,8 +48,14 @@ def train_bpr(likes: sp.csr_matrix, params: BPRParams) -> tuple[np.ndarray, np.n
         num_threads=params.threads,
         random_state=params.random_seed,
     )
+
+    def stop_when_asked(iteration: int, *_: object) -> None:
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(f"stopped after {iteration + 1} of {params.iterations} BPR iterations")
+
     with threadpool_limits(limits=params.threads):
-        model.fit(likes, show_progress=False)
+        # implicit calls the callback between iterations, and an exception raised there ends the fit.
+        model.fit(likes, show_progress=False, callback=stop_when_asked)
     return np.asarray(model.user_factors, dtype=np.float32), np.asarray(model.item_factors, dtype=np.float32)
 
 

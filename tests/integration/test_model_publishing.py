@@ -4,6 +4,8 @@ read returns one user at a time, and retired versions removed with all three of 
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
 
 import numpy as np
@@ -13,8 +15,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from devstack.stack import free_port, local_url
+from pipeline import runtime as runtime_module
 from pipeline.publishing import ModelPublisher, PublishRefused
-from pipeline.runtime import PipelineMetrics, PipelineRuntime
+from pipeline.runtime import PipelineMetrics, PipelineRuntime, RetrainOutcome
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.experiments import load_experiment
@@ -228,3 +231,54 @@ async def test_a_slow_mlflow_does_not_hold_the_retrain_and_its_run_id_follows(
         assert await redis_client.hget(status_key, "mlflow_run_id") == b"late-run"
     finally:
         await runtime.stop()
+
+
+async def test_stop_ends_a_fit_in_progress_after_its_current_iteration(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit on a large history runs for minutes; a stopping pipeline (SIGTERM, a lost lease) must not keep a core
+    busy that long, nor hold the process's exit until the fit's thread ends."""
+    redis_client, keys = redis_and_keys
+    items = [f"item-{i}" for i in range(50)]
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=items))
+    # Millions of iterations on a small history: without the stop, this fit would run for many minutes.
+    settings = Settings(
+        redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()), bpr_iterations=5_000_000, bpr_factors=4
+    )
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    fitting = threading.Event()
+    real_fit = runtime_module.fit_model
+
+    def fit_and_tell(*args: object, **kwargs: object) -> object:
+        fitting.set()
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "fit_model", fit_and_tell)
+    events = [
+        EventMessage(
+            generation=0,
+            user_id=f"u{n}",
+            item_ids=items[n : n + 3],
+            actions=["like"] * 3,
+            timestamp=1.0,
+            received_at=1.0,
+        )
+        for n in range(20)
+    ]
+    retrain: asyncio.Task[RetrainOutcome] | None = None
+    try:
+        await runtime.handle_batch(events)
+        retrain = asyncio.create_task(runtime.retrain(force=True))
+        assert await asyncio.to_thread(fitting.wait, 30)
+        await asyncio.sleep(0.2)  # some iterations in
+    finally:
+        await runtime.stop()
+    assert retrain is not None
+    outcome = await asyncio.wait_for(retrain, 60)  # a bound for the failure case only: it takes one iteration
+    assert not outcome.trained
+    print(f"retrain outcome after stop(): {outcome.reason}")
+    match = re.search(r"stopped after (\d+) of 5000000 BPR iterations", outcome.reason or "")
+    assert match is not None and 1 <= int(match.group(1)) < 5_000_000
+    assert await redis_client.get(keys.for_generation(0).model_current) is None

@@ -9,7 +9,14 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_core.algorithms.evaluation import dcg_discounts, evaluate_at_k, recent_holdout_mask
-from recsys_core.algorithms.factors import BPRParams, FactorModel, item_neighbours, score_users, train_bpr
+from recsys_core.algorithms.factors import (
+    BPRParams,
+    FactorModel,
+    TrainingCancelled,
+    item_neighbours,
+    score_users,
+    train_bpr,
+)
 from recsys_core.algorithms.personal import neighbour_scores
 
 # Four items; the last column is the bias BPR learns, which similarity must ignore (huge values here on purpose).
@@ -211,6 +218,28 @@ def test_train_bpr_shapes_and_determinism() -> None:
     again_users, again_items = train_bpr(LIKES, params)
     np.testing.assert_array_equal(users, again_users)
     np.testing.assert_array_equal(items, again_items)
+
+
+def test_train_bpr_asks_after_every_iteration_and_stops_when_told() -> None:
+    params = BPRParams(factors=4, iterations=50)
+    asked: list[bool] = []
+
+    def never() -> bool:
+        asked.append(False)
+        return False
+
+    train_bpr(LIKES, params, should_stop=never)
+    assert len(asked) == 50
+
+    asked.clear()
+
+    def on_the_third_ask() -> bool:
+        asked.append(len(asked) == 2)
+        return asked[-1]
+
+    with pytest.raises(TrainingCancelled, match="after 3 of 50"):
+        train_bpr(LIKES, params, should_stop=on_the_third_ask)
+    assert len(asked) == 3
 
 
 # --- evaluation --------------------------------------------------------------------------------------------
