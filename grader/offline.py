@@ -82,6 +82,9 @@ class OfflineConfig:
     # The pipeline computes a user's twins when their feedback is stored: ready this long after the answer
     # (grader run 37: 86% of the publications within 0.1 s of the collector receiving the feedback).
     twin_delay_s: float = 0.1
+    # On each matrix rebuild the pipeline matches again the users who answered within this window
+    # (``TWINS_ACTIVE_S``); 0: a user's lift is computed only when their feedback arrives.
+    twins_active_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class _UserRun:
     # (ready at, lift): the twins the pipeline publishes after each answer, newest last
     twins: list[tuple[float, DenseTwinLift | None]] = field(default_factory=list)
     twins_matrix_at: float = -1.0  # when the matrix the newest lift was computed on was built
+    answered_at: float = -1.0  # when the user's latest feedback was sent
 
     def twins_at(self, now: float) -> DenseTwinLift | None:
         ready = [lift for at, lift in self.twins if at <= now]
@@ -228,8 +232,10 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
         run = runs[run_index]
         if config.twins and now >= next_matrix:
             matrix, matrix_at, next_matrix = book.matrix(), now, now + config.twin_interval_s
-        if config.twins and run.history and run.twins_matrix_at < matrix_at <= now - config.twin_delay_s:
-            # The pipeline recomputes the twins of recently active users on every matrix refresh.
+        rematched = run.twins_matrix_at < matrix_at <= now - config.twin_delay_s
+        if config.twins and run.history and rematched and matrix_at - run.answered_at <= config.twins_active_s:
+            # The pipeline recomputes the twins of recently active users on every matrix refresh (the latest
+            # refresh within the window stands for it: later ones would not match this user again).
             run.twins.append((matrix_at + config.twin_delay_s, _twins(matrix, book, run, view, twin_params)))
             run.twins_matrix_at = matrix_at
         if now >= next_snapshot:
@@ -274,6 +280,7 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
         if config.twins and reaction:
             run.twins.append((answered_at + config.twin_delay_s, _twins(matrix, book, run, view, twin_params)))
             run.twins_matrix_at = matrix_at
+            run.answered_at = answered_at
         if run.call >= calls_per_user:
             start_user(answered_at)
             continue

@@ -81,6 +81,19 @@ class PipelineMetrics:
             registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
         )
+        self.twin_lifts = Counter(
+            "pipeline_twin_lifts", "Twin lifts computed, by trigger (feedback, rematch)", ["trigger"], registry=registry
+        )
+        self.twin_lift_cpu = Counter(
+            "pipeline_twin_lift_cpu_seconds",
+            "CPU time spent computing twin lifts, by trigger",
+            ["trigger"],
+            registry=registry,
+        )
+
+    def observe_twin_lifts(self, trigger: str, lifts: int, cpu_s: float) -> None:
+        self.twin_lifts.labels(trigger).inc(lifts)
+        self.twin_lift_cpu.labels(trigger).inc(cpu_s)
 
 
 class PipelineRuntime:
@@ -116,6 +129,7 @@ class PipelineRuntime:
             self._twins_executor,
             on_published=self.metrics.twins_delay.observe,
             may_publish=self.may_publish,
+            on_matched=self.metrics.observe_twin_lifts,
         )
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None

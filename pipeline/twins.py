@@ -4,8 +4,8 @@ When a user's feedback is stored, the pipeline reads what /recs showed them and 
 the run's ``ReactionBook`` and publishes the user's ``TwinLift`` (what the users who answered like them liked
 and were shown) under ``user_twins``. The matrix of everybody's reactions the matches are looked up in is
 rebuilt at most every ``twins_refresh_s``; on each rebuild the twins of users active within ``twins_active_s``
-are recomputed, so a user returning a second later sees the newest matches. The matching and the matrix build
-run in the background executor, never on the event loop.
+(0 by default: measured to change nothing, at most of the pipeline's CPU) are recomputed. The matching and the
+matrix build run in the background executor, never on the event loop.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ RESTORE_CHUNK = 500
 REBUILD_MAX_BUSY_SHARE = 0.2
 # After a rebuild the active users are matched again this many per thread hop, fresh answers served in between.
 REMATCH_CHUNK = 8
+# Why a lift was computed: the user's feedback just arrived, or active users are matched on a rebuilt matrix.
+FEEDBACK, REMATCH = "feedback", "rematch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +47,17 @@ class UserReactions:
 
 def _lifts(
     matrix: ReactionMatrix, users: dict[str, UserReactions], params: TwinParams
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Each user's lift as the text /recs reads ("" when there is none, which clears an older one), and the
-    users whose likeliest twin is sure enough to link them to it."""
+) -> tuple[dict[str, str], dict[str, str], float]:
+    """Each user's lift as the text /recs reads ("" when there is none, which clears an older one), the users
+    whose likeliest twin is sure enough to link them to it, and the CPU seconds the matching took."""
+    started = time.thread_time()
     texts, links = {}, {}
     for user_id, reactions in users.items():
         lift = matrix.lift(user_id, reactions.shown, reactions.liked, reactions.disliked, params)
         texts[user_id] = "" if lift is None else lift.to_text()
         if lift is not None and lift.sure_twin is not None:
             links[user_id] = lift.sure_twin
-    return texts, links
+    return texts, links, time.thread_time() - started
 
 
 class TwinsPublisher:
@@ -66,6 +69,7 @@ class TwinsPublisher:
         executor: Executor,
         on_published: Callable[[float], None] | None = None,
         may_publish: Callable[[], bool] = lambda: True,
+        on_matched: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self._redis = redis
         # False once this process may have lost the pipeline lease (pipeline/leadership.py): nothing is written then.
@@ -84,10 +88,16 @@ class TwinsPublisher:
         self._wake = asyncio.Event()
         # Called with the seconds from the collector receiving a user's feedback to their twins being published.
         self._on_published = on_published
+        # Called with the trigger ("feedback" or "rematch"), the number of lifts and their CPU seconds.
+        self._on_matched = on_matched
         self.enabled = settings.twins_max_users > 0
         self.reset(-1)
         self.published = 0
         self.last_build_s = 0.0
+        # Lifts computed and their CPU seconds, by trigger: a user's new feedback, or the rematch of active
+        # users on a rebuilt matrix (the pipeline's largest CPU cost under load: /status shows the split).
+        self.lifts = {FEEDBACK: 0, REMATCH: 0}
+        self.match_cpu_s = {FEEDBACK: 0.0, REMATCH: 0.0}
 
     def reset(self, generation: int) -> None:
         """Forget everything: a new run starts (after a /cleanup, or at start)."""
@@ -101,6 +111,8 @@ class TwinsPublisher:
         self._received: dict[str, float] = {}
         # Users who answered recently, with what they answered (recomputed on every matrix rebuild).
         self._active: dict[str, tuple[float, UserReactions]] = {}
+        # Users recorded while there was no matrix to match them on.
+        self._unmatched: set[str] = set()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -110,6 +122,8 @@ class TwinsPublisher:
             "active_users": len(self._active),
             "last_matrix_build_s": round(self.last_build_s, 4),
             "lifts_published": self.published,
+            "lifts_computed": dict(self.lifts),
+            "lift_cpu_s": {trigger: round(seconds, 3) for trigger, seconds in self.match_cpu_s.items()},
             "users_linked": self._book.linked_users,
         }
 
@@ -196,7 +210,11 @@ class TwinsPublisher:
             pause = max(self._settings.twins_refresh_s, self.last_build_s / REBUILD_MAX_BUSY_SHARE)
             self._next_build_at = started + pause
             horizon = built - self._settings.twins_active_s
-            self._active = {u: entry for u, entry in self._active.items() if entry[0] >= horizon}
+            # Users who answered before there was any matrix have no lift yet: matched now, active or not.
+            self._active = {
+                u: entry for u, entry in self._active.items() if entry[0] >= horizon or u in self._unmatched
+            }
+            self._unmatched = set()
             rest = sorted(self._active)
             # Everybody active is matched again on the new matrix, a few at a time: whoever answers meanwhile
             # goes first, since their next /recs may be a fraction of a second away (a lift takes ~1-2 ms).
@@ -209,7 +227,7 @@ class TwinsPublisher:
                     break  # a /cleanup started another run
                 batch = rest[first : first + REMATCH_CHUNK]
                 chunk = {u: self._active[u][1] for u in batch if u not in fresh and u in self._active}
-                written += len(await self._match(generation, chunk))
+                written += len(await self._match(generation, chunk, REMATCH))
         return written
 
     async def _match_fresh(self, generation: int) -> set[str]:
@@ -232,14 +250,20 @@ class TwinsPublisher:
             self._book.record(user_id, reactions.shown, reactions.liked, reactions.disliked)
             self._active[user_id] = (now, reactions)
         self._book_changed = self._book_changed or bool(fresh)
-        return await self._match(generation, {u: self._active[u][1] for u in fresh})
+        if self._matrix is None:
+            self._unmatched |= fresh.keys()
+        return await self._match(generation, {u: self._active[u][1] for u in fresh}, FEEDBACK)
 
-    async def _match(self, generation: int, targets: dict[str, UserReactions]) -> set[str]:
+    async def _match(self, generation: int, targets: dict[str, UserReactions], trigger: str) -> set[str]:
         """Compute and publish the targets' lifts on the current matrix; returns the users whose lift was written."""
         if not targets or self._matrix is None or generation != self._generation:
             return set()
         loop = asyncio.get_running_loop()
-        texts, links = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        texts, links, cpu_s = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
+        self.lifts[trigger] += len(targets)
+        self.match_cpu_s[trigger] += cpu_s
+        if self._on_matched is not None:
+            self._on_matched(trigger, len(targets), cpu_s)
         made: dict[str, str] = {}
         if generation == self._generation:
             made = {user_id: twin_id for user_id, twin_id in links.items() if self._book.link(user_id, twin_id)}

@@ -95,9 +95,10 @@ class Settings(BaseSettings):
     # against other users' and publishes what the best matches liked and were shown. 0 users switches it off.
     twins_max_users: int = Field(default=50_000, ge=0)
     # How often the matrix of everybody's reactions is rebuilt; the twins of users active within
-    # twins_active_s are recomputed on each rebuild.
+    # twins_active_s are recomputed on each rebuild (0: only when a user's feedback arrives; the replay found no
+    # difference in precision, and the recomputation was most of the pipeline's CPU under the grader's load).
     twins_refresh_s: float = Field(default=0.5, gt=0)
-    twins_active_s: float = Field(default=3.0, ge=0)
+    twins_active_s: float = Field(default=0.0, ge=0)
     twins_prior: float = Field(default=TwinParams().prior, gt=0)
     twins_noise: float = Field(default=TwinParams().noise, gt=0, lt=0.5)
     # A user whose likeliest twin weighs this much is linked to it (1: never): see TwinParams.link_weight.

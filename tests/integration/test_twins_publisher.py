@@ -59,6 +59,26 @@ async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
         assert publisher.describe()["users_linked"] == 2
 
 
+async def test_by_default_a_user_is_matched_when_their_feedback_arrives_and_not_again_on_each_rebuild(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    assert settings.twins_active_s == 0
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        publisher.note(0, {"earlier": time.time()})
+        # No matrix yet when the feedback came: matched on the first one, built in the same step.
+        assert await publisher.step() == 1
+        await asyncio.sleep(0.05)  # a rebuild is due at the next step
+        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        publisher.note(0, {"user": time.time()})
+        assert await publisher.step() == 1  # the user, on the current matrix; the rebuild matches nobody again
+        assert publisher.lifts == {"feedback": 1, "rematch": 1}
+        assert await redis.get(keys.for_generation(0).user_twins("user"))
+
+
 async def test_nothing_is_published_once_a_cleanup_started_another_run(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
@@ -117,7 +137,7 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     redis, keys = redis_and_keys
-    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01, twins_active_s=3.0)
     active = [f"active-{n:02}" for n in range(5 * REMATCH_CHUNK)]
     for user in active:
         await _answered(redis, keys, user, ["a", "b"], {"a": "like"})
@@ -128,7 +148,7 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
 
-        def recorded_lifts(matrix: ReactionMatrix, users: dict, params: object) -> tuple[dict, dict]:
+        def recorded_lifts(matrix: ReactionMatrix, users: dict, params: object) -> tuple[dict, dict, float]:
             calls.append(set(users))
             if len(calls) == 3:  # "late" answers while the second chunk of the re-match is computed
                 loop.call_soon_threadsafe(publisher.note, 0, {"late": time.time()})
@@ -145,6 +165,9 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
         assert all(len(users) == REMATCH_CHUNK for users in rematched) and set().union(*rematched) == set(active)
         assert sum(len(users) for users in calls[late_at + 1 :]) == 2 * REMATCH_CHUNK  # the rest came after
         assert await redis.exists(keys.for_generation(0).user_twins("late")) == 1  # its lift was written
+        # Counted by trigger (the first noted users had no matrix to be matched on: the rematch did it).
+        assert publisher.lifts == {"feedback": 1, "rematch": len(active)}
+        assert publisher.match_cpu_s["rematch"] > 0
 
 
 async def test_a_restarted_publisher_links_its_users_again(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
