@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from pipeline.state import RunState
 from recsys_core import lua
@@ -29,22 +30,60 @@ from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
 USER_FACTORS_PER_COMMAND = 5_000
 
 
+# Entries of the recs log read per XRANGE while catching up on impressions.
+RECS_LOG_BATCH = 10_000
+
+
 @dataclass(slots=True)
 class _CatalogIds:
     version: int = -1
     generation: int = -1
     ids: tuple[str, ...] = ()
+    # Catalog position of each id, as str (the pipeline's counters) and as bytes (what Redis replies hold).
+    index: dict[str, int] = field(default_factory=dict)
+    index_of_bytes: dict[bytes, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Impressions:
+    """Per-item impressions of one run, aligned with one catalog version, as of the recs log entry ``cursor``."""
+
+    generation: int
+    catalog_version: int
+    counts: np.ndarray  # float64, one per catalog item
+    cursor: bytes  # the last recs log entry counted ("0-0": none)
+    # How many entries the log had ever been given up to ``cursor`` (Redis 7's ``entries-added``; None before 7).
+    added: int | None
+
+
+def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    milliseconds, _, sequence = as_str(entry_id).partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _entries_added(info: dict[str, object]) -> int | None:
+    added = info.get("entries-added")
+    return added if isinstance(added, int) else None
 
 
 class BanditSnapshotPublisher:
-    """Builds per-item evidence arrays aligned with the catalog and publishes them when anything changed."""
+    """Builds per-item evidence arrays aligned with the catalog and publishes them when anything changed.
+
+    Impressions are written by the recommendations service (its claim script counts them in a hash and logs each
+    answer in the run's recs log, atomically). The publisher reads the hash once per run and catalog version and
+    then only the log entries added since, so a snapshot costs what changed, not the catalog's size (reading the
+    whole hash five times a second was most of the pipeline's event-loop time under load). A log trimmed past
+    the last entry counted is noticed (``max-deleted-entry-id``) and the hash read again.
+    """
 
     def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(lua.PUBLISH_SNAPSHOT)
         self._catalog = _CatalogIds()
+        self._impressions: _Impressions | None = None
         self._last_signature: tuple[int, int, int, int] | None = None
+        self.full_reads = 0  # how often the whole impressions hash was read (for tests and /status)
 
     async def catalog_ids(self, generation: int) -> tuple[str, ...]:
         run = self._keys.for_generation(generation)
@@ -54,7 +93,14 @@ class BanditSnapshotPublisher:
                 pipe.get(run.catalog_version)
                 pipe.lrange(run.catalog_ids, 0, -1)
                 version_raw, ids = await pipe.execute()
-            self._catalog = _CatalogIds(as_int(version_raw), generation, tuple(as_str(i) for i in ids))
+            decoded = tuple(as_str(i) for i in ids)
+            self._catalog = _CatalogIds(
+                as_int(version_raw),
+                generation,
+                decoded,
+                {item: position for position, item in enumerate(decoded)},
+                {item.encode(): position for position, item in enumerate(decoded)},
+            )
         return self._catalog.ids
 
     async def publish_if_changed(self, state: RunState) -> int | None:
@@ -67,12 +113,13 @@ class BanditSnapshotPublisher:
         signature = (state.generation, state.applied_events, as_int(impressions_total), as_int(catalog_version))
         if signature == self._last_signature:
             return None
-        ids = await self.catalog_ids(state.generation)
-        impressions = {as_str(k): int(v) for k, v in (await self._redis.hgetall(run.item_impressions)).items()}
+        await self.catalog_ids(state.generation)
+        catalog = self._catalog
+        impressions = await self._current_impressions(state.generation, catalog)
         stats = ItemStats(
-            likes=np.fromiter((state.likes.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
-            dislikes=np.fromiter((state.dislikes.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
-            impressions=np.fromiter((impressions.get(i, 0) for i in ids), dtype=np.float32, count=len(ids)),
+            likes=self._aligned(state.likes, catalog),
+            dislikes=self._aligned(state.dislikes, catalog),
+            impressions=impressions.astype(np.float32),
         )
         version = await self._script(
             keys=[self._keys.generation, run.bandit_snapshot, run.bandit_version],
@@ -80,6 +127,79 @@ class BanditSnapshotPublisher:
         )
         self._last_signature = signature
         return None if int(version) == lua.STALE_GENERATION else int(version)
+
+    @staticmethod
+    def _aligned(counts: dict[str, int], catalog: _CatalogIds) -> np.ndarray:
+        """Counts per item id as an array over the catalog (O(items counted), not O(catalog))."""
+        values = np.zeros(len(catalog.ids), dtype=np.float32)
+        index = catalog.index
+        for item, count in counts.items():
+            position = index.get(item)
+            if position is not None:
+                values[position] = count
+        return values
+
+    async def _current_impressions(self, generation: int, catalog: _CatalogIds) -> np.ndarray:
+        known = self._impressions
+        same_run = known is not None and (known.generation, known.catalog_version) == (generation, catalog.version)
+        if known is None or not same_run or not await self._count_new_impressions(known, catalog):
+            known = await self._read_all_impressions(generation, catalog)
+        self._impressions = known
+        return known.counts
+
+    async def _read_all_impressions(self, generation: int, catalog: _CatalogIds) -> _Impressions:
+        run = self._keys.for_generation(generation)
+        async with self._redis.pipeline(transaction=True) as pipe:  # the hash and the log's end, consistently
+            pipe.hgetall(run.item_impressions)
+            pipe.xinfo_stream(run.recs_log)
+            hashed, info = await pipe.execute(raise_on_error=False)
+        if isinstance(hashed, Exception):
+            raise hashed
+        self.full_reads += 1
+        counts = np.zeros(len(catalog.ids), dtype=np.float64)
+        index = catalog.index_of_bytes
+        for item, count in hashed.items():
+            position = index.get(item if isinstance(item, bytes) else item.encode())
+            if position is not None:
+                counts[position] = int(count)
+        if isinstance(info, ResponseError):  # no log yet: nothing was ever shown in this run
+            return _Impressions(generation, catalog.version, counts, b"0-0", 0)
+        if isinstance(info, Exception):
+            raise info
+        return _Impressions(generation, catalog.version, counts, info["last-generated-id"], _entries_added(info))
+
+    async def _count_new_impressions(self, known: _Impressions, catalog: _CatalogIds) -> bool:
+        """Add the items of the log entries after ``known.cursor``; False when that cannot be done exactly (the
+        log lost entries after the cursor to its cap, or an entry names an item of a newer catalog): read
+        everything then. Redis 7 counts the entries ever added to a log, so a gap shows as fewer entries read
+        than were added; before 7, an oldest entry newer than the cursor is taken as one."""
+        run = self._keys.for_generation(known.generation)
+        index = catalog.index_of_bytes
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xinfo_stream(run.recs_log)
+                pipe.xrange(run.recs_log, min=b"(" + known.cursor, count=RECS_LOG_BATCH)
+                info, entries = await pipe.execute(raise_on_error=False)
+            if isinstance(info, ResponseError):  # no log: fine while nothing was ever counted from one
+                return known.cursor == b"0-0"
+            for reply in (info, entries):
+                if isinstance(reply, Exception):
+                    raise reply
+            first = info.get("first-entry")
+            if known.added is None and first and _stream_id(first[0]) > _stream_id(known.cursor):
+                return False
+            for entry_id, fields in entries:
+                items = fields.get(b"items", b"")
+                for item in items.split(b",") if items else ():
+                    position = index.get(item)
+                    if position is None:
+                        return False
+                    known.counts[position] += 1
+                known.cursor = entry_id
+                if known.added is not None:
+                    known.added += 1
+            if len(entries) < RECS_LOG_BATCH:
+                return known.added is None or known.added == _entries_added(info)
 
 
 class CoLikesPublisher:
