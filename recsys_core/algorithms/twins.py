@@ -258,6 +258,10 @@ def _merged(
     return unique.astype(np.int32), codes
 
 
+# Up to this many rows (or columns), ``_gather`` copies slices instead of computing every entry's index.
+SLICED_GATHER_MAX = 256
+
+
 def _gather(
     matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray, last: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,8 +272,16 @@ def _gather(
     starts = matrix.indptr[majors] if last <= 0 else np.maximum(matrix.indptr[majors], ends - last)
     lengths = ends - starts
     owner = np.repeat(np.arange(majors.size), lengths)
-    offsets = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    entries = starts[owner] + offsets
+    if majors.size <= SLICED_GATHER_MAX:
+        # A lift gathers the viewers of a user's few dozen items: copying each one's slice is cheaper than
+        # index arithmetic over every entry (the lift's hottest lines).
+        bounds = list(zip(starts.tolist(), ends.tolist(), strict=True))
+        if not bounds:
+            return owner, matrix.indices[:0], matrix.data[:0]
+        indices = np.concatenate([matrix.indices[start:end] for start, end in bounds])
+        return owner, indices, np.concatenate([matrix.data[start:end] for start, end in bounds])
+    # Entry j of major m sits at starts[m] + (j - where m's entries begin in the output).
+    entries = np.arange(owner.size) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return owner, matrix.indices[entries], matrix.data[entries]
 
 
@@ -324,13 +336,12 @@ class ReactionMatrix:
         if not answered & set(codes.values()):
             return None
         query_items = np.fromiter(codes, dtype=np.int64, count=len(codes))
-        query_codes = np.fromiter(codes.values(), dtype=np.int64, count=len(codes))
+        query_codes = np.fromiter(codes.values(), dtype=np.int8, count=len(codes))  # as the matrix stores them
         rates: np.ndarray = self._rates
         p = rates[query_items, query_codes]
         # Every other user shown one of the query's items (or its latest viewers), with their reaction: one entry
         # per (user, item). Users are rows in the order they answered, so a column's last entries are its latest.
         position, users, theirs = _gather(self._csc, query_items, params.max_viewers_per_item)
-        theirs = theirs.astype(np.int64)
         agree = theirs == query_codes[position]
         n_users = len(self.user_ids)
         shared = (
@@ -351,9 +362,8 @@ class ReactionMatrix:
         # P(theirs | twin) = (1 - noise) [theirs == ours] + noise P(theirs). Divided by P(theirs), the odds move
         # by (1 - noise) / P(ours) + noise on an agreement and by noise on a disagreement.
         log_agree = np.log((1.0 - params.noise) / p + params.noise)
-        log_conflict = np.full(p.size, np.log(params.noise))
         evidence = np.bincount(
-            users, weights=np.where(agree, log_agree[position], log_conflict[position]), minlength=n_users
+            users, weights=np.where(agree, log_agree[position], np.log(params.noise)), minlength=n_users
         )
         log_odds = np.log(params.prior) + evidence[candidates]
         odds = np.exp(np.minimum(log_odds, 60.0))

@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+import recsys_core.algorithms.twins as twins_module
 import recsys_core.strategies.blend as blend
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.twins import (
@@ -624,3 +626,25 @@ def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
             twin_items_outside_the_head += sum(1 for i, _ in expected if ctx.twins.liked[i] > 0 and not head[i])
     assert universes > 0
     assert twin_items_outside_the_head > 0
+
+
+@pytest.mark.parametrize("last", [0, 1, 3])
+def test_gather_copies_slices_or_computes_indices_with_the_same_result(
+    last: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(last)
+    dense = (rng.random((40, 30)) < 0.3) * rng.integers(1, 4, size=(40, 30))
+    csc = sp.csc_matrix(dense.astype(np.int8))
+    csc.sort_indices()
+    majors = np.array([3, 0, 29, 3, 17, 5], dtype=np.int64)
+    sliced = twins_module._gather(csc, majors, last)
+    monkeypatch.setattr(twins_module, "SLICED_GATHER_MAX", 0)
+    computed = twins_module._gather(csc, majors, last)
+    for a, b in zip(sliced, computed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    owner, minor, value = sliced
+    for position, major in enumerate(majors.tolist()):
+        rows = np.flatnonzero(dense[:, major])
+        rows = rows[-last:] if last else rows
+        np.testing.assert_array_equal(minor[owner == position], rows)
+        np.testing.assert_array_equal(value[owner == position], dense[rows, major])
