@@ -72,8 +72,8 @@ class BanditSnapshotPublisher:
     Impressions are written by the recommendations service (its claim script counts them in a hash and logs each
     answer in the run's recs log, atomically). The publisher reads the hash once per run and catalog version and
     then only the log entries added since, so a snapshot costs what changed, not the catalog's size (reading the
-    whole hash five times a second was most of the pipeline's event-loop time under load). A log trimmed past
-    the last entry counted is noticed (``max-deleted-entry-id``) and the hash read again.
+    whole hash five times a second was most of the pipeline's event-loop time under load). A log that lost
+    entries past the last one counted (trimmed to its cap) is noticed and the hash read again.
     """
 
     def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
@@ -83,7 +83,7 @@ class BanditSnapshotPublisher:
         self._catalog = _CatalogIds()
         self._impressions: _Impressions | None = None
         self._last_signature: tuple[int, int, int, int] | None = None
-        self.full_reads = 0  # how often the whole impressions hash was read (for tests and /status)
+        self.full_reads = 0  # how often the whole impressions hash was read (the tests check when)
 
     async def catalog_ids(self, generation: int) -> tuple[str, ...]:
         run = self._keys.for_generation(generation)
