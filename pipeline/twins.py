@@ -214,8 +214,8 @@ class TwinsPublisher:
             self._active = {
                 u: entry for u, entry in self._active.items() if entry[0] >= horizon or u in self._unmatched
             }
-            self._unmatched = set()
-            rest = sorted(self._active)
+            # The unmatched first (their first lift), then those matched again.
+            rest = sorted(self._active, key=lambda u: (u not in self._unmatched, u))
             # Everybody active is matched again on the new matrix, a few at a time: whoever answers meanwhile
             # goes first, since their next /recs may be a fraction of a second away (a lift takes ~1-2 ms).
             fresh: set[str] = set()
@@ -227,7 +227,10 @@ class TwinsPublisher:
                     break  # a /cleanup started another run
                 batch = rest[first : first + REMATCH_CHUNK]
                 chunk = {u: self._active[u][1] for u in batch if u not in fresh and u in self._active}
-                written += len(await self._match(generation, chunk, REMATCH))
+                first_lifts = {u: reactions for u, reactions in chunk.items() if u in self._unmatched}
+                again = {u: reactions for u, reactions in chunk.items() if u not in self._unmatched}
+                written += len(await self._match(generation, first_lifts, FEEDBACK))
+                written += len(await self._match(generation, again, REMATCH))
         return written
 
     async def _match_fresh(self, generation: int) -> set[str]:
@@ -259,11 +262,26 @@ class TwinsPublisher:
         if not targets or self._matrix is None or generation != self._generation:
             return set()
         loop = asyncio.get_running_loop()
-        texts, links, cpu_s = await loop.run_in_executor(self._executor, _lifts, self._matrix, targets, self._params)
-        self.lifts[trigger] += len(targets)
+        try:
+            texts, links, cpu_s = await loop.run_in_executor(
+                self._executor, _lifts, self._matrix, targets, self._params
+            )
+            written = await self._publish_lifts(generation, texts, links, trigger, len(targets), cpu_s)
+        except REDIS_UNAVAILABLE:
+            if generation == self._generation:
+                # Matched again at the next step from a fresh read: nothing else would (no rematch by default).
+                self._dirty |= targets.keys()
+            raise
+        self._unmatched -= targets.keys()
+        return written
+
+    async def _publish_lifts(
+        self, generation: int, texts: dict[str, str], links: dict[str, str], trigger: str, count: int, cpu_s: float
+    ) -> set[str]:
+        self.lifts[trigger] += count
         self.match_cpu_s[trigger] += cpu_s
         if self._on_matched is not None:
-            self._on_matched(trigger, len(targets), cpu_s)
+            self._on_matched(trigger, count, cpu_s)
         made: dict[str, str] = {}
         if generation == self._generation:
             made = {user_id: twin_id for user_id, twin_id in links.items() if self._book.link(user_id, twin_id)}

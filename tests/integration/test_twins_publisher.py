@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 import pipeline.twins
 from pipeline.twins import REBUILD_MAX_BUSY_SHARE, REMATCH_CHUNK, TwinsPublisher
 from recsys_core.algorithms.twins import ReactionMatrix, TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
+from tests.integration.helpers import FailingOnCall
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +77,31 @@ async def test_by_default_a_user_is_matched_when_their_feedback_arrives_and_not_
         await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
         publisher.note(0, {"user": time.time()})
         assert await publisher.step() == 1  # the user, on the current matrix; the rebuild matches nobody again
-        assert publisher.lifts == {"feedback": 1, "rematch": 1}
+        assert publisher.lifts == {"feedback": 2, "rematch": 0}
+        assert await redis.get(keys.for_generation(0).user_twins("user"))
+
+
+async def test_a_lift_whose_publication_failed_is_published_at_the_next_step(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the rematch nothing else would match the user again before their next feedback."""
+    redis, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        publisher = TwinsPublisher(redis, keys, settings, executor)
+        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        # Both noted before the first matrix; the second publication (the first is "earlier"'s) fails.
+        monkeypatch.setattr(
+            publisher, "_publish", FailingOnCall(publisher._publish, 2, RedisConnectionError("reset (injected)"))
+        )
+        publisher.note(0, {"earlier": time.time()})
+        await publisher.step()
+        publisher.note(0, {"user": time.time()})
+        with pytest.raises(RedisConnectionError):
+            await publisher.step()
+        assert await redis.exists(keys.for_generation(0).user_twins("user")) == 0
+        assert await publisher.step() == 1  # read and matched again
         assert await redis.get(keys.for_generation(0).user_twins("user"))
 
 
@@ -165,9 +191,14 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
         assert all(len(users) == REMATCH_CHUNK for users in rematched) and set().union(*rematched) == set(active)
         assert sum(len(users) for users in calls[late_at + 1 :]) == 2 * REMATCH_CHUNK  # the rest came after
         assert await redis.exists(keys.for_generation(0).user_twins("late")) == 1  # its lift was written
-        # Counted by trigger (the first noted users had no matrix to be matched on: the rematch did it).
-        assert publisher.lifts == {"feedback": 1, "rematch": len(active)}
-        assert publisher.match_cpu_s["rematch"] > 0
+        # Counted by trigger: the users noted before the first matrix got their first lifts on it.
+        assert publisher.lifts == {"feedback": 1 + len(active), "rematch": 0}
+        assert publisher.match_cpu_s["feedback"] > 0
+        # Matched again on the next rebuild: they are active (TWINS_ACTIVE_S=3).
+        await asyncio.sleep(0.02)
+        publisher.note(0, {"late": time.time()})  # a change to the book, so a rebuild is due
+        await publisher.step()
+        assert publisher.lifts["rematch"] == len(active) + 1  # and "late", matched at the step's start too
 
 
 async def test_a_restarted_publisher_links_its_users_again(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
