@@ -17,7 +17,7 @@ import json
 import random
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -204,6 +204,10 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     twin_params = TwinParams(**config.twin_params)
     book = ReactionBook(max_users=len(users))
     matrix, matrix_at, next_matrix = book.matrix(), 0.0, 0.0
+    # The refreshes a rematch window can reach back to (the pipeline matches active users on each one).
+    recent_matrices: deque[tuple[float, ReactionMatrix]] = deque(
+        maxlen=int(config.twins_active_s / config.twin_interval_s) + 3
+    )
     clock: list[tuple[float, int, int]] = []  # (time, arrival, run index)
     next_user = 0
 
@@ -232,12 +236,17 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
         run = runs[run_index]
         if config.twins and now >= next_matrix:
             matrix, matrix_at, next_matrix = book.matrix(), now, now + config.twin_interval_s
-        rematched = run.twins_matrix_at < matrix_at <= now - config.twin_delay_s
-        if config.twins and run.history and rematched and matrix_at - run.answered_at <= config.twins_active_s:
-            # The pipeline recomputes the twins of recently active users on every matrix refresh (the latest
-            # refresh within the window stands for it: later ones would not match this user again).
-            run.twins.append((matrix_at + config.twin_delay_s, _twins(matrix, book, run, view, twin_params)))
-            run.twins_matrix_at = matrix_at
+            recent_matrices.append((matrix_at, matrix))
+        if config.twins and run.history and config.twins_active_s > 0:
+            # The pipeline recomputes the twins of recently active users on every matrix refresh: what the user
+            # sees now is the lift of the latest refresh that came after their last lift, within the window of
+            # their answer, and early enough to be published by now.
+            latest = min(now - config.twin_delay_s, run.answered_at + config.twins_active_s)
+            eligible = [(at, m) for at, m in recent_matrices if run.twins_matrix_at < at <= latest]
+            if eligible:
+                at, rematrix = eligible[-1]
+                run.twins.append((at + config.twin_delay_s, _twins(rematrix, book, run, view, twin_params)))
+                run.twins_matrix_at = at
         if now >= next_snapshot:
             stats = ItemStats(world.likes.copy(), world.dislikes.copy(), world.impressions.copy())
             draws, next_snapshot = DrawCache(), now + config.snapshot_interval_s
