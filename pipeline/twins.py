@@ -4,8 +4,8 @@ When a user's feedback is stored, the pipeline reads what /recs showed them and 
 the run's ``ReactionBook`` and publishes the user's ``TwinLift`` (what the users who answered like them liked
 and were shown) under ``user_twins``. The matrix of everybody's reactions the matches are looked up in is
 rebuilt at most every ``twins_refresh_s``; on each rebuild the twins of users active within ``twins_active_s``
-are recomputed (0 by default: the replay found no gain in it, and under load it was a third of the pipeline's
-CPU). The matching and the matrix build run in the background executor, never on the event loop.
+are recomputed (0 by default: the replay found no clear gain in it, and under load it was a third of the
+pipeline's CPU). The matching and the matrix build run in the background executor, never on the event loop.
 """
 
 from __future__ import annotations
