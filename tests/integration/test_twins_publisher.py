@@ -28,6 +28,15 @@ async def _answered(redis: Redis, keys: GlobalKeys, user: str, shown: list[str],
         await redis.hset(run.user_feedback(user), mapping=answers)
 
 
+async def _earlier_user_with_a_gem(redis: Redis, keys: GlobalKeys) -> None:
+    """ "earlier" was shown a and b, liked both, and liked "gem" (shown elsewhere)."""
+    await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+
+
+async def _user_who_liked_a_and_b(redis: Redis, keys: GlobalKeys) -> None:
+    await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+
+
 async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
@@ -69,12 +78,12 @@ async def test_by_default_a_user_is_matched_when_their_feedback_arrives_and_not_
     assert settings.twins_active_s == 0
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
-        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        await _earlier_user_with_a_gem(redis, keys)
         publisher.note(0, {"earlier": time.time()})
         # No matrix yet when the feedback came: matched on the first one, built in the same step.
         assert await publisher.step() == 1
         await asyncio.sleep(0.05)  # a rebuild is due at the next step
-        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        await _user_who_liked_a_and_b(redis, keys)
         publisher.note(0, {"user": time.time()})
         assert await publisher.step() == 1  # the user, on the current matrix; the rebuild matches nobody again
         assert publisher.lifts == {"feedback": 2, "rematch": 0}
@@ -89,9 +98,9 @@ async def test_a_lift_whose_publication_failed_is_published_at_the_next_step(
     settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
-        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
-        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
-        # Both noted before the first matrix; the second publication (the first is "earlier"'s) fails.
+        await _earlier_user_with_a_gem(redis, keys)
+        await _user_who_liked_a_and_b(redis, keys)
+        # The second publication fails: "user"'s, on the matrix built for "earlier".
         monkeypatch.setattr(
             publisher, "_publish", FailingOnCall(publisher._publish, 2, RedisConnectionError("reset (injected)"))
         )
@@ -112,8 +121,8 @@ async def test_nothing_is_published_once_a_cleanup_started_another_run(
     settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
-        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
-        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        await _earlier_user_with_a_gem(redis, keys)
+        await _user_who_liked_a_and_b(redis, keys)
         await redis.set(keys.generation, 1)  # a /cleanup after the feedback of run 0 was stored
         publisher.note(0, {"earlier": time.time(), "user": time.time()})
         assert await publisher.step() == 0
@@ -137,11 +146,11 @@ async def test_a_slow_matrix_build_is_paced_and_fresh_users_are_still_matched_at
     settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
-        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        await _earlier_user_with_a_gem(redis, keys)
         publisher.note(0, {"earlier": time.time()})
         await publisher.step()
         assert len(builds) == 1
-        await _answered(redis, keys, "user", ["a", "b"], {"a": "like", "b": "like"})
+        await _user_who_liked_a_and_b(redis, keys)
         publisher.note(0, {"user": time.time()})
         assert await publisher.step() == 1  # matched on the existing matrix: no rebuild so soon
         assert len(builds) == 1
@@ -250,7 +259,7 @@ async def test_a_cleanup_during_a_matrix_build_or_a_read_keeps_the_old_run_out_o
     monkeypatch.setattr("pipeline.twins.ReactionMatrix.build", slow_build)
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
-        await _answered(redis, keys, "earlier", ["a", "b"], {"a": "like", "b": "like", "gem": "like"})
+        await _earlier_user_with_a_gem(redis, keys)
         publisher.note(0, {"earlier": time.time()})
         stepping = asyncio.create_task(publisher.step())
         await started.wait()
