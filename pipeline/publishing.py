@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
@@ -64,6 +65,20 @@ def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
 def _entries_added(info: dict[str, object]) -> int | None:
     added = info.get("entries-added")
     return added if isinstance(added, int) else None
+
+
+def _lost_entries_after(cursor: bytes, info: dict[str, Any]) -> bool:
+    """Before Redis 7 (no count of added entries): whether the log's cap removed entries after ``cursor``. It
+    did when its oldest entry is newer than the cursor, or when it is empty although entries came after it."""
+    first = info.get("first-entry")
+    if first:
+        return _stream_id(first[0]) > _stream_id(cursor)
+    return _stream_id(info["last-generated-id"]) > _stream_id(cursor)
+
+
+def _no_such_key(reply: object) -> bool:
+    """XINFO STREAM's error for a log that does not exist (any other error is raised, not taken for it)."""
+    return isinstance(reply, ResponseError) and "no such key" in str(reply).lower()
 
 
 class BanditSnapshotPublisher:
@@ -162,7 +177,8 @@ class BanditSnapshotPublisher:
             position = index.get(item if isinstance(item, bytes) else item.encode())
             if position is not None:
                 counts[position] = int(count)
-        if isinstance(info, ResponseError):  # no log yet: nothing was ever shown in this run
+        if _no_such_key(info):  # no log yet: nothing was ever shown in this run
+            # Whether the server counts added entries is known once there is a log (``_count_new_impressions``).
             return _Impressions(generation, catalog.version, counts, b"0-0", 0)
         if isinstance(info, Exception):
             raise info
@@ -172,7 +188,7 @@ class BanditSnapshotPublisher:
         """Add the items of the log entries after ``known.cursor``; False when that cannot be done exactly (the
         log lost entries after the cursor to its cap, or an entry names an item of a newer catalog): read
         everything then. Redis 7 counts the entries ever added to a log, so a gap shows as fewer entries read
-        than were added; before 7, an oldest entry newer than the cursor is taken as one."""
+        than were added; before 7, by the log's oldest and newest ids (``_lost_entries_after``)."""
         run = self._keys.for_generation(known.generation)
         index = catalog.index_of_bytes
         while True:
@@ -180,14 +196,15 @@ class BanditSnapshotPublisher:
                 pipe.xinfo_stream(run.recs_log)
                 pipe.xrange(run.recs_log, min=b"(" + known.cursor, count=RECS_LOG_BATCH)
                 info, entries = await pipe.execute(raise_on_error=False)
-            if isinstance(info, ResponseError):  # no log: fine while nothing was ever counted from one
+            if _no_such_key(info):  # no log: fine while nothing was ever counted from one
                 return known.cursor == b"0-0"
             for reply in (info, entries):
                 if isinstance(reply, Exception):
                     raise reply
-            first = info.get("first-entry")
-            if known.added is None and first and _stream_id(first[0]) > _stream_id(known.cursor):
-                return False
+            if _entries_added(info) is None:  # before Redis 7
+                known.added = None
+                if _lost_entries_after(known.cursor, info):
+                    return False
             for entry_id, fields in entries:
                 items = fields.get(b"items", b"")
                 for item in items.split(b",") if items else ():
