@@ -6,6 +6,7 @@ import base64
 import io
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from grader.ab import Effect
@@ -59,14 +60,37 @@ def metrics_over_time(
     return _png_base64(figure)
 
 
+# The histogram's x axis ends at this quantile: a handful of slow calls would otherwise squeeze the body of
+# the distribution into the first few bars. Calls beyond it are counted in the last bar, and the title says so.
+HISTOGRAM_UPPER_QUANTILE = 99.5
+
+
+def clip_tail(
+    latencies_ms: Sequence[float], quantile: float = HISTOGRAM_UPPER_QUANTILE
+) -> tuple[np.ndarray, float, int]:
+    """The latencies with those above the ``quantile``-th percentile set to it, that bound, and how many were."""
+    values = np.asarray(latencies_ms, dtype=np.float64)
+    upper = float(np.percentile(values, quantile))
+    return np.minimum(values, upper), upper, int(np.count_nonzero(values > upper))
+
+
 def latency_histogram(latencies_ms: Sequence[float]) -> str:
     figure = Figure(figsize=(10, 4))
     axes = figure.subplots()
+    title = f"/recs latency ({len(latencies_ms)} answered calls)"
     if latencies_ms:
-        axes.hist(latencies_ms, bins=50, color="tab:blue", alpha=0.8)
+        clipped, upper, beyond = clip_tail(latencies_ms)
+        axes.hist(clipped, bins=50, range=(0.0, max(upper, 1e-3)), color="tab:blue", alpha=0.8)
+        for q, style in ((50, ":"), (95, "--"), (99, "-.")):
+            value = float(np.percentile(latencies_ms, q))
+            axes.axvline(value, color="black", linestyle=style, linewidth=1, label=f"p{q} {value:.1f} ms")
+        axes.legend(loc="upper right")
+        if beyond:
+            slowest = max(latencies_ms)
+            title += f"; the last bar holds the {beyond} calls over {upper:.1f} ms (the slowest {slowest:.1f} ms)"
     axes.set_xlabel("/recs latency, ms")
     axes.set_ylabel("calls")
-    axes.set_title(f"/recs latency ({len(latencies_ms)} answered calls)")
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     return _png_base64(figure)
 
