@@ -61,6 +61,7 @@ class Output:
         self._lock = threading.Lock()
         self._width = len(LAUNCHER)
         self._color_of: dict[str, str] = {}
+        self._closed = False
 
     def register(self, name: str) -> None:
         with self._lock:
@@ -85,15 +86,24 @@ class Output:
     def block(self, text: str) -> None:
         """Unprefixed text, e.g. the URL table."""
         with self._lock:
-            self._stream.write(text + "\n")
-            self._stream.flush()
+            self._emit(text + "\n")
 
     def _write(self, name: str, text: str) -> None:
         with self._lock:
             prefix = self._prefix(name)
-            for line in text.splitlines() or [""]:
-                self._stream.write(f"{prefix} {line}\n")
+            self._emit("".join(f"{prefix} {line}\n" for line in text.splitlines() or [""]))
+
+    def _emit(self, text: str) -> None:
+        """Writes to the console unless it has gone (``make run | tee`` with tee killed, a closed terminal): then
+        the console is dropped, never the caller. A child's output thread that died of it would stop reading the
+        child's pipe, and the child would hang once the pipe filled; the log files keep everything anyway."""
+        if self._closed:
+            return
+        try:
+            self._stream.write(text)
             self._stream.flush()
+        except (OSError, ValueError):  # BrokenPipeError; ValueError: the stream was closed
+            self._closed = True
 
 
 @dataclass

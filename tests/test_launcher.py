@@ -422,6 +422,25 @@ def test_children_become_healthy_and_stop_in_reverse_order(tmp_path: Path) -> No
     assert (tmp_path / "logs" / "dummy0.log").read_text().count("GET /") >= 1
 
 
+class _GoneConsole(io.StringIO):
+    """A console that went away: ``make run | tee`` with tee killed."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_console_that_went_away_stops_neither_the_children_nor_their_logs_nor_the_stop(tmp_path: Path) -> None:
+    # ~1 MB of output: far more than a pipe holds, so a child whose output is no longer read blocks before "done".
+    chatty = "import time\nfor i in range(20000): print('line', i, 'x' * 40, flush=True)\nprint('done', flush=True)\n"
+    chatty += "time.sleep(120)"
+    supervisor = Supervisor(tmp_path, Output(_GoneConsole(), color=False), grace_s=2.0)
+    child = supervisor.start("chatty", [sys.executable, "-c", chatty], dict(os.environ))
+    assert wait_until(lambda: "done" in child.tail, timeout_s=30)
+    supervisor.stop_all()  # says "stopping chatty" to the gone console first
+    assert child.popen.returncode is not None
+    assert (tmp_path / "chatty.log").read_text().count("line ") == 20000
+
+
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
     stubborn = textwrap.dedent(
         """
