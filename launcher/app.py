@@ -47,6 +47,8 @@ from launcher.processes import (
     supervise,
 )
 from launcher.services import INFRASTRUCTURE, RECOMMENDATIONS, SERVICES, InfraSpec, ServiceSpec
+from recsys_core import movielens
+from recsys_core.movielens import Movie
 from recsys_core.settings import PROJECT_ROOT, Settings
 
 EXIT_OK = 0
@@ -235,16 +237,27 @@ def start_service(
 def load_catalog(settings: Settings, output: Output, stop: threading.Event) -> None:
     """Best effort: a failure is reported loudly but leaves the running stack up."""
     recs_url = local_url(settings, service_port(RECOMMENDATIONS, settings))
+
+    def movies() -> list[Movie]:  # called only when the catalog needs loading
+        if movielens.find_local(settings) is None:
+            output.say(
+                f"MovieLens is not in {[str(p) for p in movielens.candidate_dirs(settings)]}: downloading it from "
+                f"{settings.movielens_url} (set MOVIELENS_DIR to use a copy you have)"
+            )
+        return catalog.movielens_movies(settings, should_stop=stop.is_set)()
+
     try:
         with httpx.Client(timeout=60.0, trust_env=False) as client:
             result = catalog.ensure_catalog(
                 client,
                 recs_url,
-                catalog.movielens_movies(settings),
+                movies,
                 admin_token=settings.admin_token,
                 should_stop=stop.is_set,
             )
     except (httpx.HTTPError, PermissionError, OSError, RuntimeError, KeyError, ValueError) as error:
+        if stop.is_set():
+            return  # stopping anyway: the load was cut short on purpose
         output.say(
             f"WARNING: could not load the MovieLens catalog: {error!r}\n"
             "the services keep running; retry with: .venv/bin/python -m launcher.catalog"

@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,26 +59,54 @@ def _is_dataset(path: Path) -> bool:
     return (path / "movies.csv").is_file() and (path / "ratings.csv").is_file()
 
 
-def locate(settings: Settings, download: bool = True) -> Path:
-    """The dataset folder: the first configured one that holds it, else a fresh download from GroupLens."""
-    for path in candidate_dirs(settings):
-        if _is_dataset(path):
-            return path
-    if not download:
+def find_local(settings: Settings) -> Path | None:
+    """The first folder of ``candidate_dirs`` that holds the dataset, or None. A ``MOVIELENS_DIR`` that does not
+    hold it is an error, not a reason to look elsewhere: whoever set it meant that folder."""
+    if settings.movielens_dir and not _is_dataset(Path(settings.movielens_dir)):
         raise FileNotFoundError(
-            f"MovieLens {DATASET_NAME} not found in {[str(p) for p in candidate_dirs(settings)]}; set MOVIELENS_DIR"
+            f"MOVIELENS_DIR={settings.movielens_dir} does not hold {DATASET_NAME} (movies.csv and ratings.csv)"
         )
-    return download_dataset(settings.movielens_url, Path(settings.data_cache_dir))
+    return next((path for path in candidate_dirs(settings) if _is_dataset(path)), None)
 
 
-def download_dataset(url: str, cache_dir: Path) -> Path:
+def locate(settings: Settings, download: bool = True, should_stop: Callable[[], bool] | None = None) -> Path:
+    """The dataset folder: the first configured one that holds it, else a fresh download from GroupLens."""
+    found = find_local(settings)
+    if found is not None:
+        return found
+    searched = [str(p) for p in candidate_dirs(settings)]
+    if not download:
+        raise FileNotFoundError(f"MovieLens {DATASET_NAME} not found in {searched}; set MOVIELENS_DIR")
+    try:
+        return download_dataset(settings.movielens_url, Path(settings.data_cache_dir), should_stop)
+    except RuntimeError as error:
+        raise RuntimeError(f"MovieLens {DATASET_NAME} is not in {searched} (set MOVIELENS_DIR), and {error}") from None
+
+
+def download_dataset(url: str, cache_dir: Path, should_stop: Callable[[], bool] | None = None) -> Path:
+    """Downloads and unpacks the dataset into ``cache_dir``; ``should_stop`` is asked between chunks."""
     target = cache_dir / DATASET_NAME
     log.info("downloading %s from %s", DATASET_NAME, url)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with httpx.Client(follow_redirects=True, timeout=120) as client:
-        response = client.get(url)
-        response.raise_for_status()
-    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+    body = io.BytesIO()
+    try:
+        # A server that accepts the connection and then says nothing fails within the read timeout.
+        with (
+            httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0)) as client,
+            client.stream("GET", url) as response,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                if should_stop is not None and should_stop():
+                    raise RuntimeError(f"the download from {url} was stopped")
+                body.write(chunk)
+    except httpx.HTTPError as error:
+        raise RuntimeError(f"the download from {url} failed: {type(error).__name__}: {error}") from None
+    try:
+        archive = zipfile.ZipFile(body)
+    except zipfile.BadZipFile:
+        raise RuntimeError(f"the download from {url} is not a zip archive") from None
+    with archive:
         for member in archive.namelist():
             name = Path(member)
             # The archive holds "ml-latest-small/<file>"; refuse anything that would escape the cache folder.
