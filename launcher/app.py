@@ -31,6 +31,8 @@ from launcher.config import (
     local_argv,
     local_url,
     plan_services,
+    redacted,
+    scrubbed,
     service_port,
     url_block,
     url_port,
@@ -193,26 +195,31 @@ def ensure_infrastructure(
 ) -> None:
     url = infra_url(spec, settings)
     probe = infra.probe(spec, url)
+    shown = redacted(url)
     if probe.healthy:
-        output.say(f"{spec.label} answers at {url} ({probe.detail}): using it")
+        output.say(f"{spec.label} answers at {shown} ({scrubbed(probe.detail, url)}): using it")
         return
     if probe.listening:
-        raise InfrastructureUnavailable(f"{spec.label} at {url}: {probe.detail}")
+        raise InfrastructureUnavailable(f"{spec.label} at {shown}: {scrubbed(probe.detail, url)}")
     if not is_loopback_url(url):
         raise InfrastructureUnavailable(
-            f"{spec.label} does not answer at {url}; it is not on this machine, so it cannot be started here"
+            f"{spec.label} does not answer at {shown}; it is not on this machine, so it cannot be started here"
         )
     binary = infra.find_binary(spec)
     if binary is None:
-        raise InfrastructureUnavailable(infra.install_instructions(spec, url))
+        raise InfrastructureUnavailable(infra.install_instructions(spec, shown))
     server = infra.local_server(spec, binary, url_port(url, spec.default_port), paths.state_dir)
     for path, content in server.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    output.say(f"{spec.label} does not answer at {url}: starting a local one ({binary})")
+    output.say(f"{spec.label} does not answer at {shown}: starting a local one ({binary})")
     child = supervisor.start(spec.name, server.argv, {**inherited, **server.env}, cwd=PROJECT_ROOT)
-    supervisor.wait_ready(child, lambda: infra.probe(spec, url).healthy, url, INFRA_STARTUP_TIMEOUT_S, stop, poll_s=0.5)
-    output.say(f"{spec.label} is up at {url}")
+
+    def is_up() -> bool:
+        return infra.probe(spec, url).healthy
+
+    supervisor.wait_ready(child, is_up, shown, INFRA_STARTUP_TIMEOUT_S, stop, poll_s=0.5)
+    output.say(f"{spec.label} is up at {shown}")
 
 
 def start_service(

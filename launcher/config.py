@@ -84,6 +84,21 @@ def url_port(url: str, default: int) -> int:
     return urlsplit(url).port or default
 
 
+def redacted(url: str) -> str:
+    """The URL as the launcher prints it: a password in it becomes ``***`` (terminals and logs get shared)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (e.g. a client's error message) with the URL's password, wherever it appears, as ``***``."""
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
 def is_loopback_url(url: str) -> bool:
     """Only a server on this machine can be started here when it does not answer."""
     return url_host(url) in _LOOPBACK_HOSTS

@@ -25,6 +25,7 @@ import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 
 from launcher import catalog, config, infra
+from launcher.app import ensure_infrastructure
 from launcher.processes import (
     Output,
     RestartPolicy,
@@ -663,3 +664,24 @@ def test_a_signal_to_the_launcher_stops_every_child(tmp_path: Path, signum: sign
     assert all(is_gone(pid) for pid in pids), transcript
     assert transcript.index("stopping second") < transcript.index("stopping first")
     assert "EXIT 0" in transcript
+
+
+def test_passwords_in_the_servers_urls_are_not_printed() -> None:
+    assert config.redacted("amqp://guest:guest@127.0.0.1:5672/") == "amqp://guest:***@127.0.0.1:5672/"
+    assert config.redacted("redis://:s3cret@10.0.0.5:6379/2") == "redis://:***@10.0.0.5:6379/2"
+    assert config.redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    error = "Error connecting to redis://:s3cret@10.0.0.5:6379/2: refused"
+    assert "s3cret" not in config.scrubbed(error, "redis://:s3cret@10.0.0.5:6379/2")
+
+
+def test_the_running_brokers_url_is_printed_without_its_password(tmp_path: Path) -> None:
+    """The shared RabbitMQ answers with guest:guest: the launcher says it uses it, and not with what password."""
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.amqp_url.startswith("amqp://guest:guest@")
+    with Supervisor(tmp_path / "logs", output) as supervisor:
+        ensure_infrastructure(
+            RABBITMQ, settings, supervisor, output, threading.Event(), config.RunPaths.under(tmp_path), {}
+        )
+    assert "RabbitMQ answers at amqp://guest:***@" in stream.getvalue() and "guest:guest" not in stream.getvalue()
