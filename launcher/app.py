@@ -178,9 +178,10 @@ def check_ports_free(settings: Settings, services: Sequence[ServiceSpec]) -> Non
     if busy:
         details = ", ".join(f"{service_port(spec, settings)} ({spec.name}, {spec.env_var_for_port})" for spec in busy)
         raise StartupError(
-            busy[0].name,
-            f"port(s) already in use: {details}; stop whatever listens there "
-            "(another stack still running?) or choose free ports with those variables",
+            "the stack",
+            f"port(s) already in use: {details}; stop whatever listens there (another stack still running?) or "
+            "choose free ports with those variables (a second stack beside a running one also needs its own "
+            "REDIS_PREFIX and EVENTS_QUEUE, or the two share one run)",
         )
 
 

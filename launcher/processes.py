@@ -27,6 +27,11 @@ _COLORS = ("36", "32", "33", "35", "34", "96", "92", "93", "95", "94")  # ANSI f
 _PR_SET_PDEATHSIG = 1
 
 
+def previous_log(log_path: Path) -> Path:
+    """Where a service's log from the previous run is kept: ``<service>.previous.log``."""
+    return log_path.with_suffix(".previous.log")
+
+
 class StopRequested(Exception):
     """Ctrl-C or SIGTERM arrived while the stack was still starting."""
 
@@ -181,6 +186,9 @@ class Supervisor:
     ) -> Child:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self._log_dir / f"{name}.log"
+        if not append_log and log_path.exists():
+            # The previous run's log is kept once: after a crash, the next `make run` must not erase the evidence.
+            log_path.replace(previous_log(log_path))
         self._output.register(name)
         popen = subprocess.Popen(
             list(argv),

@@ -25,7 +25,7 @@ import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 
 from launcher import catalog, config, infra
-from launcher.app import ensure_infrastructure
+from launcher.app import check_ports_free, ensure_infrastructure
 from launcher.processes import (
     Output,
     RestartPolicy,
@@ -685,3 +685,28 @@ def test_the_running_brokers_url_is_printed_without_its_password(tmp_path: Path)
             RABBITMQ, settings, supervisor, output, threading.Event(), config.RunPaths.under(tmp_path), {}
         )
     assert "RabbitMQ answers at amqp://guest:***@" in stream.getvalue() and "guest:guest" not in stream.getvalue()
+
+
+def test_a_taken_port_is_reported_for_the_stack_with_the_variable_to_change() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(_env_file=None, recs_port=port)  # type: ignore[call-arg]
+        with pytest.raises(StartupError) as raised:
+            check_ports_free(settings, [RECOMMENDATIONS])
+    report = raised.value.report()
+    assert report.startswith(f"the stack failed to start: port(s) already in use: {port} (recommendations, RECS_PORT)")
+    assert "REDIS_PREFIX" in report
+
+
+def test_the_previous_runs_log_is_kept_when_a_service_starts_again(tmp_path: Path) -> None:
+    say = [sys.executable, "-c", "import sys; print(sys.argv[1], flush=True)"]
+    for run in ("first run", "second run"):
+        with Supervisor(tmp_path, Output(io.StringIO(), color=False)) as supervisor:
+            child = supervisor.start("svc", [*say, run], dict(os.environ))
+            assert wait_until(lambda: child.exit_code() is not None)  # noqa: B023 (called within the iteration)
+            assert child.reader is not None
+            child.reader.join(5)
+    assert (tmp_path / "svc.log").read_text().strip() == "second run"
+    assert (tmp_path / "svc.previous.log").read_text().strip() == "first run"
