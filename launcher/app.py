@@ -252,7 +252,7 @@ def load_catalog(settings: Settings, output: Output, stop: threading.Event) -> N
                 f"MovieLens is not in {[str(p) for p in movielens.candidate_dirs(settings)]}: downloading it from "
                 f"{settings.movielens_url} (set MOVIELENS_DIR to use a copy you have)"
             )
-        return catalog.movielens_movies(settings, should_stop=stop.is_set)()
+        return movielens.load_movies(movielens.locate(settings, should_stop=stop.is_set))
 
     try:
         with httpx.Client(timeout=60.0, trust_env=False) as client:
