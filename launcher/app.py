@@ -3,9 +3,10 @@
 Order: Redis and RabbitMQ (reused when they answer, else started locally), then every service of
 ``launcher.services.SERVICES`` in order, each waited for until its healthcheck answers; then the MovieLens
 catalog if the recommendations service has none; then the URL table. Ctrl-C/SIGTERM stops every child it
-started, newest first. A service dying on its own is started again (``RestartPolicy``: with a growing delay, and
-a crash loop stops the stack, exit code 1); Redis or RabbitMQ started here dying stops the rest at once, as does
-any service with ``--no-restart``.
+started, newest first; a second Ctrl-C kills what is left at once. A service dying on its own is started again
+(``RestartPolicy``: with a growing delay, and a crash loop stops the stack, exit code 1); so is one that runs but
+stopped answering its healthcheck for two minutes (``LivenessPolicy``; reported after 30 s). Redis or RabbitMQ
+started here dying stops the rest at once, as does any service with ``--no-restart``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ from launcher.config import (
 )
 from launcher.processes import (
     NO_RESTARTS,
+    LivenessPolicy,
     Output,
     RestartPolicy,
     StartupError,
     StopRequested,
     Supervisor,
+    health_problem,
     http_ok,
     install_stop_handlers,
     supervise,
@@ -113,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     paths = RunPaths.under(PROJECT_ROOT)
     stop = threading.Event()
-    restore_signals = install_stop_handlers(stop)
+    supervisor = Supervisor(paths.logs_dir, output, grace_s=options.grace_s)
+    restore_signals = install_stop_handlers(stop, on_repeat=supervisor.force_stop)
     try:
-        with Supervisor(paths.logs_dir, output, grace_s=options.grace_s) as supervisor:
+        with supervisor:
             code = run_stack(settings, plan, options, paths, supervisor, output, stop)
             started_any = bool(supervisor.children)
         if started_any:
@@ -160,14 +164,16 @@ def run_stack(
     output.say(f"service logs: {paths.logs_dir}/<service>.log   --   Ctrl-C stops everything")
     policy = RestartPolicy() if options.restart else NO_RESTARTS
     with httpx.Client(timeout=2.0, trust_env=False) as client:
-        checks = {spec.name: http_ok(client, health_url(spec, settings)) for spec in plan.to_start}
+        urls = {spec.name: health_url(spec, settings) for spec in plan.to_start}
         return supervise(
             supervisor,
             output,
             stop,
             policy=policy,
-            restartable=lambda child: child.name in checks,
-            is_healthy=lambda child: checks[child.name](),
+            restartable=lambda child: child.name in urls,
+            health=lambda child: health_problem(client, urls[child.name]),
+            # Without restarts, killing a stuck service would stop the whole stack: then it is only reported.
+            liveness=LivenessPolicy() if options.restart else LivenessPolicy(kill_after=0),
         )
 
 

@@ -155,6 +155,14 @@ class Supervisor:
         self._grace_s = grace_s
         self._tail_lines = tail_lines
         self._children: list[Child] = []
+        self._force = threading.Event()
+        self._force_announced = False
+
+    def force_stop(self) -> None:
+        """A second Ctrl-C: whatever is still stopping, or not yet asked to, is killed without its grace period.
+
+        Safe in a signal handler: it only sets an event (printing there could deadlock on the output lock)."""
+        self._force.set()
 
     @property
     def children(self) -> tuple[Child, ...]:
@@ -270,10 +278,12 @@ class Supervisor:
             self._output.say(f"stopping {child.name} (pid {child.pid})")
         # The whole group, even when the leader is gone: its workers may still be running.
         self._signal_group(child, signal.SIGTERM)
-        try:
-            child.popen.wait(timeout=self._grace_s)
-        except subprocess.TimeoutExpired:
-            self._output.say(f"{child.name} did not stop within {self._grace_s:.0f}s: killing it")
+        if not self._wait_or_force(child):
+            if not self._force.is_set():
+                self._output.say(f"{child.name} did not stop within {self._grace_s:.0f}s: killing it")
+            elif not self._force_announced:
+                self._force_announced = True
+                self._output.say("second stop request: killing the remaining services without waiting")
             self._signal_group(child, signal.SIGKILL)
             child.popen.wait()
         self._signal_group(child, signal.SIGKILL)  # leftovers of the group that ignored SIGTERM
@@ -281,31 +291,58 @@ class Supervisor:
         if was_running:
             self._output.say(f"{child.name} stopped (exit code {child.popen.returncode})")
 
+    def kill(self, child: Child) -> None:
+        """SIGKILL to ``child``'s group without marking it stopped: ``supervise`` sees it as a crash."""
+        self._signal_group(child, signal.SIGKILL)
+
+    def _wait_or_force(self, child: Child, poll_s: float = 0.1) -> bool:
+        """Waits up to the grace period for ``child`` to exit; gives up at once on ``force_stop``."""
+        deadline = time.monotonic() + self._grace_s
+        while not self._force.is_set():
+            try:
+                child.popen.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
+                return True
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    return False
+        return child.exit_code() is not None
+
     @staticmethod
     def _signal_group(child: Child, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signum)
 
 
+def health_problem(client: httpx.Client, url: str) -> str | None:
+    """None when ``url`` answers 200; otherwise what went wrong, for a human."""
+    try:
+        status = client.get(url).status_code
+    except httpx.TimeoutException:
+        return f"{url} timed out"
+    except httpx.HTTPError as error:
+        return f"{url} failed: {type(error).__name__}"
+    return None if status == 200 else f"{url} answered HTTP {status}"
+
+
 def http_ok(client: httpx.Client, url: str) -> Callable[[], bool]:
     """A readiness check: ``url`` answers 200."""
 
     def check() -> bool:
-        try:
-            return client.get(url).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return health_problem(client, url) is None
 
     return check
 
 
-def install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop`` instead of raising, so shutdown always runs the same orderly path.
+def install_stop_handlers(stop: threading.Event, on_repeat: Callable[[], None] | None = None) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop`` instead of raising, so shutdown always runs the same orderly path; a second
+    one, while that path runs, calls ``on_repeat`` (the launcher kills what is left, as docker compose does).
 
     Returns a function that puts the previous handlers back.
     """
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and on_repeat is not None:
+            on_repeat()
         stop.set()
 
     previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -335,6 +372,19 @@ class RestartPolicy:
 NO_RESTARTS = RestartPolicy(max_restarts=0)
 
 
+@dataclass(frozen=True, slots=True)
+class LivenessPolicy:
+    """What happens to a service that runs but whose healthcheck stopped answering (a stuck event loop): checked
+    every ``every_s``; reported after ``report_after`` failures in a row; after ``kill_after`` (0: never) it is
+    killed, and the restart policy treats it as a crash. Docker compose only marks such a container unhealthy;
+    this is a Kubernetes liveness probe. The healthchecks are liveness endpoints (they touch no dependency), so a
+    Redis outage does not trigger it."""
+
+    every_s: float = 10.0
+    report_after: int = 3
+    kill_after: int = 12
+
+
 def supervise(
     supervisor: Supervisor,
     output: Output,
@@ -342,28 +392,42 @@ def supervise(
     poll_s: float = 0.5,
     policy: RestartPolicy = NO_RESTARTS,
     restartable: Callable[[Child], bool] = lambda child: True,
-    is_healthy: Callable[[Child], bool] | None = None,
+    health: Callable[[Child], str | None] | None = None,
+    liveness: LivenessPolicy = LivenessPolicy(),
 ) -> int:
     """Blocks until a stop is requested (returns 0) or a child dies on its own and is not started again
-    (reports it, returns 1). A ``restartable`` child is started again as ``policy`` says; with ``is_healthy``,
-    the launcher says when a restarted child answers again.
+    (reports it, returns 1). A ``restartable`` child is started again as ``policy`` says. With ``health`` (None
+    when the child's healthcheck answers, else what is wrong), the launcher says when a restarted child answers
+    again, and watches the running restartable children as ``liveness`` says.
 
     The caller stops the remaining children (leaving the Supervisor's ``with`` block).
     """
     crashes: dict[str, deque[float]] = {}
     due: dict[str, tuple[Child, float]] = {}  # dead children waiting for their restart time
     recovering: dict[str, tuple[Child, float]] = {}  # restarted children not yet healthy, since when
+    failed_checks: dict[str, int] = {}  # running children's failed healthchecks in a row
+    next_liveness_check = time.monotonic() + liveness.every_s
     while not stop.wait(poll_s):
         now = time.monotonic()
         for name, (child, since) in list(recovering.items()):
             if child.exit_code() is not None:
                 del recovering[name]  # it died again: counted below
-            elif is_healthy is not None and is_healthy(child):
+            elif health is not None and health(child) is None:
                 del recovering[name]
                 output.say(f"{name} is healthy again, {now - since:.1f} s after its restart")
+        if health is not None and now >= next_liveness_check:
+            next_liveness_check = now + liveness.every_s
+            watched = [
+                child
+                for child in supervisor.children
+                if restartable(child) and child.name not in recovering and child.exit_code() is None
+            ]
+            for child in watched:
+                _check_liveness(supervisor, output, child, health(child), failed_checks, liveness)
         for dead in supervisor.exited():
             if dead.name in due:
                 continue
+            failed_checks.pop(dead.name, None)
             dead.drain_output()  # so its last words are in the tail
             tail = [f"    {line}" for line in dead.last_lines()]
             last_words = "\n".join([f"last lines of {dead.name}:", *tail, f"full log: {dead.log_path}"])
@@ -393,3 +457,34 @@ def supervise(
                 recovering[name] = (supervisor.restart(dead), now)
     output.say("stop requested: stopping all services")
     return 0
+
+
+def _check_liveness(
+    supervisor: Supervisor,
+    output: Output,
+    child: Child,
+    problem: str | None,
+    failed_checks: dict[str, int],
+    liveness: LivenessPolicy,
+) -> None:
+    """One liveness check's outcome: counted, reported when it turns bad and good again, fatal when long."""
+    failures = failed_checks.get(child.name, 0)
+    if problem is None:
+        if failures >= liveness.report_after:
+            output.say(f"{child.name} answers its healthcheck again")
+        failed_checks[child.name] = 0
+        return
+    failures += 1
+    failed_checks[child.name] = failures
+    if failures == liveness.report_after:
+        output.say(
+            f"{child.name} is running but its healthcheck failed {failures} times in a row ({problem}); "
+            f"see {child.log_path}"
+        )
+    if liveness.kill_after and failures >= liveness.kill_after:
+        output.say(
+            f"{child.name} has not answered its healthcheck for {failures} checks in a row ({problem}): "
+            "killing it so that it is started again"
+        )
+        supervisor.kill(child)
+        failed_checks[child.name] = 0

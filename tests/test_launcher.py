@@ -27,6 +27,7 @@ from mlflow.server.security_utils import is_allowed_host_header
 from launcher import catalog, config, infra
 from launcher.app import check_ports_free, ensure_infrastructure
 from launcher.processes import (
+    LivenessPolicy,
     Output,
     RestartPolicy,
     StartupError,
@@ -537,7 +538,9 @@ def _supervise_in_thread(
                 poll_s=0.05,
                 policy=policy,
                 restartable=lambda c: c.name in restartable,
-                is_healthy=lambda c: "start 3" in c.tail,  # the dummies answer nothing: their output tells
+                # The dummies answer nothing: their output tells.
+                health=lambda c: None if "start 3" in c.tail else "not started 3 times yet",
+                liveness=LivenessPolicy(every_s=3600),
             )
         )
 
@@ -605,6 +608,74 @@ def test_a_child_that_is_not_restartable_stops_the_stack(tmp_path: Path) -> None
     assert "redis exited unexpectedly (exit code 3); stopping the rest" in stream.getvalue()
 
 
+def _watch_liveness(
+    supervisor: Supervisor, output: Output, stop: threading.Event, flag: Path, liveness: LivenessPolicy
+) -> threading.Thread:
+    """``supervise`` in a thread, with a healthcheck that fails while ``flag`` holds "stuck"."""
+
+    def health(child: object) -> str | None:
+        return "http://x/healthcheck timed out" if flag.read_text() == "stuck" else None
+
+    policy = RestartPolicy(max_restarts=3, window_s=60, first_delay_s=0.05)
+    thread = threading.Thread(
+        target=supervise,
+        args=(supervisor, output, stop),
+        kwargs={"poll_s": 0.02, "policy": policy, "health": health, "liveness": liveness},
+    )
+    thread.start()
+    return thread
+
+
+def test_a_running_service_whose_healthcheck_fails_is_reported_and_its_recovery_too(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    flag = tmp_path / "health"
+    flag.write_text("ok")
+    stop = threading.Event()
+    with Supervisor(tmp_path / "logs", output, grace_s=2) as supervisor:
+        child = supervisor.start("stuck", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        thread = _watch_liveness(
+            supervisor, output, stop, flag, LivenessPolicy(every_s=0.05, report_after=3, kill_after=0)
+        )
+        time.sleep(0.5)
+        assert "healthcheck" not in stream.getvalue(), "a healthy service is not reported"
+        flag.write_text("stuck")
+        assert wait_until(lambda: "its healthcheck failed 3 times in a row" in stream.getvalue())
+        flag.write_text("ok")
+        assert wait_until(lambda: "stuck answers its healthcheck again" in stream.getvalue())
+        stop.set()
+        thread.join(timeout=10)
+        assert child.exit_code() is None, "kill_after=0: reported, never killed"
+    text = stream.getvalue()
+    assert "(http://x/healthcheck timed out); see" in text
+    assert text.count("failed 3 times in a row") == 1, "reported once, not on every further failure"
+    assert text.count("started stuck") == 1
+
+
+def test_a_service_stuck_for_long_is_killed_and_started_again(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    output = Output(stream, color=False)
+    flag = tmp_path / "health"
+    flag.write_text("stuck")
+    stop = threading.Event()
+    liveness = LivenessPolicy(every_s=0.05, report_after=2, kill_after=4)
+    with Supervisor(tmp_path / "logs", output, grace_s=2) as supervisor:
+        first = supervisor.start("stuck", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        thread = _watch_liveness(supervisor, output, stop, flag, liveness)
+        assert wait_until(lambda: stream.getvalue().count("started stuck") == 2), stream.getvalue()
+        flag.write_text("ok")  # the new process answers
+        assert wait_until(lambda: "stuck is healthy again" in stream.getvalue()), stream.getvalue()
+        stop.set()
+        thread.join(timeout=10)
+        second = next(child for child in supervisor.children if child.name == "stuck")
+        assert first.popen.returncode == -signal.SIGKILL
+        assert second.pid != first.pid and second.exit_code() is None
+    text = stream.getvalue()
+    assert "has not answered its healthcheck for 4 checks in a row" in text
+    assert "stuck exited unexpectedly (exit code -9); starting it again" in text
+    assert text.count("started stuck") == 2
+
+
 SUPERVISED_SCRIPT = """
 import os, sys, threading
 from pathlib import Path
@@ -664,6 +735,68 @@ def test_a_signal_to_the_launcher_stops_every_child(tmp_path: Path, signum: sign
     assert all(is_gone(pid) for pid in pids), transcript
     assert transcript.index("stopping second") < transcript.index("stopping first")
     assert "EXIT 0" in transcript
+
+
+STUBBORN_SUPERVISED_SCRIPT = """
+import os, sys, threading
+from pathlib import Path
+from launcher.processes import Output, Supervisor, install_stop_handlers, supervise
+
+log_dir = Path(sys.argv[1])
+output = Output(sys.stdout, color=False)
+stop = threading.Event()
+supervisor = Supervisor(log_dir, output, grace_s=60)
+install_stop_handlers(stop, on_repeat=supervisor.force_stop)
+stubborn = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
+)
+with supervisor:
+    children = [supervisor.start(name, [sys.executable, "-c", stubborn], dict(os.environ)) for name in ("a", "b")]
+    while not all("up" in child.tail for child in children):
+        stop.wait(0.05)
+    output.say("READY " + " ".join(str(child.pid) for child in children))
+    supervise(supervisor, output, stop, poll_s=0.05)
+output.say("EXIT")
+"""
+
+
+def test_a_second_ctrl_c_kills_what_is_left_without_waiting_for_the_grace_period(tmp_path: Path) -> None:
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN_SUPERVISED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    lines: list[str] = []
+    try:
+        pids: list[int] = []
+        for line in launcher.stdout:
+            lines.append(line)
+            if "READY" in line:
+                pids = [int(pid) for pid in line.split("READY", 1)[1].split()]
+                launcher.send_signal(signal.SIGINT)  # the first Ctrl-C
+            if "stopping b" in line:  # its ordered stop has begun, and b ignores SIGTERM for 60 s
+                break
+        assert len(pids) == 2, "".join(lines)
+        started = time.monotonic()
+        launcher.send_signal(signal.SIGINT)
+        rest, _ = launcher.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    transcript = "".join(lines) + rest
+    print(transcript)
+    assert took < 20, f"waited {took:.1f} s: the 60 s grace period was not cut short"
+    assert "second stop request: killing the remaining services without waiting" in transcript
+    assert "EXIT" in transcript
+    assert all(is_gone(pid) for pid in pids), transcript
+    assert transcript.index("stopping b (pid") < transcript.index("stopping a (pid")
 
 
 def test_passwords_in_the_servers_urls_are_not_printed() -> None:
