@@ -252,13 +252,15 @@ def load_catalog(settings: Settings, output: Output, stop: threading.Event) -> N
     """Best effort: a failure is reported loudly but leaves the running stack up."""
     recs_url = local_url(settings, service_port(RECOMMENDATIONS, settings))
 
+    def announce_download(searched: list[str]) -> None:
+        output.say(
+            f"MovieLens is not in {searched}: downloading it from {settings.movielens_url} "
+            "(set MOVIELENS_DIR to use a copy you have)"
+        )
+
     def movies() -> list[Movie]:  # called only when the catalog needs loading
-        if movielens.find_local(settings) is None:
-            output.say(
-                f"MovieLens is not in {[str(p) for p in movielens.candidate_dirs(settings)]}: downloading it from "
-                f"{settings.movielens_url} (set MOVIELENS_DIR to use a copy you have)"
-            )
-        return movielens.load_movies(movielens.locate(settings, should_stop=stop.is_set))
+        path = movielens.locate(settings, should_stop=stop.is_set, before_download=announce_download)
+        return movielens.load_movies(path)
 
     try:
         with httpx.Client(timeout=60.0, trust_env=False) as client:

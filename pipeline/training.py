@@ -135,7 +135,9 @@ def fit_model(
     matrix = _matrix(likes.users, likes.items, n_users, n_items)
     user_factors, item_factors = train_bpr(matrix, params, should_stop)
     eligible = np.bincount(likes.items, minlength=n_items) >= params.neighbour_min_likes
-    neighbour_indices, neighbour_sims = item_neighbours(item_factors, N_NEIGHBOURS, eligible=eligible)
+    neighbour_indices, neighbour_sims = item_neighbours(
+        item_factors, N_NEIGHBOURS, eligible=eligible, should_stop=should_stop
+    )
     return TrainingOutput(
         user_ids=np.array(likes.user_ids, dtype=np.str_),
         user_factors=user_factors,

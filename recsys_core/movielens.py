@@ -69,14 +69,24 @@ def find_local(settings: Settings) -> Path | None:
     return next((path for path in candidate_dirs(settings) if _is_dataset(path)), None)
 
 
-def locate(settings: Settings, download: bool = True, should_stop: Callable[[], bool] | None = None) -> Path:
-    """The dataset folder: the first configured one that holds it, else a fresh download from GroupLens."""
+def locate(
+    settings: Settings,
+    download: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    before_download: Callable[[list[str]], None] | None = None,
+) -> Path:
+    """The dataset folder: the first configured one that holds it, else a fresh download from GroupLens.
+
+    ``before_download`` is told the folders searched in vain, e.g. to announce a download that may take a while.
+    """
     found = find_local(settings)
     if found is not None:
         return found
     searched = [str(p) for p in candidate_dirs(settings)]
     if not download:
         raise FileNotFoundError(f"MovieLens {DATASET_NAME} not found in {searched}; set MOVIELENS_DIR")
+    if before_download is not None:
+        before_download(searched)
     try:
         return download_dataset(settings.movielens_url, Path(settings.data_cache_dir), should_stop)
     except RuntimeError as error:

@@ -60,13 +60,18 @@ def train_bpr(
 
 
 def item_neighbours(
-    item_factors: np.ndarray, n_neighbours: int, batch: int = 2048, eligible: np.ndarray | None = None
+    item_factors: np.ndarray,
+    n_neighbours: int,
+    batch: int = 2048,
+    eligible: np.ndarray | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's ``n_neighbours`` most similar items by cosine of their factors (bias column left out).
 
     ``eligible`` (a boolean mask) restricts both sides to those items, e.g. items with at least one like: an
     item BPR never saw liked keeps near-random factors, so its cosines are noise. Rows of other items, and
     slots beyond the eligible count, hold similarity 0 and index ``n_items`` (out of range: "no neighbour").
+    ``should_stop`` is asked before every block of ``batch`` rows, as ``train_bpr`` asks after every iteration.
     """
     n_items = item_factors.shape[0]
     n_neighbours = min(n_neighbours, max(n_items - 1, 0))
@@ -82,6 +87,8 @@ def item_neighbours(
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-9)
     for start in range(0, members.size, batch):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(f"stopped while finding item neighbours ({start} of {members.size} items done)")
         block = unit[start : start + batch] @ unit.T
         rows = np.arange(block.shape[0])
         block[rows, rows + start] = -np.inf  # an item is not its own neighbour

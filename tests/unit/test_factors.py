@@ -167,6 +167,22 @@ def test_item_neighbours_batching_gives_the_same_answer() -> None:
     assert not np.any(batch_idx == np.arange(37)[:, None])
 
 
+def test_item_neighbours_asks_before_every_block_and_stops_when_told() -> None:
+    factors = np.random.default_rng(4).normal(size=(10, 4)).astype(np.float32)
+    asked: list[int] = []
+
+    def on_the_second_ask() -> bool:
+        asked.append(1)
+        return len(asked) == 2
+
+    with pytest.raises(TrainingCancelled, match="4 of 10 items done"):
+        item_neighbours(factors, 3, batch=4, should_stop=on_the_second_ask)
+    assert len(asked) == 2
+    asked.clear()
+    indices, _ = item_neighbours(factors, 3, batch=4, should_stop=lambda: bool(asked.append(1)))
+    assert len(asked) == 3 and indices.shape == (10, 3)  # blocks of 4, 4 and 2 rows
+
+
 def test_item_neighbours_degenerate_sizes() -> None:
     indices, sims = item_neighbours(ITEM_FACTORS[:1], 5)
     assert indices.shape == (1, 0) and sims.shape == (1, 0)

@@ -67,9 +67,20 @@ def test_a_download_that_is_not_a_zip_says_so_and_where_it_looked(
     settings = _settings(tmp_path, movielens_url=serve.url)  # type: ignore[attr-defined]
     # Only the cache folder, which is empty: the shared copy next to the project would be found first.
     monkeypatch.setattr(movielens, "candidate_dirs", lambda _: [tmp_path / "cache" / movielens.DATASET_NAME])
+    announced: list[list[str]] = []
     with pytest.raises(RuntimeError, match="not a zip archive") as raised:
-        movielens.locate(settings)
+        movielens.locate(settings, before_download=announced.append)
     assert "set MOVIELENS_DIR" in str(raised.value) and str(tmp_path / "cache") in str(raised.value)
+    assert announced == [[str(tmp_path / "cache" / movielens.DATASET_NAME)]], "the download was announced first"
+
+
+def test_a_local_copy_is_used_without_announcing_a_download(tmp_path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(_zip_of_dataset())) as archive:
+        archive.extractall(tmp_path)
+    settings = _settings(tmp_path, movielens_dir=tmp_path / movielens.DATASET_NAME)
+    announced: list[list[str]] = []
+    assert movielens.locate(settings, before_download=announced.append) == tmp_path / movielens.DATASET_NAME
+    assert announced == []
 
 
 def test_a_download_can_be_stopped_and_a_good_one_is_unpacked(tmp_path: Path, serve: type[_Handler]) -> None:
