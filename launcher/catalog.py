@@ -141,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     recs_url = service_url(RECOMMENDATIONS, settings)
-    with httpx.Client(timeout=30.0) as client:
+    if not settings.load_catalog_on_start:
+        print(f"LOAD_CATALOG_ON_START is false: not loading MovieLens into {recs_url}")
+        return 0
+    # trust_env=False: the service is a peer on this machine or network, never behind the environment's proxy.
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
         wait_until_up(client, recs_url + RECOMMENDATIONS.health_path, args.wait)
         result = ensure_catalog(client, recs_url, movielens_movies(settings), settings.admin_token, args.batch_size)
     if result.loaded:

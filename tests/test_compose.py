@@ -108,11 +108,32 @@ def test_same_command_as_the_launcher(compose: dict[str, Any], spec: ServiceSpec
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
 def test_publishes_the_service_port(compose: dict[str, Any], spec: ServiceSpec) -> None:
-    ports = published_ports(service_of(compose, spec.name))
-    # The container listens on the Settings default (compose sets no *_PORT), published under the same number.
+    service = service_of(compose, spec.name)
+    ports = published_ports(service)
+    # The container listens on the Settings default, published under the same number.
     assert Settings.model_fields[spec.port_setting].default == spec.default_port
     assert ports.get(spec.default_port) == spec.default_port, ports
-    assert spec.env_var_for_port not in environment_of(service_of(compose, spec.name))
+    # Pinned in the environment (which wins over the optional .env): a .env written for `make run` that moves a
+    # port would otherwise move the listener away from the mapping and the healthcheck.
+    if spec is not MLFLOW:  # MLflow's port is its command's --port
+        assert environment_of(service).get(spec.env_var_for_port) == str(spec.default_port)
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as "5s", "2m" or "1m30s"."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"unreadable duration {duration!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_healthcheck_waits_at_least_as_long_as_the_launcher(compose: dict[str, Any], spec: ServiceSpec) -> None:
+    """A start that `make run` waits for must not turn the container unhealthy (and fail `up` for its
+    dependants): the grace period plus the failing checks allowed after it cover the launcher's timeout."""
+    check = service_of(compose, spec.name)["healthcheck"]
+    budget = _seconds(str(check.get("start_period", "0s"))) + int(check["retries"]) * _seconds(str(check["interval"]))
+    assert budget >= spec.startup_timeout_s, (budget, spec.startup_timeout_s)
 
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
@@ -211,7 +232,35 @@ def test_mlflow_accepts_its_compose_hostname(compose: dict[str, Any]) -> None:
     tracking_uri = environment_of(service_of(compose, "pipeline"))["MLFLOW_TRACKING_URI"] or ""
     assert is_allowed_host_header(allowed, urlsplit(tracking_uri).netloc)
     assert is_allowed_host_header(allowed, f"localhost:{MLFLOW.default_port}")
+    # MLflow's own defaults stay: a stack published with PUBLISH_HOST=0.0.0.0 is opened by a private address.
+    for lan_host in ("192.168.1.5:8080", "10.0.0.3:8080", "172.20.0.4:8080"):
+        assert is_allowed_host_header(allowed, lan_host), lan_host
     assert not is_allowed_host_header(allowed, "attacker.example:8080")
+
+
+def test_the_catalog_one_shot_loads_movielens_once_the_recommendations_service_is_healthy(
+    compose: dict[str, Any],
+) -> None:
+    catalog = service_of(compose, "catalog")
+    assert command_of(catalog) == ["python", "-m", "launcher.catalog"]
+    assert str(catalog.get("restart")) == "no"  # it exits 0 when done; "unless-stopped" would load forever
+    assert catalog.get("depends_on") == {"recommendations": {"condition": "service_healthy"}}
+    env = environment_of(catalog)
+    assert env["RECS_URL"] == f"http://recommendations:{service_of_spec('recommendations').default_port}"
+    assert "ADMIN_TOKEN" in env  # /add_items is guarded when a token is set
+    assert {"path": ".env", "required": False} in catalog.get("env_file", [])
+    # The download is kept in a volume at the image's DATA_CACHE_DIR, so it happens once.
+    cache_dir = dict(
+        pair.split("=", 1)
+        for keyword, argument in dockerfile_instructions(DOCKERFILE)
+        if keyword == "ENV"
+        for pair in argument.split()
+    )["DATA_CACHE_DIR"]
+    assert named_volume_at(compose, catalog, cache_dir)
+
+
+def service_of_spec(name: str) -> ServiceSpec:
+    return next(spec for spec in SERVICES if spec.name == name)
 
 
 def named_volume_at(compose: dict[str, Any], service: Service, target: str) -> bool:

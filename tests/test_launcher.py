@@ -843,3 +843,13 @@ def test_the_previous_runs_log_is_kept_when_a_service_starts_again(tmp_path: Pat
             child.reader.join(5)
     assert (tmp_path / "svc.log").read_text().strip() == "second run"
     assert (tmp_path / "svc.previous.log").read_text().strip() == "first run"
+
+
+def test_the_catalog_one_shot_loads_nothing_when_told_not_to(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens there: a load would fail after --wait; the setting must stop it before any request.
+    monkeypatch.setenv("RECS_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LOAD_CATALOG_ON_START", "false")
+    assert catalog.main(["--wait", "0.5"]) == 0
+    assert "LOAD_CATALOG_ON_START is false: not loading" in capsys.readouterr().out
