@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 
 import httpx
 import pytest
 
+from recsys_core.schemas import MAX_ID_LENGTH
 from tests.browser.conftest import MALICIOUS_TITLE, Catalog
 from tests.browser.helpers import eventually
 from tests.support.stack import ServiceStack, free_port
@@ -182,3 +184,19 @@ def test_the_page_escapes_what_it_renders_and_forbids_inline_script(webapp_stack
         assert 'value="user-42"' in valid.text
         assert client.get(f"{webapp_stack.url('webapp')}/static/app.js").status_code == 200
         assert client.get(f"{webapp_stack.url('webapp')}/healthcheck").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("user_id", "reason"),
+    [
+        ("..", "it is only dots"),
+        ("x" * (MAX_ID_LENGTH + 1), f"it has {MAX_ID_LENGTH + 1} characters, at most {MAX_ID_LENGTH} are allowed"),
+        ("a b", "use letters, digits and . _ : @ + - only"),
+    ],
+    ids=["dots", "too-long", "space"],
+)
+def test_an_ignored_user_id_says_why(webapp_stack: ServiceStack, user_id: str, reason: str) -> None:
+    with httpx.Client(timeout=10) as client:
+        page = client.get(f"{webapp_stack.url('webapp')}/", params={"user_id": user_id})
+    assert page.status_code == 200
+    assert html.unescape(page.text).count(f": {reason} (") == 1, page.text

@@ -221,3 +221,109 @@ def _train_a_model(stack: ServiceStack) -> int:
         outcome = client.post(f"{stack.pipeline_url}/retrain").json()
         assert outcome["trained"], outcome
         return int(outcome["model_version"])
+
+
+def test_the_shown_count_follows_the_lists_and_a_double_click_loads_once(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+) -> None:
+    recs_calls: list[str] = []
+    page.on("request", lambda request: recs_calls.append(request.url) if "/api/recs/" in request.url else None)
+    user = f"user-{uuid.uuid4()}"
+    page.goto(webapp_stack.url("webapp"))
+    page.fill("#user-id", user)
+    page.dblclick("#load-user")  # one list: a second call would mark ten items shown that nobody saw
+    sync_api.expect(page.locator("#recs .card")).to_have_count(10)
+    sync_api.expect(page.locator("#shown-count")).to_have_text("10 items shown")
+    page.wait_for_timeout(300)
+    assert len(recs_calls) == 1, recs_calls
+    sync_api.expect(page.locator("#more")).to_have_text("Show 10 more")
+    page.click("#more")
+    sync_api.expect(page.locator("#shown-count")).to_have_text("20 items shown")
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{webapp_stack.url('webapp')}/api/users/{user}").json()["shown_count"] == 20
+
+
+def test_a_user_id_is_trimmed_before_it_is_checked(webapp_stack: ServiceStack, page: sync_api.Page) -> None:
+    page.goto(webapp_stack.url("webapp"))
+    user = f"user-{uuid.uuid4()}"
+    page.fill("#user-id", f"  {user}  ")
+    page.click("#load-user")
+    sync_api.expect(page.locator("#user-id")).to_have_value(user)
+    sync_api.expect(page.locator("#recs .card")).to_have_count(10)
+
+
+def test_after_a_like_from_the_keyboard_the_focus_is_on_the_new_list(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+) -> None:
+    start_new_user(page, webapp_stack.url("webapp"))
+    first = card_ids(page)
+    like = page.locator("#recs .card button.like").first
+    assert (like.get_attribute("aria-label") or "").startswith("Like "), "the button names its film"
+    like.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(NEW_CARDS_JS, arg=first)
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'recs'")
+    page.keyboard.press("Tab")  # from the list, straight into its first card
+    assert page.evaluate("() => document.activeElement.closest('#recs .card') !== null")
+
+
+def test_a_like_the_pipeline_stores_late_is_shown_stored_when_it_lands(
+    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+) -> None:
+    """A slow pipeline (here: the stored history is hidden from the page for longer than the fast polling
+    lasts): the entry says the collector accepted it, and turns stored once the history has it."""
+    hide_history = [True]
+
+    def history(route: sync_api.Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        if hide_history[0]:
+            body["history"] = []
+        route.fulfill(response=response, json=body)
+
+    page.route("**/api/users/*", history)
+    start_new_user(page, webapp_stack.url("webapp"))
+    liked = card_ids(page)[0]
+    page.locator(f'#recs .card[data-item-id="{liked}"] button.like').click()
+    pending = page.locator("#history li.entry.pending")
+    sync_api.expect(pending).to_have_count(1)
+    sync_api.expect(pending.locator(".entry-time")).to_have_text("accepted · waiting for the pipeline…")
+    page.wait_for_timeout(14_000)  # longer than the page used to poll before it gave up (40 × 0.3 s)
+    hide_history[0] = False
+    stored = page.locator("#history li.entry:not(.pending)", has_text=catalog.titles[liked])
+    sync_api.expect(stored).to_have_count(1, timeout=10_000)
+    sync_api.expect(pending).to_have_count(0)
+
+
+def test_status_figures_are_marked_stale_while_the_status_fails(
+    webapp_stack: ServiceStack, page: sync_api.Page, page_problems: list[str]
+) -> None:
+    failing = [False]
+    page.route(
+        "**/api/status",
+        lambda route: route.fulfill(status=503, json={"detail": "down"}) if failing[0] else route.continue_(),
+    )
+    page.goto(webapp_stack.url("webapp"))
+    sync_api.expect(page.locator("#status-updated")).to_contain_text("updated ")
+    assert "stale" not in (page.locator("#status-panel").get_attribute("class") or "")
+    failing[0] = True
+    sync_api.expect(page.locator("#status-panel")).to_have_class(re.compile(r"\bstale\b"), timeout=10_000)
+    sync_api.expect(page.locator("#status-updated")).to_contain_text("figures as of")
+    failing[0] = False
+    sync_api.expect(page.locator("#status-panel")).not_to_have_class(re.compile(r"\bstale\b"), timeout=10_000)
+    assert all("status of 503" in problem for problem in page_problems), page_problems
+    page_problems.clear()
+
+
+def test_the_page_fits_a_phone_screen(webapp_stack: ServiceStack, chromium: sync_api.Browser) -> None:
+    context = chromium.new_context(viewport={"width": 375, "height": 740})
+    try:
+        phone = context.new_page()
+        phone.goto(webapp_stack.url("webapp"))
+        widths = phone.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"the page is {widths[0]} px wide on a {widths[1]} px screen"
+        assert phone.locator("#new-user").is_visible()
+        box = phone.locator("#new-user").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= widths[1]
+    finally:
+        context.close()

@@ -27,6 +27,20 @@ SECURITY_HEADERS = MappingProxyType(
     }
 )
 SHOWN_INVALID_CHARS = 200
+ID_RULE = f"up to {MAX_ID_LENGTH} letters, digits and . _ : @ + -, not only dots"
+
+
+def id_problem(user_id: str) -> str | None:
+    """What is wrong with ``user_id`` as the contracts see it, in words; None when it is a valid id."""
+    if not user_id:
+        return "it is empty"
+    if len(user_id) > MAX_ID_LENGTH:
+        return f"it has {len(user_id)} characters, at most {MAX_ID_LENGTH} are allowed"
+    if re.fullmatch(ID_PATTERN, user_id) is not None:
+        return None
+    if set(user_id) == {"."}:
+        return "it is only dots"
+    return "use letters, digits and . _ : @ + - only"
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -34,10 +48,12 @@ async def index(
     request: Request, templates: TemplatesDep, settings: SettingsDep, user_id: str | None = None
 ) -> HTMLResponse:
     """The debug page; ``?user_id=`` preselects a user (the page keeps it in the address bar)."""
-    valid = user_id is not None and len(user_id) <= MAX_ID_LENGTH and re.fullmatch(ID_PATTERN, user_id) is not None
+    problem = None if user_id is None else id_problem(user_id)
     context = {
-        "user_id": user_id if valid else "",
-        "invalid_user_id": user_id[:SHOWN_INVALID_CHARS] if user_id and not valid else None,
+        "user_id": user_id if user_id is not None and problem is None else "",
+        "invalid_user_id": user_id[:SHOWN_INVALID_CHARS] if user_id and problem else None,
+        "invalid_reason": problem,
+        "id_rule": ID_RULE,
         # The HTML pattern attribute anchors by itself.
         "id_pattern": ID_PATTERN.removeprefix("^").removesuffix("$"),
         "max_id_length": MAX_ID_LENGTH,

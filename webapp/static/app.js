@@ -4,8 +4,10 @@
 
 (() => {
   const STATUS_REFRESH_MS = 4000;
+  // A like travels collector -> queue -> pipeline -> Redis: polled fast at first, then every few seconds for as
+  // long as the page shows this user (a paused or restarting pipeline delivers it later, never drops it).
   const HISTORY_POLL_MS = 300;
-  const HISTORY_POLL_TRIES = 40;
+  const HISTORY_POLL_MAX_MS = 3000;
   const METRIC_LABELS = [
     ["offline_precision_at_10", "P@10", 3],
     ["offline_ndcg_at_10", "NDCG@10", 3],
@@ -133,6 +135,9 @@
     const like = el("button", "like", "Like");
     const dislike = el("button", "dislike", "Dislike");
     like.type = dislike.type = "button";
+    const name = item.title || item.item_id;
+    like.setAttribute("aria-label", `Like ${name}`);
+    dislike.setAttribute("aria-label", `Dislike ${name}`);
     like.addEventListener("click", () => sendFeedback(item, "like"));
     dislike.addEventListener("click", () => sendFeedback(item, "dislike"));
     actions.append(like, dislike);
@@ -143,6 +148,7 @@
   function renderRecs(page) {
     $("group").textContent = page.group || "–";
     $("recs").replaceChildren(...page.items.map(card));
+    if (page.items.length) $("more").textContent = `Show ${page.items.length} more`;
     const notes = [];
     if (!page.items.length) notes.push("No recommendations: the catalog is empty, or this user has seen every item.");
     else notes.push(`${page.items.length} items from a fresh /recs call (shown items are never shown again).`);
@@ -153,7 +159,8 @@
     note.classList.toggle("warn", page.fallback || page.warnings.length > 0);
   }
 
-  async function loadRecs() {
+  // focusList: after a like/dislike from the keyboard, focus moves to the new list instead of the page's top.
+  async function loadRecs(focusList = false) {
     const userId = state.userId;
     if (!userId) return;
     setBusy(true);
@@ -161,6 +168,7 @@
       const page = await api(`/api/recs/${encodeURIComponent(userId)}`);
       if (userId !== state.userId) return;
       renderRecs(page);
+      if (focusList) $("recs").focus();
       clearError("recs");
     } catch (error) {
       if (userId !== state.userId) return;
@@ -176,6 +184,9 @@
   async function sendFeedback(item, action) {
     if (state.busy) return;
     const userId = state.userId;
+    // Read before the buttons are disabled (a disabled button loses the focus).
+    const focused = document.activeElement;
+    const fromList = focused instanceof HTMLElement && focused.closest("#recs") !== null;
     setBusy(true);
     try {
       await api("/api/feedback", {
@@ -193,8 +204,9 @@
     if (userId !== state.userId) return;
     state.pending.set(item.item_id, { item_id: item.item_id, title: item.title, action, ts: Date.now() / 1000 });
     renderHistory(state.lastHistory);
-    setBusy(false);
-    await loadRecs(); // a new /recs call: the list moves on after every like/dislike
+    // A new /recs call: the list moves on after every like/dislike. Still busy until it answers, so a second
+    // click cannot send feedback about a list that is being replaced.
+    await loadRecs(fromList);
     refreshStatus();
     await pollHistory(userId, item.item_id);
   }
@@ -206,7 +218,8 @@
     node.dataset.itemId = entry.item_id;
     node.append(el("span", "action", entry.action === "like" ? "Like" : "Dislike"));
     node.append(el("span", "entry-title", entry.title || entry.item_id));
-    const when = pending ? "sending…" : entry.ts ? ago(Date.now() / 1000 - entry.ts) : "";
+    // Pending: the collector accepted it (RabbitMQ confirmed); the pipeline has not stored it yet.
+    const when = pending ? "accepted · waiting for the pipeline…" : entry.ts ? ago(Date.now() / 1000 - entry.ts) : "";
     node.append(el("span", "entry-time", when));
     return node;
   }
@@ -240,18 +253,20 @@
       clearError("history");
       return page;
     } catch (error) {
+      if (userId !== state.userId) return null;
       showError("history", `Could not load the history: ${error.message}`);
       return null;
     }
   }
 
-  // The like travels collector -> queue -> pipeline -> Redis: poll until the stored history has it.
+  // Until the stored history has the item (or another user is selected); one poller per item.
   async function pollHistory(userId, itemId) {
-    for (let attempt = 0; attempt < HISTORY_POLL_TRIES; attempt += 1) {
-      if (userId !== state.userId) return;
+    let wait = HISTORY_POLL_MS;
+    while (userId === state.userId && state.pending.has(itemId)) {
       await loadHistory();
       if (!state.pending.has(itemId)) return;
-      await new Promise((resolve) => setTimeout(resolve, HISTORY_POLL_MS));
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      wait = Math.min(wait * 1.5, HISTORY_POLL_MAX_MS);
     }
   }
 
@@ -296,7 +311,8 @@
         ? `${ago(training.seconds_ago)}${training.retrain_seconds !== null ? ` · took ${training.retrain_seconds.toFixed(2)} s` : ""}`
         : "not trained yet",
     );
-    const metrics = (training && training.metrics) || (s.model && s.model.metrics) || {};
+    const present = (m) => (m && Object.keys(m).length ? m : null);
+    const metrics = present(training && training.metrics) || present(s.model && s.model.metrics) || {};
     const chips = metricChips(metrics);
     $("status-metrics").replaceChildren(...(chips.length ? chips : [el("span", "muted", "–")]));
 
@@ -360,6 +376,7 @@
     warning.hidden = s.warnings.length === 0;
     warning.classList.toggle("warn", s.warnings.length > 0);
     setText("status-updated", `updated ${new Date().toLocaleTimeString()}`);
+    $("status-panel").classList.remove("stale");
   }
 
   async function refreshStatus() {
@@ -372,7 +389,13 @@
       box.classList.remove("warn");
       box.textContent = `Status unavailable: ${error.message}`;
       box.hidden = false;
-      setText("status-updated", `failed ${new Date().toLocaleTimeString()}`);
+      // The figures below stay for reference, greyed, and say when they were last true.
+      $("status-panel").classList.add("stale");
+      const last = $("status-updated").textContent.match(/updated (.*)/);
+      setText(
+        "status-updated",
+        `failed ${new Date().toLocaleTimeString()}${last ? ` · figures as of ${last[1]}` : ""}`,
+      );
     } finally {
       state.statusInFlight = false;
     }
@@ -380,7 +403,10 @@
 
   // ---- wiring -------------------------------------------------------------------------------------------
 
-  function selectUser(userId) {
+  async function selectUser(userId) {
+    // Load clicked again for the user whose list is still loading (a double click): one /recs call, not two,
+    // or ten items would be marked shown without ever being seen.
+    if (userId === state.userId && state.busy) return;
     state.userId = userId;
     state.pending.clear();
     state.lastHistory = null;
@@ -388,8 +414,9 @@
     history.replaceState(null, "", `?user_id=${encodeURIComponent(userId)}`);
     $("group").textContent = "–";
     renderHistory(null);
-    loadRecs();
-    loadHistory();
+    // The history after the list: its shown count then includes the items on screen.
+    await loadRecs();
+    await loadHistory();
   }
 
   function init() {
@@ -398,6 +425,9 @@
     const input = $("user-id");
     $("user-form").addEventListener("submit", (event) => {
       event.preventDefault();
+      // Pasted ids often carry spaces, which the pattern refuses: trimmed first (the form is novalidate so that
+      // the browser does not refuse it before this runs), then checked with the browser's own message.
+      input.value = input.value.trim();
       if (!input.reportValidity()) return;
       clearError("page");
       selectUser(input.value.trim());
@@ -410,7 +440,10 @@
       clearError("page");
       selectUser(uuid4());
     });
-    $("more").addEventListener("click", () => loadRecs());
+    $("more").addEventListener("click", async () => {
+      await loadRecs();
+      await loadHistory(); // the shown count moves with every list
+    });
     if (input.value.trim() && input.checkValidity()) selectUser(input.value.trim());
     refreshStatus();
     setInterval(refreshStatus, STATUS_REFRESH_MS);
