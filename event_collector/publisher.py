@@ -37,6 +37,8 @@ RECONNECT_DELAY_S = 1.0
 MAX_EVENTS_PER_MESSAGE = 256
 # ...and on its interactions: one /interact may carry up to 1,000 of them, and a message is one store call.
 MAX_INTERACTIONS_PER_MESSAGE = 4096
+# AMQP's reply code for a mandatory message no queue was bound to take.
+NO_ROUTE = 312
 
 
 @dataclass(slots=True)
@@ -87,13 +89,14 @@ class EventPublisher:
                 connection = await aio_pika.connect_robust(
                     self._amqp_url, timeout=self._timeout_s, reconnect_interval=RECONNECT_DELAY_S
                 )
-                async with connection.channel() as channel:
-                    await declare_events_queue(channel, self._queue_name)
                 # on_return_raises: a message no queue accepted is an error, not a silent confirm.
                 channels = [
                     await connection.channel(publisher_confirms=True, on_return_raises=True)
                     for _ in range(PUBLISH_CHANNELS)
                 ]
+                # Declared on a channel that stays open: a robust channel declares its queues again when it
+                # reconnects (a broker recreated without its data comes back without them).
+                await declare_events_queue(channels[0], self._queue_name)
             except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
                 if connection is not None:  # the broker went away between the connect and the channels
                     with contextlib.suppress(OSError, TimeoutError, aio_pika.exceptions.AMQPException):
@@ -107,7 +110,15 @@ class EventPublisher:
             return
 
     async def publish(self, event: EventMessage) -> None:
-        """Return once the broker confirmed a message holding ``event``; ``BrokerUnavailable`` otherwise."""
+        """Return once the broker confirmed a message holding ``event``; ``BrokerUnavailable`` otherwise.
+
+        Two bounds of ``timeout_s`` each, so a stalled broker answers 503 within twice it: the wait for the event's
+        message to leave (a free in-flight slot), and that message's confirm once sent. The second is the send's
+        own: a message that left is answered by its confirm even past the first bound, because a 503 could
+        answer an event the broker then stores, and a client's retry would store it twice (unless the client sends
+        an ``Idempotency-Key``; see the route). A 503 after a send timed out may still be stored all the same: a
+        confirm that never came back says nothing either way, and delivery is at least once.
+        """
         if not self.connected or not self._channels:
             raise BrokerUnavailable("RabbitMQ is unreachable; the event was not accepted, retry later")
         waiting = _Waiting(event, asyncio.get_running_loop().create_future())
@@ -120,9 +131,8 @@ class EventPublisher:
         except TimeoutError:
             pass
         if waiting.sent:
-            # Its message is out: that message's confirm (or failure, within the send's own timeout) answers.
-            # A 503 now could answer an event the broker then stores, and the client's retry would store it twice.
-            # Bounded all the same: a send cancelled before it began (the collector stops) never answers.
+            # Its message is out: its confirm, or its failure within the send's own timeout, answers. Bounded all
+            # the same: a send cancelled before it began (the collector stops) never answers.
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await waiting.confirmed
@@ -167,11 +177,12 @@ class EventPublisher:
         failure: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                await channel.default_exchange.publish(
-                    events_message([entry.event for entry in batch]), routing_key=self._queue_name, mandatory=True
-                )
-        except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
-            failure = f"RabbitMQ did not confirm the event: {error!r}"
+                await self._publish_routed(channel, events_message([entry.event for entry in batch]))
+        except TimeoutError:
+            failure = f"RabbitMQ did not confirm the event within {self._timeout_s:g} s"
+        except (OSError, RuntimeError, aio_pika.exceptions.AMQPException) as error:
+            log.warning("publishing %d events failed: %r", len(batch), error)
+            failure = f"RabbitMQ did not take the event ({type(error).__name__}); retry later"
         except BaseException:  # cancelled (the collector stops) or a bug: the waiting requests must not hang
             failure = "the collector failed or stopped before RabbitMQ confirmed the event"
             raise
@@ -186,6 +197,19 @@ class EventPublisher:
             if failure is None:
                 self.messages_published += 1
                 self.events_published += len(batch)
+
+    async def _publish_routed(self, channel: AbstractChannel, message: aio_pika.Message) -> None:
+        """Publish and await the confirm. A message returned unrouted (the queue was deleted behind the collector's
+        back) was stored nowhere, so after declaring the queue again it is sent once more; safe, not a duplicate."""
+        try:
+            await channel.default_exchange.publish(message, routing_key=self._queue_name, mandatory=True)
+            return
+        except aio_pika.exceptions.DeliveryError as error:
+            if getattr(error.frame, "reply_code", None) != NO_ROUTE:
+                raise
+        log.warning("the events queue %s was gone: declaring it again", self._queue_name)
+        await declare_events_queue(channel, self._queue_name)
+        await channel.default_exchange.publish(message, routing_key=self._queue_name, mandatory=True)
 
     async def close(self) -> None:
         self._closing = True

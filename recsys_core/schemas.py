@@ -85,7 +85,8 @@ class InteractRequest(BaseModel):
     item_ids: list[ItemId] = Field(min_length=1, max_length=MAX_INTERACTIONS_PER_EVENT)
     actions: list[Action] = Field(min_length=1, max_length=MAX_INTERACTIONS_PER_EVENT)
     # strict: a boolean or a numeric string is not a time (JSON integers are still accepted).
-    timestamp: float | None = Field(default=None, ge=0, strict=True)
+    # allow_inf_nan=False: NaN is refused as "not a finite number" rather than as "not >= 0".
+    timestamp: float | None = Field(default=None, ge=0, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _aligned(self) -> InteractRequest:
@@ -97,6 +98,18 @@ class InteractRequest(BaseModel):
         if self.timestamp is not None and not math.isfinite(self.timestamp):
             raise ValueError("timestamp must be a finite number of seconds since the epoch")
         return self
+
+
+# A client's Idempotency-Key header: an id by the same rules, so that it is safe to log and to hash.
+IdempotencyKey = ItemId
+_IDEMPOTENT_NAMESPACE = uuid.UUID("7f0e4c36-5d1a-4b8e-9a51-2f3c8d6e1b90")
+
+
+def idempotent_message_id(user_id: str, key: str) -> str:
+    """The message id of a user's event sent with ``key``: the same for every retry of it, so the pipeline stores
+    it once however many of them the collector accepted (its store skips a message id it has seen in the run).
+    A uuid5 never equals the uuid4 a request without a key gets."""
+    return uuid.uuid5(_IDEMPOTENT_NAMESPACE, f"{user_id}\x00{key}").hex
 
 
 class InteractResponse(BaseModel):

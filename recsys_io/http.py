@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from recsys_core.schemas import ID_PATTERN
 from recsys_core.settings import Settings
 
 # FastAPI's native OpenTelemetry, off: this deployment exports Prometheus /metrics (below). Left on with no
@@ -27,12 +28,25 @@ FASTAPI_TELEMETRY_OFF: dict[str, Any] = {"tracing": False, "metrics": False, "lo
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0)
 
 
+# The contracts' patterns in words: a client should not have to read a regular expression.
+PATTERN_IN_WORDS = {ID_PATTERN: "an id is letters, digits and . _ : @ + - only, and not only dots"}
+
+
 def describe_validation_errors(errors: list[Any]) -> str:
     """One readable sentence per problem, e.g. "body.actions.0: Input should be 'like' or 'dislike'"."""
     parts = []
     for error in errors:
-        location = ".".join(str(p) for p in error.get("loc", ()))
+        loc = tuple(error.get("loc", ()))
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        kind = error.get("type")
+        position = next((p for p in loc[1:] if isinstance(p, int)), None)
+        if kind == "json_invalid" and position is not None:
+            # FastAPI's own parser puts the character position where a field name would be ("body.12").
+            loc, message = loc[:1], f"the body is not valid JSON (at character {position})"
+        elif kind == "string_pattern_mismatch":
+            pattern = (error.get("ctx") or {}).get("pattern")
+            message = PATTERN_IN_WORDS.get(pattern, message)
+        location = ".".join(str(p) for p in loc)
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)
 
@@ -345,7 +359,9 @@ def admin_guard(settings: Settings) -> Callable[..., Awaitable[None]]:
 
     async def require_admin(credentials: AdminCredentials) -> None:
         supplied = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(supplied.encode(), token.encode()):
+        # HTTP headers arrive decoded as Latin-1: their bytes, compared with the token's UTF-8 bytes, so that a
+        # non-ASCII token works as a client sends it.
+        if not hmac.compare_digest(supplied.encode("latin-1", errors="replace"), token.encode()):
             raise HTTPException(
                 status_code=401,
                 detail="this endpoint needs Authorization: Bearer <ADMIN_TOKEN>",

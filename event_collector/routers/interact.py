@@ -4,13 +4,26 @@ import time
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import TypeAdapter
 
 from event_collector.generation import GenerationSource
 from event_collector.publisher import BrokerUnavailable, EventPublisher
-from recsys_core.schemas import EventMessage, InteractRequest, InteractResponse
-from recsys_io.http import VALIDATION_ERROR_RESPONSE, json_body_openapi, parse_json_body
+from recsys_core.schemas import (
+    EventMessage,
+    IdempotencyKey,
+    InteractRequest,
+    InteractResponse,
+    idempotent_message_id,
+)
+from recsys_io.http import VALIDATION_ERROR_RESPONSE, json_body_openapi, param_openapi, parse_json_body, parse_param
 
 router = APIRouter(tags=["events"])
+
+IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
+IDEMPOTENCY_KEY_HELP = (
+    "optional: retries of one event with the same key (e.g. after a 503, which may still have been stored) "
+    "are stored once; the key is scoped to the user"
+)
 
 
 @router.post(
@@ -20,7 +33,14 @@ router = APIRouter(tags=["events"])
         **VALIDATION_ERROR_RESPONSE,
         503: {"description": "RabbitMQ (or Redis, before the first success) is unreachable"},
     },
-    openapi_extra=json_body_openapi(InteractRequest),
+    openapi_extra={
+        **json_body_openapi(InteractRequest),
+        "parameters": [
+            param_openapi(
+                "Idempotency-Key", "header", IDEMPOTENCY_KEY, required=False, description=IDEMPOTENCY_KEY_HELP
+            )
+        ],
+    },
 )
 async def interact(request: Request) -> Response:
     """Accept likes/dislikes; 200 means RabbitMQ confirmed the persistent message.
@@ -30,12 +50,15 @@ async def interact(request: Request) -> Response:
     """
     received_at = time.time()  # per request: never a default evaluated once at import
     body = await parse_json_body(request, InteractRequest)
+    raw_key = request.headers.get("idempotency-key")
+    key: str | None = None if raw_key is None else parse_param(IDEMPOTENCY_KEY, raw_key, ("header", "Idempotency-Key"))
     generations: GenerationSource = request.app.state.generations
     publisher: EventPublisher = request.app.state.publisher
     generation = generations.current()
     if generation is None:
         raise HTTPException(status_code=503, detail="Redis is unreachable: cannot tell which run this event belongs to")
     event = EventMessage(
+        **({} if key is None else {"message_id": idempotent_message_id(body.user_id, key)}),
         generation=generation,
         user_id=body.user_id,
         item_ids=body.item_ids,

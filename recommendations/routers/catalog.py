@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from recommendations.deps import KeysDep, RedisDep
 from recsys_core.schemas import AddItemsRequest, AddItemsResponse
 from recsys_io.catalog import StaleGenerationError, TooManyGenresError, add_items
+from recsys_io.http import VALIDATION_ERROR_RESPONSE, json_body_openapi, parse_json_body
 from recsys_io.redis_client import read_generation
 
 router = APIRouter(tags=["catalog"])
@@ -15,10 +16,18 @@ STALE_RETRIES = 4
 @router.post(
     "/add_items",
     response_model=AddItemsResponse,
-    responses={503: {"description": "Redis is unreachable, or the run kept changing while the batch was added"}},
+    responses={
+        **VALIDATION_ERROR_RESPONSE,
+        503: {"description": "Redis is unreachable, or the run kept changing while the batch was added"},
+    },
+    openapi_extra=json_body_openapi(AddItemsRequest),
 )
-async def add_catalog_items(request: AddItemsRequest, redis: RedisDep, keys: KeysDep) -> AddItemsResponse:
-    """Add (or update the genres of) items; batches accumulate, and items become recommendable at once."""
+async def add_catalog_items(raw: Request, redis: RedisDep, keys: KeysDep) -> AddItemsResponse:
+    """Add (or update the genres of) items; batches accumulate, and items become recommendable at once.
+
+    The body is read as /interact reads it, so that a body sent without a JSON content type is told so.
+    """
+    request = await parse_json_body(raw, AddItemsRequest)
     for _ in range(STALE_RETRIES):
         generation = await read_generation(redis, keys)
         try:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import aio_pika
 import httpx
 import pytest
 
@@ -110,3 +111,58 @@ def test_collector_pointed_at_a_closed_port(stack_factory: Callable[..., Service
         assert ready.json()["detail"]
         assert client.get(f"{collector}/healthcheck").status_code == 200  # alive, just not ready
     print(f"closed port: {len(refusals)} x 503 with a JSON detail, /ready 503, /healthcheck 200")
+
+
+def test_a_stalled_broker_is_a_503_within_twice_the_publish_timeout(
+    stack_factory: Callable[..., ServiceStack], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    """The broker takes the connection but answers nothing (a stall, not a refusal): no request hangs. Each waits
+    at most the publish timeout for its message to leave and, once it left, the timeout again for its confirm
+    (a 503 for a message the broker then stores would make a retry count twice)."""
+    timeout_s = 1.0
+    proxy = proxy_for(AMQP_URL)
+    stack = stack_factory()
+    collector = stack.start_service(
+        "event_collector", AMQP_URL=proxy.url_for(AMQP_URL), AMQP_PUBLISH_TIMEOUT_S=str(timeout_s)
+    ).url
+    ids = [f"item-{n}" for n in range(20)]
+    with httpx.Client(timeout=30) as client:
+        eventually(lambda: client.get(f"{collector}/ready").status_code == 200, timeout_s=RECOVERY_TIMEOUT_S)
+    before = asyncio.run(send_events(collector, ids, 20, Sent(), concurrency=10, first=0))
+    assert before.statuses == {200: 20}, before.statuses
+    proxy.stall()
+    # 40 callers against at most 4 messages in flight: most events wait for a slot before their message leaves.
+    stalled = asyncio.run(send_events(collector, ids, 120, Sent(), concurrency=40, first=1000))
+    print(f"stalled broker: {stalled.statuses}, slowest answer {stalled.slowest_s:.2f} s (timeout {timeout_s} s)")
+    assert stalled.statuses == {503: 120}, f"answers while the broker stalled: {stalled.statuses}"
+    assert stalled.slowest_s < 2 * timeout_s + 1.0, f"the slowest 503 took {stalled.slowest_s:.2f} s"
+
+
+def test_an_events_queue_deleted_behind_the_collector_is_declared_again(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    """A broker recreated without its data, or an operator's delete: the next event declares the queue again
+    and is accepted (a message returned unrouted was stored nowhere, so sending it again duplicates nothing)."""
+    stack = stack_factory()
+    collector = stack.start_service("event_collector").url
+    ids = ["item-1", "item-2"]
+    with httpx.Client(timeout=30) as client:
+        eventually(lambda: client.get(f"{collector}/ready").status_code == 200, timeout_s=RECOVERY_TIMEOUT_S)
+        assert client.post(f"{collector}/interact", json=event_body(0, ids)).status_code == 200
+
+        async def delete_queue() -> None:
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                await (await connection.channel()).queue_delete(stack.queue)
+
+        asyncio.run(delete_queue())
+        answers = [client.post(f"{collector}/interact", json=event_body(n, ids)) for n in range(1, 4)]
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+
+    async def depth() -> int:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            queue = await (await connection.channel()).declare_queue(stack.queue, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+
+    assert asyncio.run(depth()) == 3, "the three events after the delete, each once"

@@ -48,6 +48,25 @@ def test_interact_rejects_bodies_that_are_not_a_json_object(
     assert response.json()["errors"][0]["loc"][0] == "body"
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "expected"),
+    [
+        (b'{"item_ids": ["n1"]}', "application/x-www-form-urlencoded", "Content-Type: application/json"),
+        (b'{"item_ids": ["n1"]}', None, "Content-Type: application/json"),
+        (b'{"item_ids": ["n1"],}', "application/json", "body: Invalid JSON"),
+    ],
+    ids=["form", "no-content-type", "broken-json"],
+)
+def test_add_items_says_when_the_body_is_not_json(
+    stack: ServiceStack, content: bytes, content_type: str | None, expected: str
+) -> None:
+    """As /interact does: a body that is fine JSON under the wrong content type is told so, not "not a dict"."""
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(f"{stack.recs_url}/add_items", content=content, headers=headers, timeout=10)
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["detail"], response.text
+
+
 def test_interact_documents_the_body_it_reads(stack: ServiceStack) -> None:
     spec = httpx.get(f"{stack.collector_url}/openapi.json", timeout=10).json()
     operation = spec["paths"]["/interact"]["post"]

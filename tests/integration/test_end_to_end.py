@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -147,3 +148,39 @@ def test_feedback_on_an_item_added_later_counts_once_it_is_in_the_catalog(stack:
         )
         assert arm["dislikes"] == 0
         assert late in recs(client, stack.recs_url, new_id("user-"), k=31).json()["item_ids"]
+
+
+def test_retries_with_one_idempotency_key_are_stored_once(stack: ServiceStack) -> None:
+    """A client that got a 503 (the event may still have been stored) retries with the same key: once."""
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{stack.recs_url}/cleanup").status_code == 200
+        ids, genres = catalog(20)
+        add_items(client, stack.recs_url, ids, genres)
+        user, other = new_id("user-"), new_id("user-")
+        body = {"user_id": user, "item_ids": ids[:2], "actions": ["like", "dislike"]}
+        key = {"Idempotency-Key": "retry-1"}
+        answers = [client.post(f"{stack.collector_url}/interact", json=body, headers=key) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert len({a.json()["message_id"] for a in answers}) == 1, "every retry names the same message"
+        # The key is scoped to its user: another user's event with the same key is another event.
+        other_body = {**body, "user_id": other}
+        assert client.post(f"{stack.collector_url}/interact", json=other_body, headers=key).status_code == 200
+        # Without a key each call is its own event.
+        assert client.post(f"{stack.collector_url}/interact", json=body).status_code == 200
+
+        def counters() -> dict[str, int] | None:
+            status = client.get(f"{stack.pipeline_url}/status").json()
+            return status if status["events_applied"] >= 6 else None
+
+        eventually(counters, timeout_s=10)
+        bad = client.post(f"{stack.collector_url}/interact", json=body, headers={"Idempotency-Key": "no spaces"})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("header.Idempotency-Key:"), bad.text
+    time.sleep(1.0)  # a late duplicate would show by now
+    counts = {k.decode(): int(v) for k, v in stack.redis.hgetall(stack.run_key("counters")).items()}
+    keys = GlobalKeys(stack.prefix)
+    run = keys.for_generation(int(stack.redis.get(keys.generation) or 0))
+    history = stack.redis.lrange(run.user_history(user), 0, -1)
+    print(f"3 retries + 1 other user + 1 keyless call: counters {counts}")
+    assert counts["messages"] == 3 and counts["events"] == 6, counts
+    assert counts["duplicates"] == 2, counts
+    assert len(history) == 4  # the user's keyed event once (2 answers) and the keyless one (2 answers)

@@ -166,16 +166,23 @@ async def test_a_burst_of_large_events_is_cut_by_interactions_too(
     assert max(sizes) <= MAX_INTERACTIONS_PER_MESSAGE and len(sizes) > 1
 
 
-async def test_a_message_no_queue_takes_is_refused_while_others_are_in_flight(
+async def test_messages_returned_unrouted_are_sent_again_once_the_queue_is_declared_again(
     publisher_and_queue: tuple[EventPublisher, str, aio_pika.abc.AbstractChannel],
 ) -> None:
+    """The queue deleted behind the publisher (a broker recreated without its data): the broker returns the
+    messages in flight unrouted, stored nowhere; the publisher declares the queue again and sends them again."""
     publisher, queue_name, channel = publisher_and_queue
     await asyncio.gather(*(publisher.publish(_event(n)) for n in range(50)))
     await channel.queue_delete(queue_name)  # the routing key now reaches no queue: the broker returns it
-    results = await asyncio.gather(*(publisher.publish(_event(n)) for n in range(50)), return_exceptions=True)
-    refused = [r for r in results if isinstance(r, BrokerUnavailable)]
-    print(f"{len(refused)} of {len(results)} refused after the queue was deleted")
-    assert len(refused) == len(results)
+    events = [_event(n) for n in range(100, 150)]
+    results = await asyncio.gather(*(publisher.publish(event) for event in events), return_exceptions=True)
+    queue = await channel.declare_queue(queue_name, passive=True)
+    received = []
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        received += [event.message_id for event in parse_events(message)]
+    print(f"after the delete: answers {set(map(repr, results))}; {len(received)} events in the declared-again queue")
+    assert results == [None] * len(events)
+    assert sorted(received) == sorted(event.message_id for event in events), "each event once, none lost"
 
 
 async def test_a_request_whose_sent_message_was_cancelled_at_shutdown_still_answers() -> None:

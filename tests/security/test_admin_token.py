@@ -86,3 +86,26 @@ def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStac
     unlocked = httpx.get(f"{open_stack.recs_url}/openapi.json", timeout=30).json()
     assert not any(op.get("security") for item in unlocked["paths"].values() for op in item.values())
     print(f"secured with ADMIN_TOKEN: {secured}; none without it")
+
+
+def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
+    """Headers arrive decoded as Latin-1; the token is compared as the UTF-8 bytes a client puts on the wire."""
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from recsys_core.settings import Settings
+    from recsys_io.http import admin_guard
+
+    token = "sé-ключ-4f1c"
+    app = FastAPI()
+
+    @app.get("/guarded", dependencies=[Depends(admin_guard(Settings(_env_file=None, admin_token=token)))])  # type: ignore[call-arg]
+    async def guarded() -> dict[str, str]:
+        return {"status": "ok"}
+
+    with TestClient(app) as client:
+        assert client.get("/guarded", headers={"Authorization": f"Bearer {token}".encode()}).status_code == 200
+        wrong = f"Bearer {token}x".encode()
+        assert client.get("/guarded", headers={"Authorization": wrong}).status_code == 401
+        latin1 = f"Bearer {token[:2]}".encode("latin-1")  # "sé" in Latin-1: other bytes than the token's UTF-8
+        assert client.get("/guarded", headers={"Authorization": latin1}).status_code == 401

@@ -196,10 +196,11 @@ def test_interact_bad_timestamp_rejected(timestamp: float) -> None:
         InteractRequest.model_validate(_interact(timestamp=timestamp))
 
 
-def test_interact_infinite_timestamp_message() -> None:
+@pytest.mark.parametrize("timestamp", [float("inf"), float("nan")], ids=["inf", "nan"])
+def test_interact_infinite_timestamp_message(timestamp: float) -> None:
     with pytest.raises(ValidationError) as error:
-        InteractRequest.model_validate(_interact(timestamp=float("inf")))
-    assert "timestamp must be a finite number" in _messages(error)
+        InteractRequest.model_validate(_interact(timestamp=timestamp))
+    assert "finite number" in _messages(error), "not 'greater than or equal to 0': NaN is no number at all"
 
 
 def test_interact_bad_user_id_rejected() -> None:

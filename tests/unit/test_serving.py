@@ -206,6 +206,32 @@ def test_describe_validation_errors_formatting() -> None:
     assert describe_validation_errors([]) == ""
 
 
+def test_describe_validation_errors_in_words() -> None:
+    from recsys_core.schemas import ID_PATTERN
+
+    errors = [
+        # FastAPI's own JSON parser reports the character position as if it were a field.
+        {"loc": ("body", 12), "msg": "JSON decode error", "type": "json_invalid"},
+        {
+            "loc": ("body", "user_id"),
+            "msg": "String should match pattern '...'",
+            "type": "string_pattern_mismatch",
+            "ctx": {"pattern": ID_PATTERN},
+        },
+        {
+            "loc": ("body", "genre"),
+            "msg": "String should match pattern 'x'",
+            "type": "string_pattern_mismatch",
+            "ctx": {"pattern": "x"},
+        },
+    ]
+    assert describe_validation_errors(errors) == (
+        "body: the body is not valid JSON (at character 12); "
+        "body.user_id: an id is letters, digits and . _ : @ + - only, and not only dots; "
+        "body.genre: String should match pattern 'x'"
+    )
+
+
 def test_describe_real_pydantic_errors() -> None:
     with pytest.raises(ValidationError) as error:
         InteractRequest.model_validate({"user_id": "u", "item_ids": ["a", "b"], "actions": ["like", "meh"]})
