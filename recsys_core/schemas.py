@@ -7,6 +7,7 @@ characters live here so both services refuse the same inputs with the same messa
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from typing import Annotated, Literal
 
@@ -25,6 +26,9 @@ MAX_TITLE_LENGTH = 512
 MAX_INTERACTIONS_PER_EVENT = 1_000
 MAX_K = 100
 DEFAULT_K = 10
+# A client clock may run ahead a little; a day ahead is a unit mistake (milliseconds) or a broken clock, and such
+# events would sort after every real one (the pipeline holds out the most recent likes to evaluate a retrain).
+MAX_TIMESTAMP_AHEAD_S = 86_400.0
 
 # Ids are opaque (UUIDs in practice) but end up inside Redis key names and URLs: printable, no whitespace, and not
 # dots alone (a path segment "." or ".." is resolved away by clients before the request leaves).
@@ -32,7 +36,10 @@ ID_PATTERN = r"^[A-Za-z0-9._:@+\-]*[A-Za-z0-9_:@+\-][A-Za-z0-9._:@+\-]*$"
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True)]
 UserId = ItemId
-Genre = Annotated[str, StringConstraints(min_length=1, max_length=MAX_GENRE_LENGTH, strict=True)]
+# Genres are free text shown to people: printable, and not only spaces (control characters and blank names would
+# count as genres of their own and break the diversity and taste figures silently).
+GENRE_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+Genre = Annotated[str, StringConstraints(min_length=1, max_length=MAX_GENRE_LENGTH, pattern=GENRE_PATTERN, strict=True)]
 Action = Literal["like", "dislike"]
 
 
@@ -97,6 +104,11 @@ class InteractRequest(BaseModel):
             )
         if self.timestamp is not None and not math.isfinite(self.timestamp):
             raise ValueError("timestamp must be a finite number of seconds since the epoch")
+        if self.timestamp is not None and self.timestamp > time.time() + MAX_TIMESTAMP_AHEAD_S:
+            raise ValueError(
+                f"timestamp {self.timestamp:.0f} is more than a day ahead of the server's clock: seconds since the "
+                "epoch are expected (not milliseconds)"
+            )
         return self
 
 

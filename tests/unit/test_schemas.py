@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -221,3 +222,24 @@ def test_an_event_batch_round_trips_and_is_never_empty() -> None:
     assert EventBatch.model_validate_json(EventBatch(events=events).model_dump_json()).events == events
     with pytest.raises(ValidationError):
         EventBatch(events=[])
+
+
+@pytest.mark.parametrize(
+    "genre", [" ", "   ", "\u0000x", "a\tb", "new\nline"], ids=["space", "spaces", "nul", "tab", "nl"]
+)
+def test_blank_or_control_character_genres_are_refused(genre: str) -> None:
+    with pytest.raises(ValidationError):
+        AddItemsRequest.model_validate({"item_ids": ["a"], "genres": [[genre]]})
+
+
+@pytest.mark.parametrize("genre", ["Sci-Fi", "(no genres listed)", "Film-Noir", "Комедия", "a b"])
+def test_printable_genres_are_accepted(genre: str) -> None:
+    assert AddItemsRequest.model_validate({"item_ids": ["a"], "genres": [[genre]]}).genres == [[genre]]
+
+
+def test_a_timestamp_in_milliseconds_is_refused_with_a_hint() -> None:
+    with pytest.raises(ValidationError) as error:
+        InteractRequest.model_validate(_interact(timestamp=time.time() * 1000))
+    assert "not milliseconds" in _messages(error)
+    # A client clock an hour ahead is tolerated.
+    assert InteractRequest.model_validate(_interact(timestamp=time.time() + 3600)).timestamp is not None
