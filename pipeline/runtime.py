@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -37,7 +37,7 @@ from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
-from recsys_io.redis_client import REDIS_UNAVAILABLE, read_generation
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str, read_generation
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,21 @@ class PipelineMetrics:
             "Wall time of a retrain (fit, evaluation, publish)",
             registry=registry,
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.retrains = Counter(
+            "pipeline_retrains",
+            "Retrain attempts by outcome: published, skipped (no new events), not_published (no likes yet, a "
+            "/cleanup or a lost lease meanwhile), cancelled (stopping), failed (an error)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.mlflow_untracked = Gauge(
+            "pipeline_mlflow_untracked_retrains",
+            "Retrains MLflow did not take when they were made, since this process started (logged later)",
+            registry=registry,
+        )
+        self.mlflow_backlog = Gauge(
+            "pipeline_mlflow_backlog", "Retrains waiting to be logged once MLflow is back", registry=registry
         )
         self.model_version = Gauge("pipeline_model_version", "Published model version", registry=registry)
         self.bandit_version = Gauge("pipeline_bandit_version", "Published bandit snapshot version", registry=registry)
@@ -140,8 +155,10 @@ class PipelineRuntime:
         self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
         self._tracker = MlflowTracker(
-            settings.mlflow_tracking_uri, settings.deployment_name, settings.mlflow_public_url
+            settings.mlflow_tracking_uri, settings.deployment_name, settings.mlflow_public_url, settings.redis_prefix
         )
+        self.metrics.mlflow_untracked.set_function(lambda: self._tracker.missed_total)
+        self.metrics.mlflow_backlog.set_function(lambda: self._tracker.backlog)
         self._consumer = EventConsumer(
             settings.amqp_url,
             settings.events_queue,
@@ -165,6 +182,8 @@ class PipelineRuntime:
         # meant to be read from other threads).
         self._stop_training = threading.Event()
         self.last_retrain: RetrainOutcome | None = None
+        # The last scheduled look at whether to retrain, also when it found nothing new (then nothing else says so).
+        self.last_retrain_check: dict[str, object] | None = None
         self.training_in_progress = False
 
     @property
@@ -230,6 +249,7 @@ class PipelineRuntime:
                 return
             previous = self._state.generation
             self._state = await self._events.load_run(generation, self.settings.training_max_events)
+            await self._resume_model_status(self._state)
             self.twins.reset(generation)
             if self.twins.enabled and len(self._state.log):
                 self._twins_restore_task = asyncio.create_task(self._restore_twins(self._state))
@@ -237,6 +257,29 @@ class PipelineRuntime:
             log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
         self._tracking.submit(self._tracker.start_generation, generation)
+
+    async def _resume_model_status(self, state: RunState) -> None:
+        """A restarted (or newly leading) pipeline takes over the served model's figures from the run's status
+        hash: /metrics shows its version, and the events it was trained on do not count as new (which forced a
+        retrain on unchanged data at once)."""
+        status = await self._redis.hgetall(self.keys.for_generation(state.generation).pipeline_status)
+        version = as_int(status.get(b"model_version"))
+        self.last_retrain = None
+        if not version:
+            self.metrics.model_version.set(0)
+            return
+        self.metrics.model_version.set(version)
+        trained_on = status.get(b"events_applied_at_train")
+        if trained_on is not None:
+            state.events_at_last_train = min(as_int(trained_on), state.applied_events)
+        run_id = status.get(b"mlflow_run_id")
+        self.last_retrain = RetrainOutcome(
+            True,
+            "published by an earlier pipeline process of this run",
+            version,
+            float(status[b"training_seconds"]) if b"training_seconds" in status else None,
+            as_str(run_id) if run_id is not None else None,
+        )
 
     async def _restore_twins(self, state: RunState) -> None:
         """Refill the twin book from the users of the reloaded log, so a restart does not forget who answered
@@ -386,9 +429,11 @@ class PipelineRuntime:
     # --- training ---
     async def scheduled_retrain(self) -> None:
         try:
-            await self.retrain(force=False)
+            outcome = await self.retrain(force=False)
         except Exception:  # the scheduler must keep its job; the error is logged with its traceback
             log.exception("scheduled retrain failed")
+            return
+        self.last_retrain_check = {"at": time.time(), "trained": outcome.trained, "reason": outcome.reason}
 
     def bpr_params(self) -> BPRParams:
         s = self.settings
@@ -403,23 +448,37 @@ class PipelineRuntime:
         )
 
     async def retrain(self, force: bool) -> RetrainOutcome:
+        """``force``: a manual retrain (POST /retrain), even with no new events; else the schedule's."""
+        waited = self._retrain_lock.locked()
         async with self._retrain_lock:
             state = self._state
+            last = self.last_retrain
+            if force and waited and last is not None and last.trained and state.events_since_train == 0:
+                # Asked while a retrain ran, and nothing arrived since it started: its model is the answer (a
+                # second fit on the same data would only publish a copy).
+                self.metrics.retrains.labels("skipped").inc()
+                return replace(last, reason="published by the retrain that was running; no new events since")
             if not force and state.events_since_train < self.settings.min_new_events_to_retrain:
+                self.metrics.retrains.labels("skipped").inc()
+                log.debug("retrain skipped: %d new events", state.events_since_train)
                 return RetrainOutcome(False, "no new events since the last retrain")
             self.training_in_progress = True
             try:
-                outcome = await self._retrain(state)
+                outcome = await self._retrain(state, trigger="manual" if force else "scheduled")
             except Exception as error:
                 # /status says so (not the previous retrain's "published"); the next scheduled one tries again.
                 self.last_retrain = RetrainOutcome(False, f"failed: {error!r}")
+                self.metrics.retrains.labels("failed").inc()
                 raise
             finally:
                 self.training_in_progress = False
             self.last_retrain = outcome
+            cancelled = outcome.reason.startswith("the pipeline is stopping")
+            label = "published" if outcome.trained else "cancelled" if cancelled else "not_published"
+            self.metrics.retrains.labels(label).inc()
             return outcome
 
-    async def _retrain(self, state: RunState) -> RetrainOutcome:
+    async def _retrain(self, state: RunState, trigger: str) -> RetrainOutcome:
         started = time.perf_counter()
         events_at_start = state.applied_events
         columns = state.log.columns()
@@ -477,9 +536,10 @@ class PipelineRuntime:
         record = RetrainRecord(
             generation=state.generation,
             model_version=version,
-            params={**asdict(params), **self._strategy_params()},
+            params={**asdict(params), **self._training_params(), **self._strategy_params()},
             metrics={**metrics, "retrain_seconds": total_seconds},
             model=model,
+            trigger=trigger,
         )
         tracking = asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
         try:
@@ -491,7 +551,7 @@ class PipelineRuntime:
             late = asyncio.create_task(self._status_run_id_when_tracked(state.generation, version, tracking))
             self._late_tracking.add(late)
             late.add_done_callback(self._late_tracking.discard)
-        await self._write_status(state.generation, version, metrics, total_seconds, run_id)
+        await self._write_status(state.generation, version, metrics, total_seconds, run_id, events_at_start)
         log.info(
             "model v%d: %d users, %d items, %d likes, fit %.2fs (total %.2fs)",
             version,
@@ -502,6 +562,16 @@ class PipelineRuntime:
             total_seconds,
         )
         return RetrainOutcome(True, "published", version, output.train_seconds, run_id)
+
+    def _training_params(self) -> dict[str, str | int | float]:
+        """The settings that shape what a retrain learns from and how it is scored, beside BPR's own."""
+        s = self.settings
+        return {
+            "holdout_fraction": s.holdout_fraction,
+            "training_max_events": s.training_max_events,
+            "min_new_events_to_retrain": s.min_new_events_to_retrain,
+            "retrain_interval_s": s.retrain_interval_s,
+        }
 
     def _strategy_params(self) -> dict[str, str | int | float]:
         """The control group's strategy and every parameter of it (bandit priors included)."""
@@ -540,13 +610,21 @@ class PipelineRuntime:
             log.exception("could not add the MLflow run of model v%d to the status", version)
 
     async def _write_status(
-        self, generation: int, version: int, metrics: dict[str, float], seconds: float, run_id: str | None
+        self,
+        generation: int,
+        version: int,
+        metrics: dict[str, float],
+        seconds: float,
+        run_id: str | None,
+        events_applied_at_train: int,
     ) -> None:
         status: dict[str, str] = {k: f"{v:.6g}" for k, v in metrics.items()}
         status |= {
             "model_version": str(version),
             "last_trained_at": f"{time.time():.3f}",
             "retrain_seconds": f"{seconds:.3f}",
+            # The run's applied events when this model's training began: a restarted pipeline counts from it.
+            "events_applied_at_train": str(events_applied_at_train),
         }
         if run_id is not None:
             status |= {"mlflow_run_id": run_id, "mlflow_run_url": self._tracker.run_url(run_id)}
@@ -568,11 +646,15 @@ class PipelineRuntime:
             # (group commit), so "messages_consumed" (AMQP messages) can be the smaller number.
             "messages_stored": state.messages_stored,
             "duplicates": state.duplicates,
-            "stale_dropped": state.stale_dropped,
             "consumer_connected": self._consumer.connected,
+            # Per process from here on (they restart at 0 with it); the figures above are the run's, from Redis.
+            "stale_dropped": state.stale_dropped,
             "messages_consumed": self._consumer.consumed,
             "messages_rejected": self._consumer.rejected,
             "training_in_progress": self.training_in_progress,
             "twins": self.twins.describe(),
             "last_retrain": asdict(self.last_retrain) if self.last_retrain else None,
+            "last_retrain_check": self.last_retrain_check,
+            "mlflow_untracked_retrains": self._tracker.missed_total,
+            "mlflow_backlog": self._tracker.backlog,
         }

@@ -3,7 +3,9 @@
 Each /cleanup starts a new parent run (one per generation), so a grader run reads as one group; every retrain
 is a nested run with parameters, metrics, the model as an artifact and the published version as a tag. A pipeline
 that restarts, or a standby that takes over, finds the generation's parent run in MLflow and goes on under it. When
-the MLflow server is down, training and serving go on and the failure is logged once, not per retrain.
+the MLflow server is down, training and serving go on and the failure is logged once, not per retrain; the
+retrains it missed are logged when it is back (tagged ``backfilled``, without the model artifact), so the runs
+show every published version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,23 +35,36 @@ class RetrainRecord:
     model_version: int
     params: dict[str, str | int | float]
     metrics: dict[str, float]
-    # The whole model (users' factors too); serialized in the tracking thread, and only when MLflow is up.
-    model: FactorModel
+    # The whole model (users' factors too); serialized in the tracking thread, and only when MLflow is up. None
+    # for a retrain kept to be logged later: a queue of whole models would hold gigabytes through an outage.
+    model: FactorModel | None
+    trigger: str = "scheduled"  # or "manual" (POST /retrain)
+    trained_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+# Retrains made while MLflow was down, logged once it is back; the oldest are dropped beyond this.
+MAX_BACKFILL = 100
 
 
 class MlflowTracker:
     """Blocking (call it through ``asyncio.to_thread``); remembers whether the server was down."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str, public_url: str) -> None:
+    def __init__(self, tracking_uri: str, experiment_name: str, public_url: str, deployment: str = "") -> None:
         self._uri = tracking_uri.rstrip("/")
         self._public_url = public_url.rstrip("/")
         self._experiment_name = experiment_name
+        # The Redis prefix: two deployments sharing an experiment name keep their parent runs apart.
+        self._deployment = deployment
         self._experiment_id: str | None = None
         self._parent_runs: dict[int, str] = {}
         self._available = True
+        self._missed: deque[RetrainRecord] = deque(maxlen=MAX_BACKFILL)
+        self.missed_total = 0  # retrains MLflow did not take when they were made (for /metrics)
         # Fail fast instead of MLflow's default minutes of retries when the server is down.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        # The client prints "View run ... at: <url>" for every run it ends; the pipeline logs the URL itself.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     def _reachable(self) -> bool:
         try:
@@ -66,17 +82,38 @@ class MlflowTracker:
     def run_url(self, run_id: str) -> str:
         return f"{self._public_url}/#/experiments/{self._experiment_id}/runs/{run_id}"
 
+    @property
+    def backlog(self) -> int:
+        """Retrains waiting to be logged once MLflow is back."""
+        return len(self._missed)
+
     def log_retrain(self, record: RetrainRecord) -> str | None:
-        """The MLflow run id, or None when MLflow could not take it (logged once per outage)."""
+        """The MLflow run id, or None when MLflow could not take it (logged once per outage; the retrain is kept,
+        without its model, and logged with the next one MLflow takes)."""
         if not self._reachable():
+            self._miss(record)
             return None
         try:
+            self._backfill()
             return self._log(record)
         except Exception as error:  # MLflow raises many kinds; a tracking failure must never stop training
             if self._available:
                 log.warning("MLflow logging failed; retrains go on untracked: %s", error)
             self._available = False
+            self._miss(record)
             return None
+
+    def _miss(self, record: RetrainRecord) -> None:
+        self.missed_total += 1
+        self._missed.append(replace(record, model=None))
+
+    def _backfill(self) -> None:
+        """Logs the retrains missed while MLflow was down, oldest first; stops at the first failure (raised)."""
+        if self._missed:
+            log.info("logging %d retrains made while MLflow was unreachable", len(self._missed))
+        while self._missed:
+            self._log(self._missed[0])
+            self._missed.popleft()
 
     def start_generation(self, generation: int) -> str | None:
         """Open the parent run of a new generation (called when /cleanup starts a run)."""
@@ -104,27 +141,32 @@ class MlflowTracker:
 
         client = self._client()
         parent_id = self._parent_run(client, record.generation)
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            "generation": str(record.generation),
+            "model_version": str(record.model_version),
+            "trigger": record.trigger,
+        }
+        if record.model is None:
+            tags["backfilled"] = "true"  # logged after an MLflow outage; its model artifact was not kept
         run = client.create_run(
             self._experiment_id,
             run_name=f"retrain-v{record.model_version}",
-            tags={
-                "mlflow.parentRunId": parent_id,
-                "generation": str(record.generation),
-                "model_version": str(record.model_version),
-            },
+            start_time=record.trained_at_ms,
+            tags=tags,
         )
         run_id = run.info.run_id
-        now = int(time.time() * 1000)
         client.log_batch(
             run_id,
-            metrics=[Metric(key, float(value), now, 0) for key, value in record.metrics.items()],
+            metrics=[Metric(key, float(value), record.trained_at_ms, 0) for key, value in record.metrics.items()],
             params=[Param(key, str(value)) for key, value in record.params.items()],
             tags=[RunTag("published_model_version", str(record.model_version))],
         )
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"model-v{record.model_version}.npz"
-            path.write_bytes(record.model.to_bytes())
-            client.log_artifact(run_id, str(path), artifact_path="model")
+        if record.model is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / f"model-v{record.model_version}.npz"
+                path.write_bytes(record.model.to_bytes())
+                client.log_artifact(run_id, str(path), artifact_path="model")
         client.set_terminated(run_id)
         return run_id
 
@@ -137,14 +179,21 @@ class MlflowTracker:
             # The parent an earlier pipeline process of this deployment opened for this generation, if any.
             existing = client.search_runs(
                 [self._experiment_id],
-                filter_string=f"attributes.run_name = '{name}' and tags.generation = '{generation}'",
+                filter_string=(
+                    f"attributes.run_name = '{name}' and tags.generation = '{generation}' "
+                    f"and tags.deployment = '{self._deployment}'"
+                ),
                 order_by=["attributes.start_time ASC"],
                 max_results=1,
             )
             if existing:
                 parent = existing[0].info.run_id
             else:
-                run = client.create_run(self._experiment_id, run_name=name, tags={"generation": str(generation)})
+                run = client.create_run(
+                    self._experiment_id,
+                    run_name=name,
+                    tags={"generation": str(generation), "deployment": self._deployment},
+                )
                 parent = run.info.run_id
             self._parent_runs[generation] = parent
         return parent

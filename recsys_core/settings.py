@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     bandit_publish_interval_s: float = 0.2
     co_likes_interval_s: float = 2.0
     co_likes_neighbours: int = 20
-    retrain_interval_s: float = 30.0
-    min_new_events_to_retrain: int = 1
+    retrain_interval_s: float = Field(default=30.0, gt=0)
+    min_new_events_to_retrain: int = Field(default=1, ge=0)
     # The most recent events the pipeline keeps in memory and trains on (0: all of the run). Older events stay in
     # the Redis stream and in the bandit's counters; this bounds the pipeline's memory and the retrain time.
     training_max_events: int = Field(default=5_000_000, ge=0)

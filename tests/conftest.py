@@ -1,4 +1,5 @@
-"""Shared fixtures: a session MLflow server and isolated stacks of real service processes."""
+"""Shared fixtures: a session MLflow server, isolated stacks of real service processes, and TCP proxies that put
+a fault (a refusal, a cut, a stall) between a service and a server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.proxy import TcpProxy
 from tests.support.stack import ROOT, ServiceStack, start_mlflow, stop_process_group
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,3 +48,18 @@ def stack_factory(tmp_path: Path, mlflow_url: str) -> Iterator[Callable[..., Ser
 def stack(stack_factory: Callable[..., ServiceStack]) -> ServiceStack:
     """pipeline + recommendations + event_collector on real Redis/RabbitMQ/MLflow, isolated by prefix."""
     return stack_factory().start()
+
+
+@pytest.fixture
+def proxy_for() -> Iterator[Callable[[str], TcpProxy]]:
+    """``proxy_for(url)`` starts a proxy in front of the server ``url`` names; all are closed afterwards."""
+    proxies: list[TcpProxy] = []
+
+    def build(url: str) -> TcpProxy:
+        proxy = TcpProxy.for_url(url).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield build
+    for proxy in proxies:
+        proxy.close()

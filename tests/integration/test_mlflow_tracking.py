@@ -13,6 +13,7 @@ import pytest
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from recsys_core.algorithms.factors import FactorModel
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
+from tests.support.proxy import TcpProxy
 from tests.support.stack import ServiceStack, free_port
 
 pytestmark = pytest.mark.integration
@@ -114,3 +115,62 @@ def test_a_restarted_or_standby_pipeline_goes_on_under_the_generations_parent_ru
         [experiment.experiment_id], filter_string="attributes.run_name LIKE 'run-generation-%'"
     )
     assert sorted(r.info.run_name for r in parents) == ["run-generation-3", "run-generation-4"]
+
+
+def _tiny_model(version: int) -> FactorModel:
+    return FactorModel(
+        version=version,
+        user_ids=np.array(["u"], dtype=np.str_),
+        user_factors=np.ones((1, 2), dtype=np.float32),
+        item_ids=np.array(["a", "b"], dtype=np.str_),
+        item_factors=np.ones((2, 2), dtype=np.float32),
+        neighbour_indices=np.zeros((2, 1), dtype=np.int32),
+        neighbour_sims=np.zeros((2, 1), dtype=np.float32),
+    )
+
+
+def test_retrains_made_while_mlflow_was_down_are_logged_when_it_is_back(
+    mlflow_url: str, proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    proxy = proxy_for(mlflow_url)
+    via_proxy = proxy.url_for(mlflow_url)
+    deployment = f"test-{new_id()}"
+    tracker = MlflowTracker(via_proxy, deployment, mlflow_url, deployment="prefix-a")
+    assert tracker.log_retrain(RetrainRecord(5, 1, {"factors": 2}, {"likes": 1.0}, _tiny_model(1))) is not None
+    proxy.pause()
+    down = [
+        tracker.log_retrain(RetrainRecord(5, v, {"factors": 2}, {"likes": float(v)}, _tiny_model(v), trigger=trigger))
+        for v, trigger in ((2, "scheduled"), (3, "manual"))
+    ]
+    assert down == [None, None]
+    assert tracker.missed_total == 2 and tracker.backlog == 2
+    proxy.resume()
+    fourth = tracker.log_retrain(RetrainRecord(5, 4, {"factors": 2}, {"likes": 4.0}, _tiny_model(4)))
+    assert fourth is not None and tracker.backlog == 0 and tracker.missed_total == 2
+
+    tracking = mlflow.MlflowClient(mlflow_url)
+    experiment = tracking.get_experiment_by_name(deployment)
+    assert experiment is not None
+    runs = {
+        r.info.run_name: r
+        for r in tracking.search_runs([experiment.experiment_id], filter_string="attributes.run_name LIKE 'retrain-%'")
+    }
+    print({name: (run.data.tags.get("backfilled"), run.data.tags["trigger"]) for name, run in sorted(runs.items())})
+    assert sorted(runs) == ["retrain-v1", "retrain-v2", "retrain-v3", "retrain-v4"], "every published version"
+    for name in ("retrain-v2", "retrain-v3"):
+        run = runs[name]
+        assert run.data.tags["backfilled"] == "true" and run.data.metrics["likes"] == float(name[-1])
+        assert tracking.list_artifacts(run.info.run_id, "model") == []  # the model was not kept through the outage
+    assert runs["retrain-v3"].data.tags["trigger"] == "manual"
+    assert runs["retrain-v2"].info.start_time < runs["retrain-v4"].info.start_time  # when it was trained
+    assert "backfilled" not in runs["retrain-v4"].data.tags
+    assert [a.path for a in tracking.list_artifacts(runs["retrain-v4"].info.run_id, "model")] == ["model/model-v4.npz"]
+
+
+def test_two_deployments_sharing_an_experiment_name_keep_their_parent_runs_apart(mlflow_url: str) -> None:
+    name = f"test-{new_id()}"
+    first = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix-a").start_generation(1)
+    second = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix-b").start_generation(1)
+    again = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix-a").start_generation(1)
+    assert first is not None and second is not None
+    assert second != first and again == first

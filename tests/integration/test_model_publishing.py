@@ -93,8 +93,8 @@ async def test_a_retrain_that_outlives_its_run_recreates_none_of_its_keys(
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
     )
     try:
-        await runtime._write_status(0, 1, {"likes": 3.0}, 0.5, None)
-        await runtime._write_status(1, 1, {"likes": 3.0}, 0.5, None)  # the current run's status is written
+        await runtime._write_status(0, 1, {"likes": 3.0}, 0.5, None, 3)
+        await runtime._write_status(1, 1, {"likes": 3.0}, 0.5, None, 3)  # the current run's status is written
     finally:
         await runtime.stop()
 
@@ -164,8 +164,8 @@ async def test_the_status_describes_the_latest_model_only(redis_and_keys: tuple[
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
     )
     try:
-        await runtime._write_status(0, 1, {"likes": 3.0, "offline_precision_at_10": 0.2}, 0.5, "run-of-v1")
-        await runtime._write_status(0, 2, {"likes": 9.0}, 0.5, None)  # no evaluation, MLflow unreachable
+        await runtime._write_status(0, 1, {"likes": 3.0, "offline_precision_at_10": 0.2}, 0.5, "run-of-v1", 3)
+        await runtime._write_status(0, 2, {"likes": 9.0}, 0.5, None, 9)  # no evaluation, MLflow unreachable
     finally:
         await runtime.stop()
     status = await redis_client.hgetall(keys.for_generation(0).pipeline_status)
@@ -282,3 +282,80 @@ async def test_stop_ends_a_fit_in_progress_after_its_current_iteration(
     match = re.search(r"stopped after (\d+) of 5000000 BPR iterations", outcome.reason or "")
     assert match is not None and 1 <= int(match.group(1)) < 5_000_000
     assert await redis_client.get(keys.for_generation(0).model_current) is None
+
+
+async def test_a_new_pipeline_process_takes_over_the_served_models_figures(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """A restart (or a standby taking over) reads the served model's version and the events it was trained on
+    from the run's status: /metrics shows the version at once, and no retrain on unchanged data is forced."""
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+
+    def new_runtime() -> PipelineRuntime:
+        return PipelineRuntime(
+            settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+        )
+
+    events = [
+        EventMessage(
+            generation=0, user_id=f"u{n}", item_ids=["a", "b"], actions=["like", "like"], timestamp=1.0, received_at=1.0
+        )
+        for n in range(3)
+    ]
+    first = new_runtime()
+    try:
+        await first.handle_batch(events)
+        outcome = await first.retrain(force=True)
+        assert outcome.trained
+    finally:
+        await first.stop()
+
+    second = new_runtime()
+    try:
+        await second._switch_to_current_generation()  # what its start does
+        described = second.describe()
+        print(f"after the restart: {described['last_retrain']}, events since train {described['events_since_train']}")
+        assert described["events_applied"] == 6 and described["events_since_train"] == 0
+        assert described["last_retrain"]["model_version"] == outcome.model_version
+        assert second.metrics.model_version._value.get() == outcome.model_version
+        scheduled = await second.retrain(force=False)
+        assert not scheduled.trained and scheduled.reason == "no new events since the last retrain"
+        assert second.metrics.retrains.labels("skipped")._value.get() == 1
+    finally:
+        await second.stop()
+
+
+async def test_a_manual_retrain_asked_during_one_with_no_new_events_gets_its_model(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    fitting, release = threading.Event(), threading.Event()
+    real_fit = runtime_module.fit_model
+
+    def held_fit(*args: object, **kwargs: object) -> object:
+        fitting.set()
+        release.wait(30)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "fit_model", held_fit)
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    try:
+        await runtime.handle_batch([event])
+        scheduled = asyncio.create_task(runtime.retrain(force=False))
+        assert await asyncio.to_thread(fitting.wait, 30)
+        manual = asyncio.create_task(runtime.retrain(force=True))  # POST /retrain while the scheduled one fits
+        await asyncio.sleep(0.1)
+        release.set()
+        first, second = await asyncio.wait_for(asyncio.gather(scheduled, manual), 60)
+    finally:
+        await runtime.stop()
+    assert first.trained and second.trained and second.model_version == first.model_version
+    assert second.reason == "published by the retrain that was running; no new events since"
+    assert runtime.metrics.retrains.labels("published")._value.get() == 1

@@ -90,8 +90,9 @@ def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStac
 
 def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
     """Headers arrive decoded as Latin-1; the token is compared as the UTF-8 bytes a client puts on the wire."""
+    import asyncio
+
     from fastapi import Depends, FastAPI
-    from fastapi.testclient import TestClient
 
     from recsys_core.settings import Settings
     from recsys_io.http import admin_guard
@@ -103,9 +104,12 @@ def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
     async def guarded() -> dict[str, str]:
         return {"status": "ok"}
 
-    with TestClient(app) as client:
-        assert client.get("/guarded", headers={"Authorization": f"Bearer {token}".encode()}).status_code == 200
-        wrong = f"Bearer {token}x".encode()
-        assert client.get("/guarded", headers={"Authorization": wrong}).status_code == 401
-        latin1 = f"Bearer {token[:2]}".encode("latin-1")  # "sé" in Latin-1: other bytes than the token's UTF-8
-        assert client.get("/guarded", headers={"Authorization": latin1}).status_code == 401
+    async def status_for(authorization: bytes) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return (await client.get("/guarded", headers={"Authorization": authorization})).status_code
+
+    assert asyncio.run(status_for(f"Bearer {token}".encode())) == 200
+    assert asyncio.run(status_for(f"Bearer {token}x".encode())) == 401
+    # "sé" in Latin-1: other bytes than the token's UTF-8.
+    assert asyncio.run(status_for(f"Bearer {token[:2]}".encode("latin-1"))) == 401
