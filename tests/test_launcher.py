@@ -702,18 +702,19 @@ sys.exit(code)
 """
 
 
+def _run_script(tmp_path: Path, source: str, *args: str) -> subprocess.Popen[str]:
+    """``source`` run as a launcher would be: its own process, this checkout importable, output as text lines."""
+    script = tmp_path / f"script-{uuid.uuid4().hex[:8]}.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_the_launcher_stops_every_child(tmp_path: Path, signum: signal.Signals) -> None:
-    script = tmp_path / "supervised.py"
-    script.write_text(SUPERVISED_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
-    launcher = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path), str(free_port()), str(free_port())],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    launcher = _run_script(tmp_path, SUPERVISED_SCRIPT, str(tmp_path), str(free_port()), str(free_port()))
     assert launcher.stdout is not None
     lines: list[str] = []
     pids: list[int] = []
@@ -761,16 +762,7 @@ output.say("EXIT")
 
 
 def test_a_second_ctrl_c_kills_what_is_left_without_waiting_for_the_grace_period(tmp_path: Path) -> None:
-    script = tmp_path / "stubborn.py"
-    script.write_text(STUBBORN_SUPERVISED_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
-    launcher = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    launcher = _run_script(tmp_path, STUBBORN_SUPERVISED_SCRIPT, str(tmp_path))
     assert launcher.stdout is not None
     lines: list[str] = []
     try:

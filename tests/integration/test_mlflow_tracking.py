@@ -29,6 +29,18 @@ def _seed_likes(client: httpx.Client, stack: ServiceStack, users: int = 4) -> No
     eventually(lambda: client.get(f"{stack.pipeline_url}/status").json()["events_applied"] >= users * 3, 10)
 
 
+def _tiny_model(version: int) -> FactorModel:
+    return FactorModel(
+        version=version,
+        user_ids=np.array(["u"], dtype=np.str_),
+        user_factors=np.ones((1, 2), dtype=np.float32),
+        item_ids=np.array(["a", "b"], dtype=np.str_),
+        item_factors=np.ones((2, 2), dtype=np.float32),
+        neighbour_indices=np.zeros((2, 1), dtype=np.int32),
+        neighbour_sims=np.zeros((2, 1), dtype=np.float32),
+    )
+
+
 def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(
     stack: ServiceStack, tmp_path: Path
 ) -> None:
@@ -87,15 +99,7 @@ def test_a_restarted_or_standby_pipeline_goes_on_under_the_generations_parent_ru
     """Two trackers of one deployment, as a pipeline before and after a restart (or a leader and the standby that
     took over): one parent run per generation, the retrains of both nested under it."""
     deployment = f"test-{new_id()}"
-    model = FactorModel(
-        version=1,
-        user_ids=np.array(["u"], dtype=np.str_),
-        user_factors=np.ones((1, 2), dtype=np.float32),
-        item_ids=np.array(["a", "b"], dtype=np.str_),
-        item_factors=np.ones((2, 2), dtype=np.float32),
-        neighbour_indices=np.zeros((2, 1), dtype=np.int32),
-        neighbour_sims=np.zeros((2, 1), dtype=np.float32),
-    )
+    model = _tiny_model(1)
     before, after = (MlflowTracker(mlflow_url, deployment, mlflow_url) for _ in range(2))
     parent = before.start_generation(3)
     first = before.log_retrain(RetrainRecord(3, 1, {"factors": 2}, {"likes": 1.0}, model))
@@ -115,18 +119,6 @@ def test_a_restarted_or_standby_pipeline_goes_on_under_the_generations_parent_ru
         [experiment.experiment_id], filter_string="attributes.run_name LIKE 'run-generation-%'"
     )
     assert sorted(r.info.run_name for r in parents) == ["run-generation-3", "run-generation-4"]
-
-
-def _tiny_model(version: int) -> FactorModel:
-    return FactorModel(
-        version=version,
-        user_ids=np.array(["u"], dtype=np.str_),
-        user_factors=np.ones((1, 2), dtype=np.float32),
-        item_ids=np.array(["a", "b"], dtype=np.str_),
-        item_factors=np.ones((2, 2), dtype=np.float32),
-        neighbour_indices=np.zeros((2, 1), dtype=np.int32),
-        neighbour_sims=np.zeros((2, 1), dtype=np.float32),
-    )
 
 
 def test_retrains_made_while_mlflow_was_down_are_logged_when_it_is_back(

@@ -30,6 +30,14 @@ from tests.integration.helpers import FailingOnCall
 pytestmark = pytest.mark.integration
 
 
+def _runtime(redis_client: Redis, keys: GlobalKeys) -> PipelineRuntime:
+    """A pipeline runtime in this process on the test's prefix, with MLflow unreachable (a closed port)."""
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    return PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+
+
 def _model(version: int, users: list[str]) -> FactorModel:
     rng = np.random.default_rng(version)
     return FactorModel(
@@ -88,10 +96,7 @@ async def test_a_retrain_that_outlives_its_run_recreates_none_of_its_keys(
     await redis_client.delete(keys.for_generation(0).model_counter)
 
     assert await publisher.next_version(0) is None
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = _runtime(redis_client, keys)
     try:
         await runtime._write_status(0, 1, {"likes": 3.0}, 0.5, None, 3)
         await runtime._write_status(1, 1, {"likes": 3.0}, 0.5, None, 3)  # the current run's status is written
@@ -132,10 +137,7 @@ async def test_a_retrain_whose_publication_was_refused_is_tried_again_without_ne
 ) -> None:
     redis_client, keys = redis_and_keys
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = _runtime(redis_client, keys)
     events = [
         EventMessage(
             generation=0, user_id=f"u{n}", item_ids=["a", "b"], actions=["like", "like"], timestamp=1.0, received_at=1.0
@@ -159,10 +161,7 @@ async def test_a_retrain_whose_publication_was_refused_is_tried_again_without_ne
 
 async def test_the_status_describes_the_latest_model_only(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
     redis_client, keys = redis_and_keys
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = _runtime(redis_client, keys)
     try:
         await runtime._write_status(0, 1, {"likes": 3.0, "offline_precision_at_10": 0.2}, 0.5, "run-of-v1", 3)
         await runtime._write_status(0, 2, {"likes": 9.0}, 0.5, None, 9)  # no evaluation, MLflow unreachable
@@ -207,10 +206,7 @@ async def test_a_slow_mlflow_does_not_hold_the_retrain_and_its_run_id_follows(
     redis_client, keys = redis_and_keys
     monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 0.2)
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = _runtime(redis_client, keys)
 
     def slow_log_retrain(record: object) -> str:
         time.sleep(1.0)  # MLflow answers its health check, then takes its time
@@ -291,20 +287,13 @@ async def test_a_new_pipeline_process_takes_over_the_served_models_figures(
     from the run's status: /metrics shows the version at once, and no retrain on unchanged data is forced."""
     redis_client, keys = redis_and_keys
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-
-    def new_runtime() -> PipelineRuntime:
-        return PipelineRuntime(
-            settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-        )
-
     events = [
         EventMessage(
             generation=0, user_id=f"u{n}", item_ids=["a", "b"], actions=["like", "like"], timestamp=1.0, received_at=1.0
         )
         for n in range(3)
     ]
-    first = new_runtime()
+    first = _runtime(redis_client, keys)
     try:
         await first.handle_batch(events)
         outcome = await first.retrain(force=True)
@@ -312,7 +301,7 @@ async def test_a_new_pipeline_process_takes_over_the_served_models_figures(
     finally:
         await first.stop()
 
-    second = new_runtime()
+    second = _runtime(redis_client, keys)
     try:
         await second._switch_to_current_generation()  # what its start does
         described = second.describe()
@@ -332,10 +321,7 @@ async def test_a_manual_retrain_asked_during_one_with_no_new_events_gets_its_mod
 ) -> None:
     redis_client, keys = redis_and_keys
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = _runtime(redis_client, keys)
     fitting, release = threading.Event(), threading.Event()
     real_fit = runtime_module.fit_model
 
