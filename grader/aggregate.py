@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -96,6 +96,20 @@ def summarize(outcomes: Sequence[CallOutcome], catalog_size: int, k: int) -> Met
         latency=latency_summary([o.latency_ms for o in outcomes if o.latency_ms is not None]),
         errors=ErrorCounts.of(outcomes),
     )
+
+
+def failure_causes(outcomes: Iterable[CallOutcome]) -> dict[str, int]:
+    """Failed /recs calls by cause, most frequent first: the exception of a call that got no response (its type),
+    the status of a non-200, or "invalid body"."""
+    causes: Counter[str] = Counter()
+    for o in outcomes:
+        if o.no_response:
+            causes[(o.error or "no response").split(":", 1)[0]] += 1
+        elif o.non_200:
+            causes[f"HTTP {o.status}"] += 1
+        elif o.invalid_body:
+            causes["invalid body"] += 1
+    return dict(causes.most_common())
 
 
 # The metrics compared between A/B groups, one value per user (the mean over that user's calls or lists).

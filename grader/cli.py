@@ -16,6 +16,7 @@ from grader.report import default_out_dir, print_terminal_report, write_reports
 from recsys_core.settings import PROJECT_ROOT, Settings
 
 EXIT_ABORTED = 2
+EXIT_STOPPED_EARLY = 1  # the load stopped after a streak of failed calls; the reports were written
 EXIT_INTERRUPTED = 130
 
 
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=1000, help="items per /add_items call (default 1000)")
     run.add_argument("--timeout", type=float, default=10.0, help="HTTP request timeout, seconds (default 10)")
     run.add_argument(
+        "--abort-after-failures",
+        type=int,
+        default=200,
+        help="stop the load after this many /recs calls in a row got no 200, and report what was measured "
+        "(default 200; 0: never)",
+    )
+    run.add_argument(
         "--admin-token",
         default=None,
         help="bearer token for /cleanup and /add_items (default: ADMIN_TOKEN from the settings)",
@@ -84,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         pause_between_sessions=_pause(args.pause_between_sessions),
         add_items_batch=args.batch_size,
         request_timeout_s=args.timeout,
+        abort_after_failures=args.abort_after_failures,
         admin_token=args.admin_token if args.admin_token is not None else Settings().admin_token,
         out_dir=args.out,
         show_progress=not args.no_progress,
@@ -100,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         result = asyncio.run(grade(config, console=console if config.show_progress else None))
-    except GradingAborted as exc:
+    except (GradingAborted, ValueError) as exc:  # ValueError: the users asked for cannot be drawn (--distinct-raters)
         console.print(f"[bold red]cannot grade:[/] {exc}")
         return EXIT_ABORTED
     except KeyboardInterrupt:
@@ -110,4 +119,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary_path, html_path = write_reports(result, out_dir)
     print_terminal_report(console, result)
     console.print(f"summary: {summary_path}\nreport:  {html_path}")
-    return 0
+    return EXIT_STOPPED_EARLY if result.aborted else 0

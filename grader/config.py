@@ -40,6 +40,9 @@ class RunConfig:
     pause_between_sessions: PauseRange = field(default_factory=lambda: PauseRange(1.0, 2.0))
     add_items_batch: int = 1000
     request_timeout_s: float = 10.0
+    # Stop the load after this many /recs calls in a row got no 200 (0: never): a hung or dead service would
+    # otherwise take minutes of certain failure (users / concurrency x calls x timeout).
+    abort_after_failures: int = 200
     admin_token: str | None = None
     out_dir: Path | None = None
     show_progress: bool = True
@@ -50,6 +53,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be positive")
+        if self.abort_after_failures < 0:
+            raise ValueError("abort_after_failures must be 0 (never) or positive")
 
     @property
     def calls_per_user(self) -> int:
@@ -73,5 +78,6 @@ class RunConfig:
             "pause_between_sessions_s": [self.pause_between_sessions.low_s, self.pause_between_sessions.high_s],
             "add_items_batch": self.add_items_batch,
             "request_timeout_s": self.request_timeout_s,
+            "abort_after_failures": self.abort_after_failures,
             "admin_token_set": self.admin_token is not None,
         }

@@ -56,6 +56,7 @@ class CallOutcome:
     unknown_ids: int
     reshown: int
     interact_failed: bool
+    error: str | None = None  # why the call failed, as the client saw it (no response, a body it could not read)
 
 
 def judge_list(
@@ -118,6 +119,7 @@ def _failed_call(arrival: int, call: CallTrace) -> CallOutcome:
         unknown_ids=0,
         reshown=0,
         interact_failed=call.interact_failed,
+        error=call.error,
     )
 
 

@@ -47,6 +47,11 @@ class GradeResult:
     def load_duration_s(self) -> float:
         return self.finished_at - self.load_started_at
 
+    @property
+    def aborted(self) -> str | None:
+        """Why the load stopped early, or None when every user made every call."""
+        return next((trace.aborted for trace in self.traces if trace.aborted), None)
+
 
 def load_dataset(settings: Settings) -> Dataset:
     try:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from grader import plots
 from grader.ab import UNASSIGNED, outcomes_by_group
-from grader.aggregate import windows_by_arrival
+from grader.aggregate import failure_causes, windows_by_arrival
 from grader.grading import GradeResult
 from grader.reference import share_of
 from grader.simulation import DISLIKE_THRESHOLD, LIKE_THRESHOLD
@@ -35,7 +35,8 @@ DEFINITIONS: Mapping[str, str] = MappingProxyType(
         "without genres: empty set, dissimilarity 1 to a non-empty set, 0 to another empty set)",
         "coverage": "distinct catalog items recommended / catalog size (per A/B group: grows with the group's "
         "size, so compare groups of similar shares)",
-        "latency": "wall time of answered /recs calls (any status); no-response calls are counted as errors only",
+        "latency": "wall time of every /recs call until its answer (any status) or until the client gave up (a "
+        "timeout counts as the time waited: a service that hangs must not look fast); failed calls are errors too",
         "errors": "no_response, non_200, invalid_body, wrong_length and interact_failures count calls; "
         "duplicates, unknown_ids and reshown count list entries",
         "wrong_length": "a list whose length is not 10 while the user had at least 10 unseen catalog items, "
@@ -86,6 +87,8 @@ def summary_dict(result: GradeResult) -> dict[str, Any]:
             "score": result.score.as_dict(),
             "metrics": summary.as_dict(),
             "errors": summary.errors.as_dict(),
+            "failure_causes": failure_causes(result.outcomes),
+            "aborted": result.aborted,
             "reference": {
                 "oracle": refs.oracle.as_dict(),
                 "popularity": refs.popularity.as_dict(),
@@ -199,6 +202,12 @@ def print_terminal_report(console: Console, result: GradeResult) -> None:
     for name, count in summary.errors.as_dict().items():
         errors.add_row(name, f"[red]{count}[/]" if count else "0")
     console.print(errors)
+    causes = failure_causes(result.outcomes)
+    if causes:
+        listed = ", ".join(f"{cause} {count}" for cause, count in causes.items())
+        console.print(f"failed /recs calls by cause: {listed}")
+    if result.aborted:
+        console.print(f"[bold red]aborted:[/] {result.aborted}")
     if result.comparison is not None:
         _print_groups(console, result)
 

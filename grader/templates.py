@@ -67,6 +67,13 @@ REPORT_TEMPLATE = """<!doctype html>
 <tr><td>{{ name }}</td><td class="{{ 'bad' if count else '' }}">{{ count }}</td></tr>
 {% endfor %}
 </table>
+{% if s.failure_causes %}
+<p>Failed /recs calls by cause:
+{% for cause, count in s.failure_causes.items() -%}
+{{ cause }} <b>{{ count }}</b>{% if not loop.last %}, {% endif %}
+{%- endfor %}</p>
+{% endif %}
+{% if s.aborted %}<p class="bad"><b>Aborted:</b> {{ s.aborted }}</p>{% endif %}
 
 <h2>Over time</h2>
 <img alt="metrics over time" src="data:image/png;base64,{{ plots.over_time }}">

@@ -15,7 +15,8 @@ class CallTrace:
     index: int
     # Wall-clock start (epoch seconds): comparable across worker processes.
     started_at: float
-    # None when no response came back (connection error, timeout).
+    # Until the answer, or until the client gave up (a timeout, a refused connection): a hung service must not
+    # look fast because its calls never finished. None only in traces built without a clock (tests).
     latency_ms: float | None
     status: int | None
     item_ids: tuple[str, ...]
@@ -41,6 +42,8 @@ class UserTrace:
     arrival: int
     user_id: str
     calls: tuple[CallTrace, ...]
+    # Set when the load stopped early (see ``RunConfig.abort_after_failures``): why.
+    aborted: str | None = None
 
     @property
     def group(self) -> str | None:

@@ -42,10 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.experiment is not None:
         experiment = args.experiment.resolve()
         # Refuse a bad file (shares, unknown strategy or parameter) before starting anything, as a service would.
-        load_experiment(experiment, None, Settings().default_strategy)
+        try:
+            load_experiment(experiment, None, Settings().default_strategy)
+        except (OSError, ValueError) as error:  # ExperimentConfigError and pydantic's errors are ValueErrors
+            parser.error(f"--experiment {args.experiment}: {error}")
         # An inline EXPERIMENT_CONFIG in the caller's environment would win over the file: blank it.
         env.update(EXPERIMENT_FILE=str(experiment), EXPERIMENT_CONFIG="")
-    with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env) as stack:
+    # Without --keep-logs the services' logs go to a temporary folder that is removed with the stack.
+    keep = args.keep_logs is not None
+    with ServiceStack(log_dir=args.keep_logs, tag_prefix="ab", extra_env=env, keep_logs=keep) as stack:
         stack.start()
         print(f"stack {stack.tag}: recs {stack.recs_url}, events {stack.collector_url}", flush=True)
         status = grader_main(["run", "--recs", stack.recs_url, "--events", stack.collector_url, *grader_args])

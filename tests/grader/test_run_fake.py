@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 
+from grader.aggregate import failure_causes
 from grader.config import K, PauseRange, RunConfig
 from grader.deployment import GradingAborted
 from grader.grading import GradeResult, grade
@@ -193,5 +195,42 @@ async def test_unusable_answers_are_classified(dataset: Dataset) -> None:
     assert (errors.no_response, errors.invalid_body, errors.wrong_length) == (USERS, USERS, USERS)
     assert errors.total == 3 * USERS
     assert result.summary.hits == 0
-    assert result.summary.latency.count == 2 * USERS
+    assert result.summary.latency.count == 3 * USERS  # a call with no response counts at the time it waited
+    assert failure_causes(result.outcomes) == {"ConnectError": USERS, "invalid body": USERS}
     assert result.score.total == 0.0
+    assert result.aborted is None
+
+
+async def test_a_service_that_hangs_is_slow_not_fast(dataset: Dataset) -> None:
+    """A call the client gives up on counts in the latency at the time it waited: a hang must not score better
+    than a slow answer."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/recs/"):
+            await asyncio.sleep(0.2)  # then the client gives up
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(404 if request.url.path == "/experiments" else 200, json={})
+
+    config = _config(users=4, sessions=1, calls_per_session=2, abort_after_failures=0)
+    result = await grade(config, dataset=dataset, transport=httpx.MockTransport(handler))
+    assert result.summary.errors.no_response == 8
+    assert result.summary.latency.count == 8 and result.summary.latency.mean_ms is not None
+    assert result.summary.latency.mean_ms >= 200
+    assert failure_causes(result.outcomes) == {"ReadTimeout": 8}
+
+
+async def test_a_run_of_failures_stops_the_load_early_and_says_why(dataset: Dataset, tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/recs/"):
+            return httpx.Response(500, json={"detail": "broken"})
+        return httpx.Response(404 if request.url.path == "/experiments" else 200, json={})
+
+    config = _config(users=40, concurrency=4, sessions=1, calls_per_session=3, abort_after_failures=10)
+    result = await grade(config, dataset=dataset, transport=httpx.MockTransport(handler))
+    print(result.aborted, result.summary.calls)
+    assert result.aborted is not None and "the last 10 /recs calls got no 200 (the last: HTTP 500)" in result.aborted
+    assert result.summary.calls < 40 * 3 / 2, "the load stopped long before every user made every call"
+    assert len(result.traces) == 40  # every user is accounted for, the ones never started with no calls
+    summary_path, html_path = write_reports(result, tmp_path)
+    assert json.loads(summary_path.read_text())["aborted"] == result.aborted
+    assert "Aborted:" in html_path.read_text()

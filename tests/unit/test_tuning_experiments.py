@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_core.experiments import Experiment, ExperimentConfigError, parse_experiment
+from recsys_core.experiments import Experiment, parse_experiment
 from recsys_core.settings import PROJECT_ROOT
 from tuning.ab import main as ab_main
 
@@ -20,8 +20,18 @@ def test_experiment_files_build_their_strategies(path: Path) -> None:
     assert experiment.control.name == "C" and len(experiment.groups) in (1, 2)
 
 
-def test_a_bad_experiment_file_is_refused_before_any_stack_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    ['{"name": "x", "groups": [{"name": "C", "strategy": "nope", "share": 1.0}]}', '{"name": "x", "groups": [{}]}'],
+    ids=["unknown-strategy", "no-strategy"],
+)
+def test_a_bad_experiment_file_is_refused_before_any_stack_starts(
+    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A usage error naming the file and what is wrong (exit code 2), not a traceback; no stack is started."""
     bad = tmp_path / "bad.json"
-    bad.write_text('{"name": "x", "groups": [{"name": "C", "strategy": "nope", "share": 1.0}]}')
-    with pytest.raises(ExperimentConfigError, match="nope"):
+    bad.write_text(content)
+    with pytest.raises(SystemExit) as exited:
         ab_main(["--experiment", str(bad), "--users", "1"])
+    assert exited.value.code == 2
+    assert f"--experiment {bad}: " in capsys.readouterr().err
