@@ -231,12 +231,13 @@ def _print_groups(console: Console, result: GradeResult) -> None:
         )
     console.print(groups)
     effects = Table(title="effects vs control (Welch 95%; CUPED-adjusted where the references give covariates)")
-    for column in ("treatment", "metric", "difference", "interval", "significant", "CUPED interval", "significant"):
+    columns = ("treatment", "metric", "difference", "interval", "significant", "CUPED", "CUPED interval", "significant")
+    for column in columns:
         effects.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
     for effect in comparison.effects:
         interval = effect.interval
         if interval is None:
-            effects.add_row(effect.treatment, effect.metric, "—", "too few users", "", "", "")
+            effects.add_row(effect.treatment, effect.metric, "—", "too few users", "", "", "", "")
             continue
         adjusted = effect.adjusted.interval if effect.adjusted else None
         effects.add_row(
@@ -245,6 +246,8 @@ def _print_groups(console: Console, result: GradeResult) -> None:
             _format_number(interval.diff),
             _format_interval(interval),
             _format_significant(interval),
+            # The adjusted estimate beside its interval: the raw difference can sit outside the CUPED interval.
+            _format_number(adjusted.diff) if adjusted else "—",
             _format_interval(adjusted) if adjusted else "—",
             _format_significant(adjusted) if adjusted else "",
         )

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
 from grader.aggregate import failure_causes
 from grader.config import K, PauseRange, RunConfig
 from grader.deployment import GradingAborted
 from grader.grading import GradeResult, grade
-from grader.report import write_reports
+from grader.report import print_terminal_report, write_reports
 from grader.simulation import Dataset
 from tests.grader.fake_hardml import EXPERIMENT_NAME, ServedFake, create_fake_app
 
@@ -141,6 +142,13 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     assert cuped["precision"]["n_control"] + cuped["precision"]["n_treatment"] == 30
     assert cuped["diversity"] is None
     assert "CUPED 95% interval" in html
+
+    # The terminal report shows the CUPED estimate beside its interval (the raw difference can lie outside it).
+    console = Console(record=True, width=200)
+    print_terminal_report(console, result)
+    text = console.export_text()
+    precision_row = next(line for line in text.splitlines() if "T1" in line and "precision" in line)
+    assert f"{adjusted['precision'].interval.diff:.4f}" in precision_row, precision_row
 
 
 async def test_same_seed_same_run(dataset: Dataset) -> None:
