@@ -146,9 +146,13 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     # The terminal report shows the CUPED estimate beside its interval (the raw difference can lie outside it).
     console = Console(record=True, width=200)
     print_terminal_report(console, result)
-    text = console.export_text()
-    precision_row = next(line for line in text.splitlines() if "T1" in line and "precision" in line)
-    assert f"{adjusted['precision'].interval.diff:.4f}" in precision_row, precision_row
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "treatment" in line)
+    cells = [cell.strip() for cell in header.strip("┃│ ").replace("┃", "│").split("│")]
+    assert cells[5:7] == ["CUPED", "CUPED interval"], header
+    precision_row = next(line for line in lines if "T1" in line and "precision" in line)
+    row = [cell.strip() for cell in precision_row.strip("│ ").split("│")]
+    assert row[5] == f"{adjusted['precision'].interval.diff:.4f}", precision_row
 
 
 async def test_same_seed_same_run(dataset: Dataset) -> None:
