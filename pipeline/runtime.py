@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -149,6 +150,8 @@ class PipelineRuntime:
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None
         self._replace_hash_if_current = redis.register_script(lua.REPLACE_HASH_IF_CURRENT)
+        self._run_uid_if_current = redis.register_script(lua.RUN_UID_IF_CURRENT)
+        self._run_uid = ""  # the current run's uid (``RunKeys.run_uid``), which MLflow's parent run is tagged with
         self._hset_if_model = redis.register_script(lua.HSET_IF_MODEL)
         self._late_tracking: set[asyncio.Task[None]] = set()
         self._co_likes_task: asyncio.Task[None] | None = None
@@ -250,13 +253,18 @@ class PipelineRuntime:
             previous = self._state.generation
             self._state = await self._events.load_run(generation, self.settings.training_max_events)
             await self._resume_model_status(self._state)
+            uid = await self._run_uid_if_current(
+                keys=[self.keys.generation, self.keys.for_generation(generation).run_uid],
+                args=[generation, uuid.uuid4().hex],
+            )
+            self._run_uid = "" if uid is None else as_str(uid)  # None: a /cleanup came first; the next switch sets it
             self.twins.reset(generation)
             if self.twins.enabled and len(self._state.log):
                 self._twins_restore_task = asyncio.create_task(self._restore_twins(self._state))
             await self._redis.set(self.keys.pipeline_generation, generation)
             log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
-        self._tracking.submit(self._tracker.start_generation, generation)
+        self._tracking.submit(self._tracker.start_generation, generation, self._run_uid)
 
     async def _resume_model_status(self, state: RunState) -> None:
         """A restarted (or newly leading) pipeline takes over the served model's figures from the run's status
@@ -540,6 +548,7 @@ class PipelineRuntime:
             metrics={**metrics, "retrain_seconds": total_seconds},
             model=model,
             trigger=trigger,
+            run_uid=self._run_uid,
         )
         tracking = asyncio.get_running_loop().run_in_executor(self._tracking, self._tracker.log_retrain, record)
         try:

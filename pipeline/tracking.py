@@ -39,6 +39,7 @@ class RetrainRecord:
     # for a retrain kept to be logged later: a queue of whole models would hold gigabytes through an outage.
     model: FactorModel | None
     trigger: str = "scheduled"  # or "manual" (POST /retrain)
+    run_uid: str = ""  # the run's uid in Redis (see ``RunKeys.run_uid``); "" when it could not be read
     trained_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
@@ -56,7 +57,7 @@ class MlflowTracker:
         # The Redis prefix: two deployments sharing an experiment name keep their parent runs apart.
         self._deployment = deployment
         self._experiment_id: str | None = None
-        self._parent_runs: dict[int, str] = {}
+        self._parent_runs: dict[tuple[int, str], str] = {}
         self._available = True
         self._missed: deque[RetrainRecord] = deque(maxlen=MAX_BACKFILL)
         self.missed_total = 0  # retrains MLflow did not take when they were made (for /metrics)
@@ -115,12 +116,12 @@ class MlflowTracker:
             self._log(self._missed[0])
             self._missed.popleft()
 
-    def start_generation(self, generation: int) -> str | None:
+    def start_generation(self, generation: int, run_uid: str = "") -> str | None:
         """Open the parent run of a new generation (called when /cleanup starts a run)."""
         if not self._reachable():
             return None
         try:
-            return self._parent_run(self._client(), generation)
+            return self._parent_run(self._client(), generation, run_uid)
         except Exception as error:  # see log_retrain
             log.warning("MLflow could not start the parent run of generation %d: %s", generation, error)
             return None
@@ -140,7 +141,7 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param, RunTag
 
         client = self._client()
-        parent_id = self._parent_run(client, record.generation)
+        parent_id = self._parent_run(client, record.generation, record.run_uid)
         tags = {
             "mlflow.parentRunId": parent_id,
             "generation": str(record.generation),
@@ -170,30 +171,31 @@ class MlflowTracker:
         client.set_terminated(run_id)
         return run_id
 
-    def _parent_run(self, client: MlflowClient, generation: int) -> str:
-        parent = self._parent_runs.get(generation)
+    def _parent_run(self, client: MlflowClient, generation: int, run_uid: str) -> str:
+        parent = self._parent_runs.get((generation, run_uid))
         if parent is None:
             for older in list(self._parent_runs):
                 client.set_terminated(self._parent_runs.pop(older))
             name = f"run-generation-{generation}"
-            # The parent an earlier pipeline process of this deployment opened for this generation, if any.
+            # What tells this run apart: the deployment (two may share an experiment name) and the run's uid
+            # (generation numbers start again at 0 when Redis loses its data; MLflow keeps its runs).
+            tags = {"generation": str(generation), "deployment": self._deployment}
+            if run_uid:
+                tags["run_uid"] = run_uid
+            # The parent an earlier pipeline process of this deployment opened for this run, if any.
+            conditions = [
+                f"attributes.run_name = '{name}'",
+                *(f"tags.{key} = '{value}'" for key, value in tags.items()),
+            ]
             existing = client.search_runs(
                 [self._experiment_id],
-                filter_string=(
-                    f"attributes.run_name = '{name}' and tags.generation = '{generation}' "
-                    f"and tags.deployment = '{self._deployment}'"
-                ),
+                filter_string=" and ".join(conditions),
                 order_by=["attributes.start_time ASC"],
                 max_results=1,
             )
             if existing:
                 parent = existing[0].info.run_id
             else:
-                run = client.create_run(
-                    self._experiment_id,
-                    run_name=name,
-                    tags={"generation": str(generation), "deployment": self._deployment},
-                )
-                parent = run.info.run_id
-            self._parent_runs[generation] = parent
+                parent = client.create_run(self._experiment_id, run_name=name, tags=tags).info.run_id
+            self._parent_runs[(generation, run_uid)] = parent
         return parent

@@ -227,3 +227,9 @@ class RunKeys:
     def pipeline_status(self) -> str:
         """hash: last training time, duration, MLflow run id/url, offline metrics."""
         return f"{self.base}:pipeline:status"
+
+    @property
+    def run_uid(self) -> str:
+        """string: a random id of this run, so that MLflow tells it from an earlier run of the same generation
+        number (a Redis that lost its data counts generations from 0 again, while MLflow keeps its runs)."""
+        return f"{self.base}:run_uid"

@@ -190,6 +190,17 @@ return results
 # must not recreate the old run's keys after they were deleted.
 # KEYS: generation, the run's model counter
 # ARGV: expected generation
+# The run's uid, set once by whichever process asks first, only while it is the current run (a key set for an
+# older run after its /cleanup deleted its keys would stay forever).
+# KEYS: generation, the run's uid key
+# ARGV: expected generation, a fresh uid to set if there is none
+# Returns the run's uid, or nil for an older run.
+RUN_UID_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return false end
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+return redis.call('GET', KEYS[2])
+"""
+
 INCR_MODEL_COUNTER = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('INCR', KEYS[2])

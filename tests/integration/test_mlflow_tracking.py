@@ -63,6 +63,10 @@ def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(
     assert second_run.data.tags["mlflow.parentRunId"] == parent
     assert third_run.data.tags["mlflow.parentRunId"] != parent
     assert runs[parent].data.tags["generation"] != third_run.data.tags["generation"]
+    # The parent carries the run's uid from Redis, which tells it from a run of the same number after a wipe.
+    third_parent = runs[third_run.data.tags["mlflow.parentRunId"]]
+    assert third_parent.data.tags["run_uid"] == stack.redis.get(stack.run_key("run_uid")).decode()
+    assert third_parent.data.tags["run_uid"] != runs[parent].data.tags["run_uid"]
     data = second_run.data
     assert data.tags["model_version"] == str(second["model_version"])
     assert data.params["strategy"] == "blend" and data.params["strategy.prior_strength"] == "20.0"
@@ -166,3 +170,18 @@ def test_two_deployments_sharing_an_experiment_name_keep_their_parent_runs_apart
     again = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix-a").start_generation(1)
     assert first is not None and second is not None
     assert second != first and again == first
+
+
+def test_a_run_whose_generation_number_came_back_gets_its_own_parent(mlflow_url: str) -> None:
+    """Redis lost its data (generations count from 0 again) while MLflow kept its runs: the new run's uid keeps
+    its retrains out of the old run's parent of the same generation number."""
+    name = f"test-{new_id()}"
+    old = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix").start_generation(1, "uid-of-the-old-run")
+    new = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix").start_generation(1, "uid-of-the-new-run")
+    again = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix").start_generation(1, "uid-of-the-new-run")
+    assert old is not None and new is not None
+    assert new != old and again == new
+    record = RetrainRecord(1, 1, {"factors": 2}, {"likes": 1.0}, _tiny_model(1), run_uid="uid-of-the-new-run")
+    run_id = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix").log_retrain(record)
+    assert run_id is not None
+    assert mlflow.MlflowClient(mlflow_url).get_run(run_id).data.tags["mlflow.parentRunId"] == new
