@@ -186,10 +186,6 @@ return results
 """
 )
 
-# The next model version of a run, only while it is the current one: a retrain that outlived its run's /cleanup
-# must not recreate the old run's keys after they were deleted.
-# KEYS: generation, the run's model counter
-# ARGV: expected generation
 # The run's uid, set once by whichever process asks first, only while it is the current run (a key set for an
 # older run after its /cleanup deleted its keys would stay forever).
 # KEYS: generation, the run's uid key
@@ -201,6 +197,10 @@ redis.call('SET', KEYS[2], ARGV[2], 'NX')
 return redis.call('GET', KEYS[2])
 """
 
+# The next model version of a run, only while it is the current one: a retrain that outlived its run's /cleanup
+# must not recreate the old run's keys after they were deleted.
+# KEYS: generation, the run's model counter
+# ARGV: expected generation
 INCR_MODEL_COUNTER = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('INCR', KEYS[2])

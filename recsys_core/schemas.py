@@ -102,8 +102,6 @@ class InteractRequest(BaseModel):
                 f"actions has {len(self.actions)} entries but item_ids has {len(self.item_ids)}: "
                 "they must have the same length (one action per item)"
             )
-        if self.timestamp is not None and not math.isfinite(self.timestamp):
-            raise ValueError("timestamp must be a finite number of seconds since the epoch")
         if self.timestamp is not None and self.timestamp > time.time() + MAX_TIMESTAMP_AHEAD_S:
             raise ValueError(
                 f"timestamp {self.timestamp:.0f} is more than a day ahead of the server's clock: seconds since the "
