@@ -52,8 +52,6 @@ from launcher.processes import (
     supervise,
 )
 from launcher.services import INFRASTRUCTURE, RECOMMENDATIONS, SERVICES, InfraSpec, ServiceSpec
-from recsys_core import movielens
-from recsys_core.movielens import Movie
 from recsys_core.settings import PROJECT_ROOT, Settings
 
 EXIT_OK = 0
@@ -258,16 +256,12 @@ def load_catalog(settings: Settings, output: Output, stop: threading.Event) -> N
             "(set MOVIELENS_DIR to use a copy you have)"
         )
 
-    def movies() -> list[Movie]:  # called only when the catalog needs loading
-        path = movielens.locate(settings, should_stop=stop.is_set, before_download=announce_download)
-        return movielens.load_movies(path)
-
     try:
         with httpx.Client(timeout=60.0, trust_env=False) as client:
             result = catalog.ensure_catalog(
                 client,
                 recs_url,
-                movies,
+                catalog.movielens_movies(settings, should_stop=stop.is_set, before_download=announce_download),
                 admin_token=settings.admin_token,
                 should_stop=stop.is_set,
             )

@@ -113,9 +113,20 @@ def ensure_catalog(
     return CatalogResult(loaded=sent, catalog_size=fetch_catalog_size(client, recs_url))
 
 
-def movielens_movies(settings: Settings) -> Callable[[], list[Movie]]:
-    """Reads movies.csv only when needed (locate may download the dataset)."""
-    return lambda: movielens.load_movies(movielens.locate(settings))
+def movielens_movies(
+    settings: Settings,
+    should_stop: Callable[[], bool] | None = None,
+    before_download: Callable[[list[str]], None] | None = None,
+) -> Callable[[], list[Movie]]:
+    """Reads movies.csv only when needed (locate may download the dataset; see ``movielens.locate`` for the
+    two callbacks)."""
+
+    def movies() -> list[Movie]:
+        return movielens.load_movies(
+            movielens.locate(settings, should_stop=should_stop, before_download=before_download)
+        )
+
+    return movies
 
 
 def wait_until_up(client: httpx.Client, url: str, timeout_s: float) -> None:
