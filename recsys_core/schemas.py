@@ -33,6 +33,8 @@ MAX_TIMESTAMP_AHEAD_S = 86_400.0
 # Ids are opaque (UUIDs in practice) but end up inside Redis key names and URLs: printable, no whitespace, and not
 # dots alone (a path segment "." or ".." is resolved away by clients before the request leaves).
 ID_PATTERN = r"^[A-Za-z0-9._:@+\-]*[A-Za-z0-9_:@+\-][A-Za-z0-9._:@+\-]*$"
+# The pattern's characters in words, for messages (a client should not have to read a regular expression).
+ID_CHARACTERS = "letters, digits and . _ : @ + -"
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True)]
 UserId = ItemId

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys_core.schemas import GENRE_PATTERN, ID_PATTERN
+from recsys_core.schemas import GENRE_PATTERN, ID_CHARACTERS, ID_PATTERN
 from recsys_core.settings import Settings
 
 # FastAPI's native OpenTelemetry, off: this deployment exports Prometheus /metrics (below). Left on with no
@@ -30,7 +30,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.6
 
 # The contracts' patterns in words: a client should not have to read a regular expression.
 PATTERN_IN_WORDS = {
-    ID_PATTERN: "an id is letters, digits and . _ : @ + - only, and not only dots",
+    ID_PATTERN: f"an id is {ID_CHARACTERS} only, and not only dots",
     GENRE_PATTERN: "a genre is printable text (no control characters), not only spaces",
 }
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from recsys_core.schemas import ID_PATTERN, MAX_ID_LENGTH
+from recsys_core.schemas import ID_CHARACTERS, ID_PATTERN, MAX_ID_LENGTH
 from webapp.deps import SettingsDep, TemplatesDep
 from webapp.views import safe_http_url
 
@@ -27,7 +27,7 @@ SECURITY_HEADERS = MappingProxyType(
     }
 )
 SHOWN_INVALID_CHARS = 200
-ID_RULE = f"up to {MAX_ID_LENGTH} letters, digits and . _ : @ + -, not only dots"
+ID_RULE = f"up to {MAX_ID_LENGTH} {ID_CHARACTERS}, not only dots"
 
 
 def id_problem(user_id: str) -> str | None:
@@ -40,7 +40,7 @@ def id_problem(user_id: str) -> str | None:
         return None
     if set(user_id) == {"."}:
         return "it is only dots"
-    return "use letters, digits and . _ : @ + - only"
+    return f"use {ID_CHARACTERS} only"
 
 
 @router.get("/", response_class=HTMLResponse)
