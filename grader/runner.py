@@ -148,12 +148,16 @@ async def _pause(rng: random.Random, pause: PauseRange) -> None:
 async def _recommend(client: LoadClient, recs_url: str, user_id: str, session: int, index: int) -> CallTrace:
     started_at = time.time()
     started = time.perf_counter()
+    reply: Reply | None = None
+    failure: str | None = None
     try:
         reply = await client.get(f"{recs_url}/recs/{user_id}")
     except TRANSPORT_ERRORS as exc:
-        waited_ms = (time.perf_counter() - started) * 1000.0
-        return CallTrace(session, index, started_at, waited_ms, None, (), False, None, error=_describe(exc))
+        failure = _describe(exc)
+    # Until the answer, or until the client gave up: a call that never finished counts the time it waited.
     latency_ms = (time.perf_counter() - started) * 1000.0
+    if reply is None:
+        return CallTrace(session, index, started_at, latency_ms, None, (), False, None, error=failure)
     group = reply.group or None
     if reply.status != 200:
         return CallTrace(session, index, started_at, latency_ms, reply.status, (), False, group)
@@ -164,8 +168,8 @@ async def _recommend(client: LoadClient, recs_url: str, user_id: str, session: i
 
 def _describe(exc: BaseException) -> str:
     """The cause of a failed call, as the report groups it: the exception's type and first words."""
-    text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
 
 
 class FailureStreak:

@@ -54,7 +54,7 @@ REPORT_TEMPLATE = """<!doctype html>
 <h2>Latency of /recs</h2>
 {% set l = s.metrics.latency_ms %}
 <table>
-<tr><th>answered calls</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th></tr>
+<tr><th>calls</th><th>mean</th><th>p50</th><th>p95</th><th>p99</th></tr>
 <tr><td>{{ l.count }}</td><td>{{ fmt(l.mean_ms, 1) }}</td><td>{{ fmt(l.p50_ms, 1) }}</td>
 <td>{{ fmt(l.p95_ms, 1) }}</td><td>{{ fmt(l.p99_ms, 1) }}</td></tr>
 </table>
