@@ -24,6 +24,7 @@
     errors: new Map(), // topic -> message; the banner shows them all
     pending: new Map(), // item_id -> feedback sent but not yet in the stored history
     lastHistory: null,
+    statusAsOf: null, // when the status figures on the page were last fetched (they stay when a refresh fails)
   };
 
   const $ = (id) => document.getElementById(id);
@@ -375,7 +376,8 @@
     warning.textContent = s.warnings.join(" ");
     warning.hidden = s.warnings.length === 0;
     warning.classList.toggle("warn", s.warnings.length > 0);
-    setText("status-updated", `updated ${new Date().toLocaleTimeString()}`);
+    state.statusAsOf = new Date().toLocaleTimeString();
+    setText("status-updated", `updated ${state.statusAsOf}`);
     $("status-panel").classList.remove("stale");
   }
 
@@ -391,11 +393,8 @@
       box.hidden = false;
       // The figures below stay for reference, greyed, and say when they were last true.
       $("status-panel").classList.add("stale");
-      const last = $("status-updated").textContent.match(/updated (.*)/);
-      setText(
-        "status-updated",
-        `failed ${new Date().toLocaleTimeString()}${last ? ` · figures as of ${last[1]}` : ""}`,
-      );
+      const asOf = state.statusAsOf ? ` · figures as of ${state.statusAsOf}` : "";
+      setText("status-updated", `failed ${new Date().toLocaleTimeString()}${asOf}`);
     } finally {
       state.statusInFlight = false;
     }
@@ -414,7 +413,11 @@
     history.replaceState(null, "", `?user_id=${encodeURIComponent(userId)}`);
     $("group").textContent = "–";
     renderHistory(null);
-    // The history after the list: its shown count then includes the items on screen.
+    await loadRecsThenHistory();
+  }
+
+  // The history after the list: its shown count then includes the items on screen.
+  async function loadRecsThenHistory() {
     await loadRecs();
     await loadHistory();
   }
@@ -430,7 +433,7 @@
       input.value = input.value.trim();
       if (!input.reportValidity()) return;
       clearError("page");
-      selectUser(input.value.trim());
+      selectUser(input.value);
     });
     $("twin-user").addEventListener("click", () => {
       const twin = $("twin-user").textContent;
@@ -440,10 +443,7 @@
       clearError("page");
       selectUser(uuid4());
     });
-    $("more").addEventListener("click", async () => {
-      await loadRecs();
-      await loadHistory(); // the shown count moves with every list
-    });
+    $("more").addEventListener("click", loadRecsThenHistory);
     if (input.value.trim() && input.checkValidity()) selectUser(input.value.trim());
     refreshStatus();
     setInterval(refreshStatus, STATUS_REFRESH_MS);
