@@ -52,6 +52,8 @@ CO_LIKES_MAX_BUSY_SHARE = 0.1
 OFFLINE_EVALUATION_MAX_EVENTS = 2_000_000
 # How long a retrain waits for MLflow before it goes on (the run id follows into the status later).
 TRACKING_WAIT_S = 5.0
+# The reason of a retrain a stopping pipeline cut short; /metrics counts those as "cancelled".
+STOPPING_REASON = "the pipeline is stopping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +483,7 @@ class PipelineRuntime:
             finally:
                 self.training_in_progress = False
             self.last_retrain = outcome
-            cancelled = outcome.reason.startswith("the pipeline is stopping")
+            cancelled = outcome.reason.startswith(STOPPING_REASON)
             label = "published" if outcome.trained else "cancelled" if cancelled else "not_published"
             self.metrics.retrains.labels(label).inc()
             return outcome
@@ -505,7 +507,7 @@ class PipelineRuntime:
                 self._stop_training.is_set,
             )
         except TrainingCancelled as cancelled:
-            return RetrainOutcome(False, f"the pipeline is stopping: {cancelled}")
+            return RetrainOutcome(False, f"{STOPPING_REASON}: {cancelled}")
         if output is None:
             state.events_at_last_train = events_at_start
             return RetrainOutcome(False, "no likes to learn from yet")
