@@ -27,6 +27,12 @@ def test_interact_rejects_bad_input(stack: ServiceStack, body: dict[str, object]
     assert expected in response.json()["detail"]
 
 
+def _post_raw(url: str, content: bytes, content_type: str | None) -> httpx.Response:
+    """``content`` as the body, under ``content_type`` (None: no Content-Type header at all)."""
+    headers = {"content-type": content_type} if content_type else {}
+    return httpx.post(url, content=content, headers=headers, timeout=10)
+
+
 @pytest.mark.parametrize(
     ("content", "content_type", "expected"),
     [
@@ -41,8 +47,7 @@ def test_interact_rejects_bodies_that_are_not_a_json_object(
     stack: ServiceStack, content: bytes, content_type: str | None, expected: str
 ) -> None:
     # /interact reads its body itself (not through FastAPI): the same 422 for everything that is not JSON.
-    headers = {"content-type": content_type} if content_type else {}
-    response = httpx.post(f"{stack.collector_url}/interact", content=content, headers=headers, timeout=10)
+    response = _post_raw(f"{stack.collector_url}/interact", content, content_type)
     assert response.status_code == 422, response.text
     assert expected in response.json()["detail"]
     assert response.json()["errors"][0]["loc"][0] == "body"
@@ -61,8 +66,7 @@ def test_add_items_says_when_the_body_is_not_json(
     stack: ServiceStack, content: bytes, content_type: str | None, expected: str
 ) -> None:
     """As /interact does: a body that is fine JSON under the wrong content type is told so, not "not a dict"."""
-    headers = {"content-type": content_type} if content_type else {}
-    response = httpx.post(f"{stack.recs_url}/add_items", content=content, headers=headers, timeout=10)
+    response = _post_raw(f"{stack.recs_url}/add_items", content, content_type)
     assert response.status_code == 422, response.text
     assert expected in response.json()["detail"], response.text
 
