@@ -13,11 +13,12 @@ from grader.config import PauseRange, RunConfig
 from grader.deployment import GradingAborted
 from grader.grading import grade
 from grader.report import default_out_dir, print_terminal_report, write_reports
+from grader.runner import INTERRUPTED
 from recsys_core.settings import PROJECT_ROOT, Settings
 
 EXIT_ABORTED = 2
 EXIT_STOPPED_EARLY = 1  # the load stopped after a streak of failed calls; the reports were written
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # after a first Ctrl-C the reports are written; after a second there are none
 
 
 def _pause(values: Sequence[str]) -> PauseRange:
@@ -119,4 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary_path, html_path = write_reports(result, out_dir)
     print_terminal_report(console, result)
     console.print(f"summary: {summary_path}\nreport:  {html_path}")
+    if result.aborted == INTERRUPTED:
+        return EXIT_INTERRUPTED
     return EXIT_STOPPED_EARLY if result.aborted else 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -18,7 +20,14 @@ from grader.deployment import Experiment, GradingAborted, check_health, cleanup,
 from grader.evaluation import CallOutcome, evaluate_user
 from grader.progress import load_progress
 from grader.reference import References, compute_references
-from grader.runner import ProgressCallback, make_client, run_in_processes, run_users
+from grader.runner import (
+    INTERRUPTED,
+    ProgressCallback,
+    StopRequest,
+    make_client,
+    run_in_processes,
+    run_users,
+)
 from grader.scoring import Score, hardml_score
 from grader.simulation import Dataset, SimulatedUser, sample_users
 from grader.traces import UserTrace
@@ -78,13 +87,46 @@ async def run_load(
     config: RunConfig,
     on_call: ProgressCallback,
     transport: httpx.AsyncBaseTransport | None,
+    stop: StopRequest | None = None,
 ) -> list[UserTrace]:
     if config.processes == 1:
-        return await run_users(users, config, config.concurrency, on_call, transport)
+        return await run_users(users, config, config.concurrency, on_call, transport, stop)
     if transport is not None:
         raise ValueError("an injected transport only works with processes=1")
     # The worker processes are waited for in a thread so this event loop stays responsive.
-    return await asyncio.to_thread(run_in_processes, users, config, on_call)
+    return await asyncio.to_thread(run_in_processes, users, config, on_call, stop)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(stop: StopRequest, console: Console) -> Iterator[None]:
+    """While the load runs, a first Ctrl-C asks it to stop (calls in flight finish, the reports are written);
+    a second one goes to the handler that was there before (``asyncio.run``'s: it interrupts at once, without
+    reports). Outside the main thread, or when Ctrl-C is ignored, this does nothing."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT) or signal.default_int_handler  # None: not set from Python
+    if previous == signal.SIG_IGN:  # started to ignore Ctrl-C (a background job): keep ignoring it
+        yield
+        return
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+
+    def on_interrupt() -> None:
+        stop.request(INTERRUPTED)
+        console.log("[yellow]stopping: calls in flight finish, then the reports are written (Ctrl-C again: quit)")
+        restore()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        if stop.reason is None:
+            restore()
 
 
 def reference_covariates(references: References) -> Covariates:
@@ -135,14 +177,20 @@ async def grade(
         console.log(f"experiment {experiment.name!r}: groups {[g.name for g in experiment.groups]}")
 
     load_started_at = time.time()
-    with load_progress(console, len(users) * config.calls_per_user, config.show_progress) as on_call:
-        traces = await run_load(users, config, on_call, transport)
+    stop = StopRequest()
+    with (
+        load_progress(console, len(users) * config.calls_per_user, config.show_progress) as on_call,
+        stop_on_interrupt(stop, console),
+    ):
+        traces = await run_load(users, config, on_call, transport, stop)
     finished_at = time.time()
 
     user_by_arrival = {user.arrival: user for user in users}
     outcomes = [o for trace in traces for o in evaluate_user(user_by_arrival[trace.arrival], trace, catalog, K)]
     summary = summarize(outcomes, len(catalog), K)
-    references = compute_references(users, catalog, config.calls_per_user, K)
+    # A load that stopped early is compared with references over the same users and calls.
+    calls_made = {trace.arrival: len(trace.calls) for trace in traces} if any(t.aborted for t in traces) else None
+    references = compute_references(users, catalog, config.calls_per_user, K, calls_made)
     return GradeResult(
         config=config,
         started_at=started_at,

@@ -11,7 +11,7 @@ Both are judged by ``grader.evaluation`` with exactly the rules the system under
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from grader.aggregate import MetricSummary, summarize
@@ -66,15 +66,26 @@ class References:
     popularity_outcomes: tuple[CallOutcome, ...]
 
 
-def compute_references(users: Sequence[SimulatedUser], catalog: Catalog, calls_per_user: int, k: int) -> References:
+def compute_references(
+    users: Sequence[SimulatedUser],
+    catalog: Catalog,
+    calls_per_user: int,
+    k: int,
+    calls_made: Mapping[int, int] | None = None,
+) -> References:
+    """``calls_made`` (by arrival), for a load that stopped early: each user gets the calls they made, and the
+    popularity ranking counts only the users who made one."""
+    if calls_made is not None:
+        users = [user for user in users if calls_made.get(user.arrival, 0) > 0]
     ranking = popularity_ranking(users, catalog)
     # Every user sees the same non-personal sequence, so it is judged once per user but built once.
     popular = popularity_lists(ranking, calls_per_user, k)
     oracle: list[CallOutcome] = []
     popularity: list[CallOutcome] = []
     for user in users:
-        oracle += evaluate_lists(user, oracle_lists(user, catalog, calls_per_user, k), catalog, k)
-        popularity += evaluate_lists(user, popular, catalog, k)
+        calls = calls_per_user if calls_made is None else min(calls_per_user, calls_made[user.arrival])
+        oracle += evaluate_lists(user, oracle_lists(user, catalog, calls, k), catalog, k)
+        popularity += evaluate_lists(user, popular[:calls], catalog, k)
     return References(
         oracle=summarize(oracle, len(catalog), k),
         popularity=summarize(popularity, len(catalog), k),

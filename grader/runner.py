@@ -14,6 +14,8 @@ import contextlib
 import multiprocessing
 import queue
 import random
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -172,6 +174,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
 
 
+INTERRUPTED = "interrupted (Ctrl-C): the load stopped early; the report covers the calls made until then"
+
+
+class StopRequest:
+    """Set from outside the load (the grader's Ctrl-C handler): users start no further call once it is set."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+
 class FailureStreak:
     """/recs calls in a row that got no 200, across the users of one process; trips at ``limit`` (0: never)."""
 
@@ -195,6 +211,19 @@ class FailureStreak:
         return f"the last {self.count} /recs calls got no 200 (the last: {self.last_error}); the load stopped early"
 
 
+class LoadHalt:
+    """Whether the load should start no further call, and why: a streak of failures, or a stop request."""
+
+    def __init__(self, streak: FailureStreak, stop: StopRequest | None = None) -> None:
+        self.streak = streak
+        self.stop = stop
+
+    def reason(self) -> str | None:
+        if self.stop is not None and self.stop.reason is not None:
+            return self.stop.reason
+        return self.streak.reason() if self.streak.tripped else None
+
+
 async def _interact(
     client: LoadClient, events_url: str, user_id: str, item_ids: Sequence[str], actions: Sequence[str]
 ) -> int | None:
@@ -210,7 +239,7 @@ async def simulate_user(
     user: SimulatedUser,
     config: RunConfig,
     on_call: ProgressCallback,
-    streak: FailureStreak | None = None,
+    halt: LoadHalt | None = None,
 ) -> UserTrace:
     # Pauses are seeded per user so a rerun replays the same rhythm regardless of scheduling.
     rng = random.Random(f"grader-pauses:{config.seed}:{user.arrival}")
@@ -221,11 +250,12 @@ async def simulate_user(
         for call in range(config.calls_per_session):
             if call > 0:
                 await _pause(rng, config.pause_in_session)
-            if streak is not None and streak.tripped:
-                return UserTrace(user.arrival, user.user_id, tuple(calls), aborted=streak.reason())
+            halted = halt.reason() if halt is not None else None
+            if halted is not None:
+                return UserTrace(user.arrival, user.user_id, tuple(calls), aborted=halted)
             trace = await _recommend(client, config.recs_url, user.user_id, session, len(calls))
-            if streak is not None:
-                streak.record(trace)
+            if halt is not None:
+                halt.streak.record(trace)
             reaction = react(user, trace.item_ids) if trace.ok else None
             if reaction:
                 status = await _interact(client, config.events_url, user.user_id, reaction.item_ids, reaction.actions)
@@ -257,19 +287,22 @@ async def run_users(
     concurrency: int,
     on_call: ProgressCallback = _no_progress,
     transport: httpx.AsyncBaseTransport | None = None,
+    stop: StopRequest | None = None,
 ) -> list[UserTrace]:
-    """Every user's trace, in arrival order; users start in arrival order, ``concurrency`` at a time."""
+    """Every user's trace, in arrival order; users start in arrival order, ``concurrency`` at a time. Once
+    ``stop`` is requested (or the failure streak trips) no further call starts; calls in flight finish."""
     traces: list[UserTrace] = []
     pending: Iterator[SimulatedUser] = iter(sorted(users, key=lambda u: u.arrival))
-    streak = FailureStreak(config.abort_after_failures)
+    halt = LoadHalt(FailureStreak(config.abort_after_failures), stop)
 
     async def worker(client: LoadClient) -> None:
         # A shared iterator is safe here: next() never awaits, so workers cannot interleave inside it.
         for user in pending:
-            if streak.tripped:
-                traces.append(UserTrace(user.arrival, user.user_id, (), aborted=streak.reason()))
+            halted = halt.reason()
+            if halted is not None:
+                traces.append(UserTrace(user.arrival, user.user_id, (), aborted=halted))
                 continue
-            traces.append(await simulate_user(client, user, config, on_call, streak))
+            traces.append(await simulate_user(client, user, config, on_call, halt))
 
     services = (config.recs_url, config.events_url)
     async with load_client(concurrency, config.request_timeout_s, transport) as client:
@@ -316,18 +349,53 @@ class _BatchedProgress:
             self._pending = 0
 
 
+async def _run_users_until_stopped(
+    users: Sequence[SimulatedUser],
+    config: RunConfig,
+    concurrency: int,
+    on_call: ProgressCallback,
+    stopped: threading.Event,
+) -> list[UserTrace]:
+    """``run_users`` in a worker process: the parent's stop (an Event proxy, a blocking round trip to the
+    manager) is watched from a thread so this loop never waits on it."""
+    stop = StopRequest()
+
+    async def watch() -> None:
+        while not await asyncio.to_thread(stopped.wait, 0.25):
+            pass
+        stop.request(INTERRUPTED)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await run_users(users, config, concurrency, on_call, stop=stop)
+    finally:
+        watcher.cancel()
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, and tells the workers through ``stopped``.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _process_main(
-    users: Sequence[SimulatedUser], config: RunConfig, concurrency: int, progress: queue.Queue[int]
+    users: Sequence[SimulatedUser],
+    config: RunConfig,
+    concurrency: int,
+    progress: queue.Queue[int],
+    stopped: threading.Event,
 ) -> list[UserTrace]:
     batched = _BatchedProgress(progress)
     try:
-        return asyncio.run(run_users(users, config, concurrency, batched))
+        return asyncio.run(_run_users_until_stopped(users, config, concurrency, batched, stopped))
     finally:
         batched.flush()
 
 
 def run_in_processes(
-    users: Sequence[SimulatedUser], config: RunConfig, on_call: ProgressCallback = _no_progress
+    users: Sequence[SimulatedUser],
+    config: RunConfig,
+    on_call: ProgressCallback = _no_progress,
+    stop: StopRequest | None = None,
 ) -> list[UserTrace]:
     """The load spread over ``config.processes`` processes (users round-robin in arrival order)."""
     processes = max(1, min(config.processes, config.concurrency, len(users)))
@@ -335,12 +403,19 @@ def run_in_processes(
     shares = split_evenly(config.concurrency, processes)
     # spawn, not fork: the parent may already run threads (the progress display, an event loop).
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+    with (
+        context.Manager() as manager,
+        ProcessPoolExecutor(processes, mp_context=context, initializer=_ignore_interrupts) as pool,
+    ):
         progress: queue.Queue[int] = manager.Queue()
+        stopped = manager.Event()
         futures = [
-            pool.submit(_process_main, ordered[p::processes], config, shares[p], progress) for p in range(processes)
+            pool.submit(_process_main, ordered[p::processes], config, shares[p], progress, stopped)
+            for p in range(processes)
         ]
         while not all(future.done() for future in futures):
+            if stop is not None and stop.reason is not None and not stopped.is_set():
+                stopped.set()
             try:
                 on_call(progress.get(timeout=0.1))
             except queue.Empty:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from rich.console import Console
 
 from grader.aggregate import failure_causes
 from grader.config import K, PauseRange, RunConfig
 from grader.deployment import GradingAborted
-from grader.grading import GradeResult, grade
+from grader.grading import GradeResult, grade, stop_on_interrupt
 from grader.report import print_terminal_report, write_reports
+from grader.runner import INTERRUPTED, StopRequest
 from grader.simulation import Dataset
-from tests.grader.fake_hardml import EXPERIMENT_NAME, ServedFake, create_fake_app
+from tests.grader.fake_hardml import EXPERIMENT_NAME, FakeState, ServedFake, create_fake_app
 
 NO_PAUSE = PauseRange(0.0, 0.0)
 USERS = 12
@@ -246,3 +252,99 @@ async def test_a_run_of_failures_stops_the_load_early_and_says_why(dataset: Data
     summary_path, html_path = write_reports(result, tmp_path)
     assert json.loads(summary_path.read_text())["aborted"] == result.aborted
     assert "Aborted:" in html_path.read_text()
+
+
+class _InterruptingTransport(httpx.ASGITransport):
+    """Sends this process a SIGINT (a Ctrl-C) once the fake has answered ``after`` /recs calls."""
+
+    def __init__(self, app: FastAPI, state: FakeState, after: int) -> None:
+        super().__init__(app=app)
+        self.state, self.after, self.sent = state, after, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path.startswith("/recs/") and self.state.recs_requests >= self.after and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return response
+
+
+async def test_ctrl_c_stops_the_load_and_the_reports_cover_what_was_measured(dataset: Dataset, tmp_path: Path) -> None:
+    app, state = create_fake_app(misbehave=False)
+    users, calls_per_user = 40, SESSIONS * CALLS_PER_SESSION
+    handler_before = signal.getsignal(signal.SIGINT)
+    # Pauses make the workers yield to the loop (the in-process fake never does), so the signal is handled.
+    config = _config(users=users, pause_in_session=PauseRange(0.001, 0.002))
+    result = await grade(config, dataset=dataset, transport=_InterruptingTransport(app, state, 10))
+
+    assert result.aborted == INTERRUPTED
+    print(f"calls made: {result.summary.calls} of {users * calls_per_user}")
+    assert 10 <= result.summary.calls < users * calls_per_user / 2
+    assert result.summary.calls == state.recs_requests  # every call made is judged
+    assert len(result.traces) == users
+    # The references are computed for the same users and calls, so the shares of them stay meaningful.
+    assert result.references.popularity.calls == result.references.oracle.calls == result.summary.calls
+    summary_path, html_path = write_reports(result, tmp_path)
+    assert json.loads(summary_path.read_text())["aborted"] == INTERRUPTED
+    assert "Aborted:" in html_path.read_text()
+    # The grader's handler is gone once the load stopped: a later Ctrl-C goes where it went before.
+    assert signal.getsignal(signal.SIGINT) == handler_before
+
+
+async def test_ctrl_c_reaches_the_load_of_every_process(dataset: Dataset, served_fake: ServedFake) -> None:
+    state = served_fake.state
+    config = _config(
+        recs_url=served_fake.url,
+        events_url=served_fake.url,
+        processes=2,
+        users=200,
+        pause_in_session=PauseRange(0.02, 0.05),
+    )
+
+    def interrupt_once_the_load_runs() -> None:
+        deadline = time.monotonic() + 60
+        while state.recs_requests < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_the_load_runs, daemon=True)
+    interrupter.start()
+    result = await grade(config, dataset=dataset)
+    interrupter.join()
+
+    assert result.aborted == INTERRUPTED
+    print(f"calls made: {result.summary.calls} of {200 * SESSIONS * CALLS_PER_SESSION}")
+    assert result.summary.calls < 200 * SESSIONS * CALLS_PER_SESSION / 2
+    assert result.summary.calls == state.recs_requests
+    assert len(result.traces) == 200
+
+
+async def test_a_second_ctrl_c_goes_to_the_handler_from_before() -> None:
+    """The first Ctrl-C only asks the load to stop; the second reaches the handler that was installed before
+    (``asyncio.run``'s, which interrupts at once), and leaving the block restores it."""
+    received: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        stop = StopRequest()
+        with stop_on_interrupt(stop, Console(quiet=True)):
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.1)
+            assert stop.reason == INTERRUPTED and received == []
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.1)
+            assert received == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+async def test_an_ignored_ctrl_c_stays_ignored() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop = StopRequest()
+        with stop_on_interrupt(stop, Console(quiet=True)):
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.1)
+        assert stop.reason is None
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
