@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
@@ -19,7 +22,9 @@ from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import DrawCache, ItemNeighbours
 from recsys_io.catalog import load_catalog
-from recsys_io.redis_client import as_int
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +79,44 @@ class ServingStateCache:
         self._keys = keys
         self._state = ServingState.empty()
         self._lock = asyncio.Lock()
+        # Reloads that failed on Redis, and the last such error: callers queued behind a failed reload share
+        # its failure instead of each trying again after its own timeout.
+        self._failed_reloads = 0
+        self._last_failure: BaseException | None = None
 
     @property
     def state(self) -> ServingState:
         return self._state
 
     async def ensure(self, wanted: Versions) -> ServingState:
-        """The state at ``wanted`` versions (or newer, or of a newer run); concurrent callers share one reload."""
+        """The state at ``wanted`` versions (or newer, or of a newer run); concurrent callers share one reload,
+        and its failure: with Redis stalled, the requests queued behind it fail at once (and answer from the
+        fallback) instead of waiting for one timeout after another."""
         if not self._state.versions.behind(wanted):
             return self._state
+        failed_before = self._failed_reloads
         async with self._lock:
-            state = self._state
-            # A request that read an older run just before a /cleanup must not pull the replica back to it (it
-            # retries on the newer run); only a Redis that lost its data has a lower generation now.
-            if wanted.generation < state.generation and (
-                as_int(await self._redis.get(self._keys.generation)) >= state.generation
-            ):
-                return state
-            if state.versions.behind(wanted):
-                state = await self._reload(state, wanted)
-                self._state = state
+            if self._failed_reloads != failed_before:
+                raise RedisConnectionError(f"the reload this request waited for failed: {self._last_failure}")
+            try:
+                return await self._ensure_locked(wanted)
+            except REDIS_UNAVAILABLE as error:
+                self._failed_reloads += 1
+                self._last_failure = error
+                raise
+
+    async def _ensure_locked(self, wanted: Versions) -> ServingState:
+        state = self._state
+        # A request that read an older run just before a /cleanup must not pull the replica back to it (it
+        # retries on the newer run); only a Redis that lost its data has a lower generation now.
+        if wanted.generation < state.generation and (
+            as_int(await self._redis.get(self._keys.generation)) >= state.generation
+        ):
             return state
+        if state.versions.behind(wanted):
+            state = await self._reload(state, wanted)
+            self._state = state
+        return state
 
     async def _reload(self, state: ServingState, wanted: Versions) -> ServingState:
         run = self._keys.for_generation(wanted.generation)
@@ -106,17 +128,17 @@ class ServingStateCache:
         stats, bandit_version = state.stats, state.bandit_version
         if wanted.bandit > bandit_version:
             blob = await self._redis.get(run.bandit_snapshot)
-            stats = ItemStats.from_bytes(blob) if blob else ItemStats.empty()
+            stats = _parsed(ItemStats.from_bytes, blob, "bandit snapshot", wanted.bandit, ItemStats.empty(), stats)
             bandit_version = wanted.bandit
         model, model_version = state.model, state.model_version
         if wanted.model > model_version:
             # A blob retired between the pointer read and now keeps the previous model until the next version.
-            model = await self._load_model(run.model_blob(wanted.model)) or model
+            model = await self._load_model(run.model_blob(wanted.model), wanted.model) or model
             model_version = wanted.model
         co_likes, co_likes_version = state.co_likes, state.co_likes_version
         if wanted.co_likes > co_likes_version:
             blob = await self._redis.get(run.co_likes)
-            co_likes = ItemNeighbours.from_bytes(blob) if blob else None
+            co_likes = _parsed(ItemNeighbours.from_bytes, blob, "co-likes", wanted.co_likes, None, co_likes)
             co_likes_version = wanted.co_likes
         evidence_changed = stats is not state.stats or catalog is not state.catalog
         return replace(
@@ -131,10 +153,26 @@ class ServingStateCache:
             model_version=model_version,
         )
 
-    async def _load_model(self, key: str) -> FactorModel | None:
+    async def _load_model(self, key: str, version: int) -> FactorModel | None:
         blob = await self._redis.get(key)
         if blob is None:
             log.warning("model blob %s is gone", key)
             return None
         # Parsing a few MB of arrays and building the user map would stall the event loop.
-        return await asyncio.to_thread(FactorModel.from_bytes, blob)
+        try:
+            return await asyncio.to_thread(FactorModel.from_bytes, blob)
+        except Exception:  # an unreadable blob must not fail every request until the next version
+            log.exception("model version %d is unreadable: keeping the previous model", version)
+            return None
+
+
+def _parsed(parse: Callable[[bytes], T], blob: bytes | None, what: str, version: int, missing: T, previous: T) -> T:
+    """``parse(blob)``; ``missing`` without a blob; the ``previous`` object, logged, when the blob is unreadable
+    (a corrupt or foreign value must not fail every request until the next version is published)."""
+    if not blob:
+        return missing
+    try:
+        return parse(blob)
+    except Exception:
+        log.exception("%s version %d is unreadable: keeping the previous one", what, version)
+        return previous
