@@ -1,13 +1,16 @@
 """Answers while Redis is unreachable: the last known popular items, minus what this replica remembers.
 
 The memory is bounded (an LRU over users) and compact (catalog indices of one generation, as int32): it
-holds each user's shown set as this replica last read it plus what it served since. Items served in fallback
-mode are written back to the users' shown sets once Redis answers again, so later answers stay unrepeated.
+holds each user's shown set as this replica last read it plus what it served since, and the items of claims
+in flight. Items served in fallback mode are written back to the users' shown sets once Redis answers again,
+so later answers stay unrepeated.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +39,8 @@ class ReplicaMemory:
         self._shown: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending: dict[str, PendingWrite] = {}
         self._flushing: dict[str, PendingWrite] = {}
+        # Per user, the candidates of each claim in flight (a few requests at most, gone when they finish).
+        self._offers: dict[str, list[np.ndarray]] = {}
         self._max_users = max_users
         self._max_pending = max_pending
         self.dropped_writes = 0
@@ -55,6 +60,25 @@ class ReplicaMemory:
         if generation != self._generation:
             return np.empty(0, dtype=np.int32)
         return self._shown.get(user_id, np.empty(0, dtype=np.int32))
+
+    def shown_or_offered(self, generation: int, user_id: str) -> np.ndarray:
+        """What the user was shown, plus what claims in flight for them may take: a fallback answer skips both."""
+        offers = self._offers.get(user_id)
+        shown = self.shown(generation, user_id)
+        return shown if not offers else np.concatenate([shown, *offers])
+
+    @contextmanager
+    def offering(self, user_id: str, indices: np.ndarray) -> Iterator[None]:
+        """Marks ``indices`` as possibly shown to the user while a claim of them is in flight."""
+        self._offers.setdefault(user_id, []).append(indices)
+        try:
+            yield
+        finally:
+            remaining = [offer for offer in self._offers.get(user_id, []) if offer is not indices]
+            if remaining:
+                self._offers[user_id] = remaining
+            else:
+                self._offers.pop(user_id, None)
 
     def __len__(self) -> int:
         return len(self._shown)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from recommendations.fallback import PendingWrite, ReplicaMemory, popular_unseen
 from recommendations.metrics import RecsMetrics
@@ -116,6 +117,11 @@ class RecommendationService:
             self._redis_down = True
             log.warning("redis unavailable, answering /recs from the fallback: %s", error)
             return self._fallback(user_id, k, group.name)
+        except RecommendationsUnavailable:
+            raise
+        except Exception:  # a bug or unreadable data: the user still gets an answer, the log gets the traceback
+            log.exception("/recs failed for user %r: answering from the fallback", user_id)
+            return self._fallback(user_id, k, group.name)
 
     async def _recommend(self, user_id: str, k: int, group_name: str) -> Answer:
         generation = self.cache.state.generation
@@ -165,10 +171,15 @@ class RecommendationService:
             ranked = rank_with_fill(strategy, ctx, wanted)
             if not ranked:
                 break
+            # While the claim is in flight, a fallback answer to this user (Redis blipping) must not serve what the
+            # claim may take; one served before it must be in the shown set the claim checks.
+            offer = np.fromiter((c.index for c in ranked), dtype=np.int64, count=len(ranked))
             try:
-                claimed = await self.users.claim(
-                    state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
-                )
+                with self.memory.offering(user_id, offer):
+                    await self._write_back_answers_of(user_id)
+                    claimed = await self.users.claim(
+                        state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
+                    )
             except REDIS_UNAVAILABLE:
                 # The fallback answer must not repeat what Redis just said the user has seen.
                 seen = np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
@@ -193,6 +204,17 @@ class RecommendationService:
             state.generation, user_id, np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
         )
         return Answer(chosen, sources, group_name)
+
+    async def _write_back_answers_of(self, user_id: str) -> None:
+        """This user's fallback answers into Redis, if any wait; raises (so the request answers from the
+        fallback) when they cannot be written."""
+        if not self.memory.is_pending(user_id):
+            return
+        async with self._flush_lock:
+            if self.memory.is_pending(user_id):
+                await self._write_back()
+        if self.memory.is_pending(user_id):
+            raise RedisConnectionError("this user's fallback answers could not be written back to Redis")
 
     async def current_state(self) -> ServingState:
         """The serving state as a request would see it now (for debugging and status pages)."""
@@ -221,7 +243,7 @@ class RecommendationService:
         state = self.cache.state
         if len(state.catalog) == 0:
             raise RecommendationsUnavailable("Redis is unreachable and this replica has no catalog cached yet")
-        indices = popular_unseen(state, self.memory.shown(state.generation, user_id), k)
+        indices = popular_unseen(state, self.memory.shown_or_offered(state.generation, user_id), k)
         items = [state.catalog.item_ids[i] for i in indices]
         self.memory.remember(state.generation, user_id, indices)
         if items:

@@ -6,6 +6,7 @@ Redis blip even under load, and an empty fallback answer queues nothing to write
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -24,7 +25,10 @@ from recsys_core.schemas import AddItemsRequest
 from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
 from recsys_io.generations import delete_generations_before
+from recsys_io.redis_client import REDIS_UNAVAILABLE
 from tests.integration.helpers import FailingOnCall
+from tests.support.proxy import TcpProxy
+from tests.support.stack import REDIS_URL
 
 ITEMS = [f"item-{n}" for n in range(50)]
 T = TypeVar("T")
@@ -187,3 +191,118 @@ async def test_a_large_write_back_goes_in_chunks_and_a_cancelled_one_stays_pendi
     assert await service.flush_fallback_writes() == 1
     assert not service.memory.is_pending("ann")
     assert await redis_client.scard(keys.for_generation(0).user_shown("ann")) == 3_000
+
+
+async def test_requests_queued_behind_a_reload_that_hangs_share_its_failure(
+    redis_and_keys: tuple[Redis, GlobalKeys], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    """Redis stalls during a reload: the requests waiting for it must not each try again after their own
+    timeout (the last of 8 would wait 8 timeouts); they fail with it and answer from the fallback."""
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    proxy = proxy_for(REDIS_URL)
+    timeout_s = 0.5
+    stalled_client = Redis.from_url(proxy.url_for(REDIS_URL), socket_timeout=timeout_s)
+    try:
+        cache = ServingStateCache(stalled_client, keys)
+        await stalled_client.ping()
+        proxy.stall()
+
+        async def timed_ensure() -> tuple[bool, float]:
+            started = time.monotonic()
+            try:
+                await cache.ensure(Versions(0, 1, 0, 0))
+            except REDIS_UNAVAILABLE:
+                return False, time.monotonic() - started
+            return True, time.monotonic() - started
+
+        outcomes = await asyncio.gather(*(timed_ensure() for _ in range(8)))
+    finally:
+        proxy.resume()
+        await stalled_client.aclose()
+    slowest = max(seconds for _, seconds in outcomes)
+    print(f"8 requests behind a stalled reload: slowest failed after {slowest:.2f}s (timeout {timeout_s}s)")
+    assert not any(ok for ok, _ in outcomes)
+    assert slowest < 3 * timeout_s, "the queued requests retried the reload one after another"
+
+
+async def test_unreadable_snapshots_keep_the_previous_objects_and_requests_answer(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    run = keys.for_generation(0)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    likes = np.zeros(len(ITEMS), np.float32)
+    likes[3] = 50
+    await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
+    await redis_client.set(run.bandit_version, 1)
+    service = _service(redis_client, keys)
+    await service.recommend("ann", 10)
+
+    # A corrupt bandit snapshot, model blob and co-likes blob, each under a newer version.
+    await redis_client.set(run.bandit_snapshot, b"not a snapshot")
+    await redis_client.set(run.bandit_version, 2)
+    await redis_client.set(run.model_blob(1), b"not an npz")
+    await redis_client.set(run.model_current, 1)
+    await redis_client.set(run.co_likes, b"not neighbours")
+    await redis_client.set(run.co_likes_version, 1)
+    answer = await service.recommend("bob", 10)
+
+    state = service.cache.state
+    assert not answer.fallback and len(set(answer.item_ids)) == 10
+    assert (state.bandit_version, state.model_version, state.co_likes_version) == (2, 1, 1)
+    assert state.stats.likes[3] == 50, "the previous bandit evidence is kept"
+    assert state.model is None and state.co_likes is None
+
+
+async def test_a_fallback_answer_during_a_claim_never_overlaps_it(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests of one user around a Redis blip: one is served from the fallback after the other read the
+    user's state (its items must reach the shown set before that claim), another while that claim is in flight
+    (it must skip what the claim may take). Together the user is never shown an item twice."""
+    redis_client, keys = redis_and_keys
+    # Room for every answer beside the claim's candidates (k × candidates_per_slot of them are in flight).
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=[f"item-{n}" for n in range(100)]))
+    service = _service(redis_client, keys)
+    answers = [await service.recommend("ann", 10)]
+    real_read, real_claim = service.users.read, service.users.claim
+
+    async def read_then_blip(*args: object, **kwargs: object) -> object:
+        snapshot = await real_read(*args, **kwargs)
+        answers.append(service._fallback("ann", 5, "C"))  # another request of ann, while Redis blipped
+        return snapshot
+
+    async def claim_in_flight(*args: object, **kwargs: object) -> object:
+        answers.append(service._fallback("ann", 5, "C"))  # one more, while this claim is on its way
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(service.users, "read", read_then_blip)
+    monkeypatch.setattr(service.users, "claim", claim_in_flight)
+    answers.append(await service.recommend("ann", 10))
+
+    shown = [item for answer in answers for item in answer.item_ids]
+    print([(answer.item_ids, answer.fallback) for answer in answers])
+    assert [answer.fallback for answer in answers] == [False, True, True, False]
+    assert [len(answer.item_ids) for answer in answers] == [10, 5, 5, 10]
+    assert len(shown) == len(set(shown)) == 30, "an item was shown twice"
+    in_redis = {member.decode() for member in await redis_client.smembers(keys.for_generation(0).user_shown("ann"))}
+    assert set(answers[1].item_ids) <= in_redis, "the first fallback answer was written back before the claim"
+
+
+async def test_an_unexpected_error_answers_from_the_fallback(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    service = _service(redis_client, keys)
+    first = await service.recommend("ann", 10)
+
+    def broken_strategy(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in a strategy")
+
+    monkeypatch.setattr("recommendations.service.rank_with_fill", broken_strategy)
+    answer = await service.recommend("ann", 10)
+    assert answer.fallback and len(answer.item_ids) == 10
+    assert not set(answer.item_ids) & set(first.item_ids)
+    assert not service._redis_down, "a bug is not a Redis outage"
