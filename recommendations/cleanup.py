@@ -81,6 +81,8 @@ async def wait_for_collectors(redis: Redis, keys: GlobalKeys, generation: int) -
 
 
 async def cleanup(settings: Settings, redis: Redis, keys: GlobalKeys) -> CleanupResponse:
+    # Redis first: a cleanup that is going to fail with a 503 must not have purged the confirmed events already.
+    await redis.ping()
     purged = await purge_events_queue(settings)
     generation = int(await redis.incr(keys.generation))
     collectors_switched = await wait_for_collectors(redis, keys, generation)

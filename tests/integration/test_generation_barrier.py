@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -21,7 +22,10 @@ from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
 from recsys_io.amqp import parse_events
+from recsys_io.redis_client import REDIS_UNAVAILABLE
 from tests.integration.helpers import connected_publisher
+from tests.support.proxy import TcpProxy
+from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +170,27 @@ async def test_cleanup_during_a_backlog_keeps_every_confirmed_event_of_the_new_r
     assert result.queue_purged and result.generation == 1
     assert confirmed_new > 0
     assert queued[1] == confirmed_new, "confirmed events of the new run were purged"
+
+
+async def test_a_cleanup_that_cannot_reach_redis_purges_nothing(
+    redis_and_keys: tuple[Redis, GlobalKeys], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    """The cleanup fails (the service answers 503): the run goes on, so its confirmed events must still be queued."""
+    _redis_client, keys = redis_and_keys
+    settings = Settings(redis_prefix=keys.prefix, events_queue=f"{keys.prefix}.events")
+    proxy = proxy_for(REDIS_URL)
+    unreachable = Redis.from_url(proxy.url_for(REDIS_URL), socket_timeout=0.5, socket_connect_timeout=0.5)
+    proxy.pause()
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    try:
+        async with connected_publisher(settings.events_queue) as (publisher, _, channel):
+            for _ in range(5):
+                await publisher.publish(event)
+            with pytest.raises(REDIS_UNAVAILABLE):
+                await cleanup(settings, unreachable, keys)
+            queue = await channel.declare_queue(settings.events_queue, passive=True)
+            queued = queue.declaration_result.message_count
+    finally:
+        await unreachable.aclose()
+    print(f"queued after the failed cleanup: {queued}")
+    assert queued == 5
