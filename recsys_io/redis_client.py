@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 from redis.utils import HIREDIS_AVAILABLE
@@ -17,19 +17,24 @@ if HIREDIS_AVAILABLE:
     import hiredis
 
 
-def create_redis(settings: Settings) -> Redis:
+MAX_CONNECTIONS = 256
+
+
+def create_redis(settings: Settings, max_connections: int = MAX_CONNECTIONS) -> Redis:
     # Binary-safe (no decode_responses): model and bandit snapshots are bytes.
-    redis = Redis.from_url(
+    # A burst beyond the pool waits (up to the Redis timeout) for a connection to come back, instead of failing at
+    # once with "Too many connections", which a service takes for Redis being down.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
-        max_connections=256,
+        max_connections=max_connections,
+        timeout=settings.redis_timeout_s,
     )
-    pool = redis.connection_pool
     if HIREDIS_AVAILABLE:  # the pool opens its connections lazily: none exists yet
         pool.connection_class = with_hiredis_packing(pool.connection_class)
-    return redis
+    return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 
 
 class _HiredisPacking:

@@ -3,6 +3,8 @@ draws it shares between requests live exactly as long as the bandit evidence the
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from redis.asyncio import Redis
 
@@ -10,7 +12,9 @@ from recommendations.serving_state import ServingStateCache, Versions
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest
+from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
+from recsys_io.redis_client import create_redis
 
 
 async def _publish_bandit(client: Redis, keys: GlobalKeys, likes: list[float], version: int) -> None:
@@ -51,3 +55,14 @@ async def test_draws_are_renewed_with_the_evidence_and_kept_across_other_reloads
     grown = await cache.ensure(Versions(0, 2, 2, 5))
     assert len(grown.catalog) == 4 and grown.stats.likes.size == 4
     assert grown.draws is not renewed.draws
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_for_a_connection() -> None:
+    """More concurrent commands than the pool holds: they wait for a connection (up to the Redis timeout) instead
+    of failing with "Too many connections", which a service would take for Redis being down."""
+    client = create_redis(Settings(), max_connections=2)
+    try:
+        replies = await asyncio.gather(*(client.ping() for _ in range(50)))
+    finally:
+        await client.aclose()
+    assert replies == [True] * 50
