@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from recsys_core.algorithms.bandit import ItemStats, group_prior_means
+from recsys_core.algorithms.bandit import ItemStats, group_prior_means, require_finite
 from recsys_core.algorithms.personal import (
     genre_lift,
     mmr_rerank,
@@ -89,6 +89,7 @@ class BlendParams:
     posterior_draws: int = 16
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.prior_strength <= 0 or not 0 < self.prior_mean < 1:
             raise ValueError("prior_strength must be positive and prior_mean in (0, 1)")
         weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)

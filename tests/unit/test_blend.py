@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -215,6 +215,14 @@ def test_params_are_validated() -> None:
         BlendParams(taste_smoothing=0.0)
     with pytest.raises(ValueError, match="neighbour_recency_decay"):
         BlendParams(neighbour_recency_decay=0.0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("parameter", [f.name for f in fields(BlendParams)])
+def test_every_param_must_be_finite(parameter: str, value: float) -> None:
+    # NaN passes every comparison the other checks make, and infinity the sign checks.
+    with pytest.raises(ValueError, match=f"^{parameter} must be a finite number"):
+        BlendParams(**{parameter: value})
 
 
 # --- components ---
