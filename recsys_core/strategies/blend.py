@@ -47,6 +47,9 @@ MMR_POOL_FACTOR = 3
 # Per posterior draw, how many of the best arms (by each sample) a request ranks before any other arm: with a
 # bound on the personal lift, an answer from them alone is exact or the request ranks every arm.
 HEAD_SIZE = 256
+# ``explore_slots`` is a budget per answer of this many items (the API's default k, schemas.DEFAULT_K, on which it
+# was tuned); a one-item answer explores with probability explore_slots / this.
+EXPLORE_BUDGET_LIST_LENGTH = 10
 
 T = TypeVar("T")
 
@@ -79,7 +82,8 @@ class BlendParams:
     twin_weight: float = 1.0
     # session awareness: this many dislikes in a row switch personal signals off for the request
     dislike_streak: int = 0
-    # exploration budget: expected slots per answer for items shown fewer than explore_below times
+    # exploration budget: expected slots per answer for items shown fewer than explore_below times; never every
+    # slot of an answer of k > 1 (at most k - 1), and at k = 1 the chance explore_slots / 10
     explore_slots: float = 1.0
     explore_below: int = 1_000_000
     # diversity: 0 = plain ranking
@@ -433,9 +437,16 @@ class BlendStrategy(Strategy):
     # --- exploration and the head ---
     def _explore_count(self, ctx: RecommendationContext, k: int) -> int:
         budget = self.params.explore_slots
+        chance = ctx.rng.random()  # drawn whatever k is, so the stream of draws does not depend on k
+        if k <= 1:
+            # One slot cannot hold a whole slot of budget without the answer being all exploration: it explores
+            # with the budget's share of a list of the length it was tuned for, so a client asking for one item
+            # at a time is explored at the same rate per slot as one asking for the default list.
+            return int(k == 1 and chance < budget / EXPLORE_BUDGET_LIST_LENGTH)
         whole = int(budget)
-        count = whole + int(ctx.rng.random() < budget - whole)
-        return min(count, k)
+        # The exploitation head keeps at least one slot: a budget of k or more is capped at k - 1, smaller ones are
+        # spent unchanged (so the default list of 10 explores exactly as before).
+        return min(whole + int(chance < budget - whole), k - 1)
 
     def _plain_head(self, count: int) -> bool:
         return self.params.diversity_weight <= 0 and self.params.genre_cap >= count

@@ -144,6 +144,59 @@ def test_exploration_budget_spends_slots_on_under_shown_items() -> None:
     assert sorted(c.index for c in _blend(**evidence_decides).recommend(ctx, 4)) == [0, 1, 2, 3]
 
 
+def _mixed_evidence(n: int) -> ItemStats:
+    rng = np.random.default_rng(7)
+    impressions = rng.integers(0, 40, n).astype(np.float32)
+    likes = np.floor(impressions * rng.uniform(0, 0.5, n)).astype(np.float32)
+    return ItemStats(likes=likes, dislikes=np.zeros(n, dtype=np.float32), impressions=impressions)
+
+
+def test_a_one_item_answer_explores_with_the_budgets_share_of_a_default_list() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=1.0))
+    sources = [
+        strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=1, seed=seed), 1)[0].source for seed in range(400)
+    ]
+    explored = sources.count("explore")
+    # One slot in ten of a default list: about 40 of 400 (it used to be every answer).
+    assert 15 <= explored <= 70
+
+
+def test_exploration_never_takes_every_slot_of_a_longer_answer() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=5.0))
+    for k in (2, 3, 5):
+        for seed in range(20):
+            head = strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=k, seed=seed), k)
+            assert len(head) == k
+            assert sum(c.source == "explore" for c in head) == min(5, k - 1)
+
+
+@pytest.mark.parametrize("explore_slots", [0.0, 0.4, 1.0, 2.5, 9.0])
+def test_the_default_list_of_ten_explores_as_before(monkeypatch: pytest.MonkeyPatch, explore_slots: float) -> None:
+    catalog = _catalog([["Drama"], ["Comedy"], ["Action", "Drama"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=explore_slots))
+
+    def answers() -> list[list[tuple[int, str]]]:
+        return [
+            [
+                (c.index, c.source)
+                for c in strategy.recommend(_ctx(catalog, stats=_mixed_evidence(60), k=10, seed=s), 15)
+            ]
+            for s in range(30)
+        ]
+
+    current = answers()
+
+    def explore_count_before_the_k1_fix(self: BlendStrategy, ctx: RecommendationContext, k: int) -> int:
+        budget = self.params.explore_slots
+        whole = int(budget)
+        return min(whole + int(ctx.rng.random() < budget - whole), k)
+
+    monkeypatch.setattr(BlendStrategy, "_explore_count", explore_count_before_the_k1_fix)
+    assert current == answers()
+
+
 def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
     catalog = _catalog([["Drama"]] * 8)
     co_likes = _neighbours({1: [(7, 0.9)]}, 8)
