@@ -260,9 +260,12 @@ class BlendStrategy(Strategy):
                 raise _NotExact
             return chosen
 
-        shown = ctx.profile.shown if dense else ctx.profile.shown[scores.universe]
-        explore = best(scores.explore, n_explore, shown, explore_bound) if n_explore else np.empty(0, dtype=np.int64)
-        exclude = shown.copy()
+        # Neither shown nor answered (an answer needs no impression: see UserProfile.excluded).
+        excluded = ctx.profile.excluded()
+        if not dense:
+            excluded = excluded[scores.universe]
+        explore = best(scores.explore, n_explore, excluded, explore_bound) if n_explore else np.empty(0, dtype=np.int64)
+        exclude = excluded.copy()
         exclude[explore] = True
         head_count = k - explore.size
         if self._plain_head(head_count):
