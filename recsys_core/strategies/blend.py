@@ -3,8 +3,10 @@
 Every component has a weight or a switch, so experiments can compare the blend with parts of it turned off:
 
 * bandit: one posterior sample per request of each item's like rate per impression; arms for late items exist
-  from the start (the evidence arrays are padded). Each arm's prior mean is learned from the arms with as many
-  genres as it has: items tagged with more genres are liked more often, so exploration leans towards them.
+  from the start (the evidence arrays are padded). Each arm's prior mean is learned from the arms in its genre
+  count group: 1, 2, 3, 4 or 5+ genres, an item without genres counting as one with one (the grouping was tuned
+  by measurement, see BENCHMARKS.md). Items tagged with more genres are liked more often, so exploration leans
+  towards them.
   (A prior mean per genre was measured to hurt: genre like rates are dominated by a few blockbusters and steer
   exploration into the wrong corners; the group rate here counts each arm with at most two impressions.);
 * taste: the user's genre lift over the population, updated online from their likes and dislikes;
@@ -59,8 +61,9 @@ class BlendParams:
     # bandit: Beta(strength * mean + likes, strength * (1 - mean) + silent + dislike weights)
     prior_strength: float = 20.0
     prior_mean: float = 0.005
-    # Prior mean per group of items with the same number of genres, learned from their evidence (0: off); each
-    # arm counts with at most group_prior_item_cap impressions, this many pseudo-impressions at prior_mean.
+    # Prior mean per genre count group (1, 2, 3, 4, 5+; no genres counts as one), learned from the groups'
+    # evidence (0: off); each arm counts with at most group_prior_item_cap impressions, this many
+    # pseudo-impressions at prior_mean.
     group_prior_shrinkage: float = 100.0
     group_prior_item_cap: float = 2.0
     # A dislike says the user watched the film: measured to raise, not lower, an item's global estimate.
@@ -291,6 +294,7 @@ class BlendStrategy(Strategy):
         successes = stats.likes + p.alpha_per_dislike * stats.dislikes
         mean: float | np.ndarray = p.prior_mean
         if p.group_prior_shrinkage > 0:
+            # Groups 0-4 for 1, 2, 3, 4 and 5+ genres; an item without genres joins the one-genre group.
             groups = np.clip(catalog.genre_counts[: stats.impressions.size], 1, 5) - 1
             mean = group_prior_means(
                 groups, successes, stats.impressions, p.prior_mean, p.group_prior_item_cap, p.group_prior_shrinkage

@@ -257,6 +257,22 @@ def test_an_untried_item_is_explored_like_the_items_with_as_many_genres() -> Non
     assert picks_flat == {2, 3, 6, 7}  # without the group prior the untried arms are alike
 
 
+def test_the_group_prior_pools_no_genres_with_one_and_five_or_more_together() -> None:
+    # Pins the measured grouping the docs describe: 1, 2, 3, 4, 5+ genres, with no genres counting as one.
+    many = ["Action", "Comedy", "Drama", "Horror", "Western", "Crime"]
+    genres = [[], ["Drama"], many[:5], many, ["Drama"], many[:5]]
+    stats = ItemStats(  # only items 4 (one genre) and 5 (five genres) have evidence, at different rates
+        likes=np.array([0, 0, 0, 0, 2, 0], dtype=np.float32),
+        dislikes=np.zeros(6, dtype=np.float32),
+        impressions=np.array([0, 0, 0, 0, 2, 2], dtype=np.float32),
+    )
+    posterior = BlendStrategy(BlendParams(group_prior_shrinkage=1.0))._posterior(stats, _catalog(genres))
+    mean = posterior.alpha / (posterior.alpha + posterior.beta)
+    assert mean[0] == mean[1]  # no genres: the one-genre group
+    assert mean[3] == mean[2]  # six genres: the 5+ group
+    assert mean[1] > mean[2]
+
+
 def test_params_are_validated() -> None:
     with pytest.raises(ValueError, match="prior_mean"):
         BlendParams(prior_mean=1.5)
