@@ -13,7 +13,8 @@ Every component has a weight or a switch, so experiments can compare the blend w
 * neighbours: "because you liked X" from item-to-item neighbours (co-likes, and BPR item factors), with the
   neighbours of disliked items pushed down;
 * bpr: the user's BPR scores when the model knows the user;
-* session: after a run of dislikes the personal signals step back and the list broadens;
+* session: after a run of dislikes the neighbour and BPR lifts are off for the request and the taste weighs the
+  user's dislikes three times as much, so the list moves away from what was just refused;
 * exploration: a budget of slots for items shown fewer than ``explore_below`` times, matched to the taste;
 * diversity: an MMR re-rank of the head with a cap on any one genre.
 
@@ -83,7 +84,8 @@ class BlendParams:
     bpr_weight: float = 0.1
     # users who answered like this one: P(like) = liked + (1 - shown) * the blend's score (0: off)
     twin_weight: float = 1.0
-    # session awareness: this many dislikes in a row switch personal signals off for the request
+    # session awareness: this many dislikes in a row (0: off) switch the neighbour and BPR lifts off for the
+    # request and triple the taste's dislike weight (the taste stays on, to steer away from the disliked genres)
     dislike_streak: int = 0
     # exploration budget: expected slots per answer for items shown fewer than explore_below times; never every
     # slot of an answer of k > 1 (at most k - 1), and at k = 1 the chance explore_slots / 10
@@ -338,17 +340,18 @@ class BlendStrategy(Strategy):
         p = self.params
         genre_lift_ = neighbour = bpr = anchor = None
         profile = ctx.profile
-        switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
+        # After a run of dislikes: neighbours and BPR off, the taste on with three times the dislike weight.
+        after_dislike_streak = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
         has_genres = ctx.catalog.genre_matrix.shape[1] > 0
         if p.taste_weight and has_genres and (profile.liked.size or profile.disliked.size):
-            dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
+            dislike_weight = p.taste_dislike_weight * (3.0 if after_dislike_streak else 1.0)
             population = self._per_snapshot(
                 ctx, "population genres", lambda: population_genre_share(ctx.catalog, ctx.stats.likes)
             )
             genre_lift_ = p.taste_weight * genre_lift(
                 ctx.catalog, profile.liked, profile.disliked, population, p.taste_smoothing, dislike_weight
             )
-        if not switched_off:
+        if not after_dislike_streak:
             if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
                 neighbour, anchor = self._neighbour_component(ctx)
             if p.bpr_weight and ctx.model is not None and ctx.user_vector is not None:

@@ -211,6 +211,18 @@ def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
     assert all(not c.source.startswith("neighbour") for c in switched)
 
 
+def test_a_run_of_dislikes_keeps_the_taste_on_with_three_times_the_dislike_weight() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"], ["Drama"], ["Comedy"], ["Drama"], ["Comedy"]])
+    co_likes = _neighbours({1: [(5, 0.9)]}, 6)
+    params = {"taste_weight": 1.0, "neighbour_weight": 1.0}
+    streak = _ctx(catalog, shown=[0, 1, 2], liked=[1], disliked=[0, 2], actions=[1, -1, -1], co_likes=co_likes)
+    during = _blend(dislike_streak=2, **params)._personal(streak)
+    assert during.neighbour is None and during.bpr is None
+    tripled = _blend(dislike_streak=0, taste_dislike_weight=3.0, **params)._personal(streak)
+    assert during.genre_lift is not None and tripled.genre_lift is not None
+    np.testing.assert_allclose(during.genre_lift, tripled.genre_lift)
+
+
 def test_never_returns_shown_items_and_fills_up_to_n() -> None:
     catalog = _catalog([["Drama"], ["Comedy"]] * 10)
     shown = list(range(0, 20, 3))
