@@ -11,9 +11,15 @@ kind of evidence moves the posterior is a parameter, because it is an empirical 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from numbers import Real
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,18 @@ class ItemStats:
             )
 
 
+def require_finite(params: DataclassInstance) -> None:
+    """Refuse a dataclass of parameters with a field that is not a finite number, naming the field.
+
+    NaN passes every ``<``/``<=`` check and infinity passes the sign checks, and either breaks every request
+    later (NaN posteriors, overflowing slot counts): refused where the parameters are built instead.
+    """
+    for parameter in fields(params):
+        value = getattr(params, parameter.name)
+        if not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(f"{parameter.name} must be a finite number, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class BetaThompson:
     """How evidence maps to a Beta posterior; ``sample`` draws one posterior sample for every arm."""
@@ -73,6 +91,7 @@ class BetaThompson:
     beta_per_silent_impression: float = 0.0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.prior_alpha <= 0 or self.prior_beta <= 0:
             raise ValueError("Beta priors must be positive")
         weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def top_k_indices(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``k`` highest scores, best first, skipping ``exclude`` (a boolean mask) and -inf.
+    """Indices of the ``k`` highest scores, best first, skipping ``exclude`` (a boolean mask), -inf and NaN.
 
     ``argpartition`` keeps this O(n) for the 10-ish slots we need out of ~10^4 items.
     """
@@ -16,6 +16,8 @@ def top_k_indices(scores: np.ndarray, k: int, exclude: np.ndarray | None = None)
         masked = np.where(exclude[: scores.size], -np.inf, scores)
     else:
         masked = scores.astype(np.float64, copy=True)
+    # NaN is "not a candidate", as -inf: argmax would return the first NaN, and a partition sorts NaN last.
+    masked[np.isnan(masked)] = -np.inf
     if k == 1:  # the common exploration slot: one pass instead of a partition
         best = int(np.argmax(masked))
         return np.array([best], dtype=np.int64) if masked[best] > -np.inf else np.empty(0, dtype=np.int64)

@@ -224,8 +224,17 @@ class ReactionBook:
 
 
 def link_order(links: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The (user, twin) pairs of ``links`` with every twin's own link before the links to it (a cycle is cut
-    where it was entered)."""
+    """The (user, twin) pairs of ``links``, each twin's own link before the links to it, so that restoring them
+    in this order gives every row the chain its twin carries.
+
+    Links can form a cycle (A linked to B live, B later to A), and a cycle has no such order. Each cycle is cut
+    at its entry user, the first of its users that the walk from the earliest user of ``links`` reaches: that
+    user's link comes last of the cycle, and exactly one link of the cycle, the one to the entry user, comes
+    before its twin's. The cut is harmless, since ``ReactionBook.link`` copies the twin's row as it is when called
+    and does not follow the twin's own link: nothing loops and every link is restored. Only the link to the entry
+    user merges that user's own answers alone (in a cycle of two, both rows still end up with both users'
+    answers).
+    """
     ordered: list[tuple[str, str]] = []
     placed: set[str] = set()
     for start in links:

@@ -80,7 +80,7 @@ class DrawCache:
 class UserProfile:
     """What we know of one user, in catalog indices."""
 
-    shown: np.ndarray  # bool mask over the catalog: never recommend these again
+    shown: np.ndarray  # bool mask over the catalog: never recommend these again (nor answered ones: ``excluded``)
     liked: np.ndarray  # int indices, oldest first
     disliked: np.ndarray  # int indices, oldest first
     # The user's answers in order (+1 like, -1 dislike), oldest first, for session awareness.
@@ -99,6 +99,17 @@ class UserProfile:
                 break
             streak += 1
         return streak
+
+    def excluded(self) -> np.ndarray:
+        """Bool mask over the catalog of what no strategy may recommend: the items shown and the items answered.
+
+        /interact takes an answer on any catalog item, not only on one /recs returned, so the shown set can miss
+        an item the user already liked or disliked; recommending it again would ask the same question twice.
+        """
+        mask = self.shown.copy()
+        mask[self.liked] = True
+        mask[self.disliked] = True
+        return mask
 
     @property
     def n_feedback(self) -> int:
@@ -143,7 +154,7 @@ class Candidate:
 
 
 class Strategy(ABC):
-    """Rank up to ``n`` catalog items the user has not been shown, best first."""
+    """Rank up to ``n`` catalog items the user has neither been shown nor answered, best first."""
 
     name: ClassVar[str]
 
@@ -158,8 +169,10 @@ class Strategy(ABC):
 def candidates_from_scores(
     scores: np.ndarray, ctx: RecommendationContext, n: int, source: str, exclude: np.ndarray | None = None
 ) -> list[Candidate]:
-    """The ``n`` best unseen items of a score vector (-inf means "not a candidate")."""
-    mask = ctx.profile.shown if exclude is None else (ctx.profile.shown | exclude)
+    """The ``n`` best items of a score vector the user has neither seen nor answered (-inf: not a candidate)."""
+    mask = ctx.profile.excluded()
+    if exclude is not None:
+        mask |= exclude
     return [Candidate(int(i), source) for i in top_k_indices(scores, n, mask)]
 
 
@@ -180,8 +193,8 @@ def merge_candidates(*lists: list[Candidate], n: int) -> list[Candidate]:
 
 
 def random_unseen(ctx: RecommendationContext, n: int, source: str = "fill") -> list[Candidate]:
-    """Uniformly random unseen items: the last resort that keeps every answer full."""
-    unseen = np.flatnonzero(~ctx.profile.shown)
+    """Uniformly random items neither seen nor answered: the last resort that keeps every answer full."""
+    unseen = np.flatnonzero(~ctx.profile.excluded())
     if unseen.size == 0:
         return []
     picked = ctx.rng.choice(unseen, size=min(n, unseen.size), replace=False)
@@ -189,9 +202,9 @@ def random_unseen(ctx: RecommendationContext, n: int, source: str = "fill") -> l
 
 
 def rank_with_fill(strategy: Strategy, ctx: RecommendationContext, n: int) -> list[Candidate]:
-    """The strategy's ranking, topped up with random unseen items when it has fewer than ``n``.
+    """The strategy's ranking, topped up with random unseen, unanswered items when it has fewer than ``n``.
 
-    Every answer is then full whenever the catalog still has unseen items, whatever the strategy knows.
+    Every answer is then full whenever the catalog still has such items, whatever the strategy knows.
     """
     ranked = strategy.recommend(ctx, n)
     if len(ranked) >= n:

@@ -3,15 +3,18 @@
 Every component has a weight or a switch, so experiments can compare the blend with parts of it turned off:
 
 * bandit: one posterior sample per request of each item's like rate per impression; arms for late items exist
-  from the start (the evidence arrays are padded). Each arm's prior mean is learned from the arms with as many
-  genres as it has: items tagged with more genres are liked more often, so exploration leans towards them.
+  from the start (the evidence arrays are padded). Each arm's prior mean is learned from the arms in its genre
+  count group: 1, 2, 3, 4 or 5+ genres, an item without genres counting as one with one (the grouping was tuned
+  by measurement, see BENCHMARKS.md). Items tagged with more genres are liked more often, so exploration leans
+  towards them.
   (A prior mean per genre was measured to hurt: genre like rates are dominated by a few blockbusters and steer
   exploration into the wrong corners; the group rate here counts each arm with at most two impressions.);
 * taste: the user's genre lift over the population, updated online from their likes and dislikes;
 * neighbours: "because you liked X" from item-to-item neighbours (co-likes, and BPR item factors), with the
   neighbours of disliked items pushed down;
 * bpr: the user's BPR scores when the model knows the user;
-* session: after a run of dislikes the personal signals step back and the list broadens;
+* session: after a run of dislikes the neighbour and BPR lifts are off for the request and the taste weighs the
+  user's dislikes three times as much, so the list moves away from what was just refused;
 * exploration: a budget of slots for items shown fewer than ``explore_below`` times, matched to the taste;
 * diversity: an MMR re-rank of the head with a cap on any one genre.
 
@@ -29,7 +32,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from recsys_core.algorithms.bandit import ItemStats, group_prior_means
+from recsys_core.algorithms.bandit import ItemStats, group_prior_means, require_finite
 from recsys_core.algorithms.personal import (
     genre_lift,
     mmr_rerank,
@@ -47,6 +50,9 @@ MMR_POOL_FACTOR = 3
 # Per posterior draw, how many of the best arms (by each sample) a request ranks before any other arm: with a
 # bound on the personal lift, an answer from them alone is exact or the request ranks every arm.
 HEAD_SIZE = 256
+# ``explore_slots`` is a budget per answer of this many items (the API's default k, schemas.DEFAULT_K, on which it
+# was tuned); a one-item answer explores with probability explore_slots / this.
+EXPLORE_BUDGET_LIST_LENGTH = 10
 
 T = TypeVar("T")
 
@@ -56,8 +62,9 @@ class BlendParams:
     # bandit: Beta(strength * mean + likes, strength * (1 - mean) + silent + dislike weights)
     prior_strength: float = 20.0
     prior_mean: float = 0.005
-    # Prior mean per group of items with the same number of genres, learned from their evidence (0: off); each
-    # arm counts with at most group_prior_item_cap impressions, this many pseudo-impressions at prior_mean.
+    # Prior mean per genre count group (1, 2, 3, 4, 5+; no genres counts as one), learned from the groups'
+    # evidence (0: off); each arm counts with at most group_prior_item_cap impressions, this many
+    # pseudo-impressions at prior_mean.
     group_prior_shrinkage: float = 100.0
     group_prior_item_cap: float = 2.0
     # A dislike says the user watched the film: measured to raise, not lower, an item's global estimate.
@@ -77,9 +84,11 @@ class BlendParams:
     bpr_weight: float = 0.1
     # users who answered like this one: P(like) = liked + (1 - shown) * the blend's score (0: off)
     twin_weight: float = 1.0
-    # session awareness: this many dislikes in a row switch personal signals off for the request
+    # session awareness: this many dislikes in a row (0: off) switch the neighbour and BPR lifts off for the
+    # request and triple the taste's dislike weight (the taste stays on, to steer away from the disliked genres)
     dislike_streak: int = 0
-    # exploration budget: expected slots per answer for items shown fewer than explore_below times
+    # exploration budget: expected slots per answer for items shown fewer than explore_below times; never every
+    # slot of an answer of k > 1 (at most k - 1), and at k = 1 the chance explore_slots / 10
     explore_slots: float = 1.0
     explore_below: int = 1_000_000
     # diversity: 0 = plain ranking
@@ -89,6 +98,7 @@ class BlendParams:
     posterior_draws: int = 16
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.prior_strength <= 0 or not 0 < self.prior_mean < 1:
             raise ValueError("prior_strength must be positive and prior_mean in (0, 1)")
         weights = (self.alpha_per_dislike, self.beta_per_dislike, self.beta_per_silent_impression)
@@ -255,9 +265,12 @@ class BlendStrategy(Strategy):
                 raise _NotExact
             return chosen
 
-        shown = ctx.profile.shown if dense else ctx.profile.shown[scores.universe]
-        explore = best(scores.explore, n_explore, shown, explore_bound) if n_explore else np.empty(0, dtype=np.int64)
-        exclude = shown.copy()
+        # Neither shown nor answered (an answer needs no impression: see UserProfile.excluded).
+        excluded = ctx.profile.excluded()
+        if not dense:
+            excluded = excluded[scores.universe]
+        explore = best(scores.explore, n_explore, excluded, explore_bound) if n_explore else np.empty(0, dtype=np.int64)
+        exclude = excluded.copy()
         exclude[explore] = True
         head_count = k - explore.size
         if self._plain_head(head_count):
@@ -283,6 +296,7 @@ class BlendStrategy(Strategy):
         successes = stats.likes + p.alpha_per_dislike * stats.dislikes
         mean: float | np.ndarray = p.prior_mean
         if p.group_prior_shrinkage > 0:
+            # Groups 0-4 for 1, 2, 3, 4 and 5+ genres; an item without genres joins the one-genre group.
             groups = np.clip(catalog.genre_counts[: stats.impressions.size], 1, 5) - 1
             mean = group_prior_means(
                 groups, successes, stats.impressions, p.prior_mean, p.group_prior_item_cap, p.group_prior_shrinkage
@@ -326,17 +340,18 @@ class BlendStrategy(Strategy):
         p = self.params
         genre_lift_ = neighbour = bpr = anchor = None
         profile = ctx.profile
-        switched_off = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
+        # After a run of dislikes: neighbours and BPR off, the taste on with three times the dislike weight.
+        after_dislike_streak = p.dislike_streak > 0 and profile.dislike_streak() >= p.dislike_streak
         has_genres = ctx.catalog.genre_matrix.shape[1] > 0
         if p.taste_weight and has_genres and (profile.liked.size or profile.disliked.size):
-            dislike_weight = p.taste_dislike_weight * (3.0 if switched_off else 1.0)
+            dislike_weight = p.taste_dislike_weight * (3.0 if after_dislike_streak else 1.0)
             population = self._per_snapshot(
                 ctx, "population genres", lambda: population_genre_share(ctx.catalog, ctx.stats.likes)
             )
             genre_lift_ = p.taste_weight * genre_lift(
                 ctx.catalog, profile.liked, profile.disliked, population, p.taste_smoothing, dislike_weight
             )
-        if not switched_off:
+        if not after_dislike_streak:
             if (p.neighbour_weight and profile.liked.size) or (p.dislike_neighbour_weight and profile.disliked.size):
                 neighbour, anchor = self._neighbour_component(ctx)
             if p.bpr_weight and ctx.model is not None and ctx.user_vector is not None:
@@ -432,9 +447,16 @@ class BlendStrategy(Strategy):
     # --- exploration and the head ---
     def _explore_count(self, ctx: RecommendationContext, k: int) -> int:
         budget = self.params.explore_slots
+        chance = ctx.rng.random()  # drawn whatever k is, so the stream of draws does not depend on k
+        if k <= 1:
+            # One slot cannot hold a whole slot of budget without the answer being all exploration: it explores
+            # with the budget's share of a list of the length it was tuned for, so a client asking for one item
+            # at a time is explored at the same rate per slot as one asking for the default list.
+            return int(k == 1 and chance < budget / EXPLORE_BUDGET_LIST_LENGTH)
         whole = int(budget)
-        count = whole + int(ctx.rng.random() < budget - whole)
-        return min(count, k)
+        # The exploitation head keeps at least one slot: a budget of k or more is capped at k - 1, smaller ones are
+        # spent unchanged (so the default list of 10 explores exactly as before).
+        return min(whole + int(chance < budget - whole), k - 1)
 
     def _plain_head(self, count: int) -> bool:
         return self.params.diversity_weight <= 0 and self.params.genre_cap >= count

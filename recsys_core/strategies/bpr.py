@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from recsys_core.strategies.bandit import ThompsonStrategy
 from recsys_core.strategies.base import (
@@ -28,12 +26,8 @@ class BPRStrategy(Strategy):
         scores = ctx.model_scores()
         if scores is None:
             return self.fallback.recommend(ctx, n)
-        answered = np.zeros(ctx.n_items, dtype=bool)
-        answered[ctx.profile.liked] = True
-        answered[ctx.profile.disliked] = True
-        personal = candidates_from_scores(scores, ctx, n, "bpr", exclude=answered)
+        # Answered items stay out of both lists: every strategy leaves out ``UserProfile.excluded()``.
+        personal = candidates_from_scores(scores, ctx, n, "bpr")
         if len(personal) >= n:
             return personal
-        # Items the user already answered stay out of the filler too.
-        rest = replace(ctx, profile=replace(ctx.profile, shown=ctx.profile.shown | answered))
-        return merge_candidates(personal, self.fallback.recommend(rest, n), n=n)
+        return merge_candidates(personal, self.fallback.recommend(ctx, n), n=n)

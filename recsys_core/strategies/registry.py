@@ -20,7 +20,8 @@ class StrategyConfigError(ValueError):
 
 
 class BanditParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: pydantic reads "Infinity"/"NaN" strings as floats, which would pass the sign checks.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prior_alpha: float = 1.0
     prior_beta: float = 1.0

@@ -71,6 +71,15 @@ def test_invalid_parameters_raise(kwargs: dict[str, float]) -> None:
         BetaThompson(**kwargs)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(
+    "parameter", ["prior_alpha", "prior_beta", "alpha_per_dislike", "beta_per_dislike", "beta_per_silent_impression"]
+)
+def test_non_finite_parameters_raise_naming_the_parameter(parameter: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"^{parameter} must be a finite number"):
+        BetaThompson(**{parameter: value})
+
+
 def test_sample_shape_range_and_seed() -> None:
     stats = _stats()
     draws = SEED_CONFIG.sample(stats, 7, np.random.default_rng(0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -144,6 +144,59 @@ def test_exploration_budget_spends_slots_on_under_shown_items() -> None:
     assert sorted(c.index for c in _blend(**evidence_decides).recommend(ctx, 4)) == [0, 1, 2, 3]
 
 
+def _mixed_evidence(n: int) -> ItemStats:
+    rng = np.random.default_rng(7)
+    impressions = rng.integers(0, 40, n).astype(np.float32)
+    likes = np.floor(impressions * rng.uniform(0, 0.5, n)).astype(np.float32)
+    return ItemStats(likes=likes, dislikes=np.zeros(n, dtype=np.float32), impressions=impressions)
+
+
+def test_a_one_item_answer_explores_with_the_budgets_share_of_a_default_list() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=1.0))
+    sources = [
+        strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=1, seed=seed), 1)[0].source for seed in range(400)
+    ]
+    explored = sources.count("explore")
+    # One slot in ten of a default list: about 40 of 400 (it used to be every answer).
+    assert 15 <= explored <= 70
+
+
+def test_exploration_never_takes_every_slot_of_a_longer_answer() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=5.0))
+    for k in (2, 3, 5):
+        for seed in range(20):
+            head = strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=k, seed=seed), k)
+            assert len(head) == k
+            assert sum(c.source == "explore" for c in head) == min(5, k - 1)
+
+
+@pytest.mark.parametrize("explore_slots", [0.0, 0.4, 1.0, 2.5, 9.0])
+def test_the_default_list_of_ten_explores_as_before(monkeypatch: pytest.MonkeyPatch, explore_slots: float) -> None:
+    catalog = _catalog([["Drama"], ["Comedy"], ["Action", "Drama"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=explore_slots))
+
+    def answers() -> list[list[tuple[int, str]]]:
+        return [
+            [
+                (c.index, c.source)
+                for c in strategy.recommend(_ctx(catalog, stats=_mixed_evidence(60), k=10, seed=s), 15)
+            ]
+            for s in range(30)
+        ]
+
+    current = answers()
+
+    def explore_count_before_the_k1_fix(self: BlendStrategy, ctx: RecommendationContext, k: int) -> int:
+        budget = self.params.explore_slots
+        whole = int(budget)
+        return min(whole + int(ctx.rng.random() < budget - whole), k)
+
+    monkeypatch.setattr(BlendStrategy, "_explore_count", explore_count_before_the_k1_fix)
+    assert current == answers()
+
+
 def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
     catalog = _catalog([["Drama"]] * 8)
     co_likes = _neighbours({1: [(7, 0.9)]}, 8)
@@ -156,6 +209,18 @@ def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
         3,
     )
     assert all(not c.source.startswith("neighbour") for c in switched)
+
+
+def test_a_run_of_dislikes_keeps_the_taste_on_with_three_times_the_dislike_weight() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"], ["Drama"], ["Comedy"], ["Drama"], ["Comedy"]])
+    co_likes = _neighbours({1: [(5, 0.9)]}, 6)
+    params = {"taste_weight": 1.0, "neighbour_weight": 1.0}
+    streak = _ctx(catalog, shown=[0, 1, 2], liked=[1], disliked=[0, 2], actions=[1, -1, -1], co_likes=co_likes)
+    during = _blend(dislike_streak=2, **params)._personal(streak)
+    assert during.neighbour is None and during.bpr is None
+    tripled = _blend(dislike_streak=0, taste_dislike_weight=3.0, **params)._personal(streak)
+    assert during.genre_lift is not None and tripled.genre_lift is not None
+    np.testing.assert_allclose(during.genre_lift, tripled.genre_lift)
 
 
 def test_never_returns_shown_items_and_fills_up_to_n() -> None:
@@ -204,6 +269,22 @@ def test_an_untried_item_is_explored_like_the_items_with_as_many_genres() -> Non
     assert picks_flat == {2, 3, 6, 7}  # without the group prior the untried arms are alike
 
 
+def test_the_group_prior_pools_no_genres_with_one_and_five_or_more_together() -> None:
+    # Pins the measured grouping the docs describe: 1, 2, 3, 4, 5+ genres, with no genres counting as one.
+    many = ["Action", "Comedy", "Drama", "Horror", "Western", "Crime"]
+    genres = [[], ["Drama"], many[:5], many, ["Drama"], many[:5]]
+    stats = ItemStats(  # only items 4 (one genre) and 5 (five genres) have evidence, at different rates
+        likes=np.array([0, 0, 0, 0, 2, 0], dtype=np.float32),
+        dislikes=np.zeros(6, dtype=np.float32),
+        impressions=np.array([0, 0, 0, 0, 2, 2], dtype=np.float32),
+    )
+    posterior = BlendStrategy(BlendParams(group_prior_shrinkage=1.0))._posterior(stats, _catalog(genres))
+    mean = posterior.alpha / (posterior.alpha + posterior.beta)
+    assert mean[0] == mean[1]  # no genres: the one-genre group
+    assert mean[3] == mean[2]  # six genres: the 5+ group
+    assert mean[1] > mean[2]
+
+
 def test_params_are_validated() -> None:
     with pytest.raises(ValueError, match="prior_mean"):
         BlendParams(prior_mean=1.5)
@@ -215,6 +296,14 @@ def test_params_are_validated() -> None:
         BlendParams(taste_smoothing=0.0)
     with pytest.raises(ValueError, match="neighbour_recency_decay"):
         BlendParams(neighbour_recency_decay=0.0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("parameter", [f.name for f in fields(BlendParams)])
+def test_every_param_must_be_finite(parameter: str, value: float) -> None:
+    # NaN passes every comparison the other checks make, and infinity the sign checks.
+    with pytest.raises(ValueError, match=f"^{parameter} must be a finite number"):
+        BlendParams(**{parameter: value})
 
 
 # --- components ---

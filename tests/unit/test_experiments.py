@@ -222,6 +222,35 @@ def test_load_default_single_group() -> None:
     assert isinstance(experiment.assign("anyone").strategy, BPRStrategy)
 
 
+@pytest.mark.parametrize(
+    ("strategy", "parameter", "value"),
+    [
+        # The reviewer's case: JSON's Infinity (a string to YAML), then YAML's own non-finite floats.
+        ("blend", "explore_slots", "Infinity"),
+        ("blend", "explore_slots", ".inf"),
+        ("blend", "prior_strength", ".nan"),
+        ("blend", "prior_mean", ".nan"),
+        ("blend", "taste_weight", "-.inf"),
+        ("blend", "diversity_weight", ".nan"),
+        ("blend", "explore_below", ".nan"),
+        ("thompson", "prior_alpha", ".nan"),
+        ("thompson", "prior_alpha", "NaN"),  # pydantic reads the string as a float
+        ("thompson", "beta_per_silent_impression", ".inf"),
+        ("bpr", "prior_beta", "Infinity"),
+    ],
+)
+def test_a_non_finite_strategy_param_is_refused_at_load(strategy: str, parameter: str, value: str) -> None:
+    inline = (
+        f'{{"name": "x", "groups": [{{"name": "C", "strategy": "{strategy}", "share": 1.0, '
+        f'"params": {{"{parameter}": {value}}}}}]}}'
+    )
+    with pytest.raises(ExperimentConfigError) as error:
+        load_experiment(None, inline, "blend")
+    message = str(error.value)
+    assert parameter in message
+    assert "finite number" in message
+
+
 def test_load_default_unknown_strategy() -> None:
     with pytest.raises(ExperimentConfigError, match="unknown strategy 'nope'"):
         load_experiment(None, None, "nope")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from recsys_core.algorithms.bandit import BetaThompson, ItemStats
 from recsys_core.algorithms.factors import FactorModel
@@ -20,7 +22,7 @@ from recsys_core.strategies.base import (
     rank_with_fill,
 )
 from recsys_core.strategies.bpr import BPRStrategy
-from recsys_core.strategies.registry import build_strategy
+from recsys_core.strategies.registry import STRATEGY_BUILDERS, build_strategy
 
 IMPRESSIONS_CONFIG = BetaThompson(beta_per_silent_impression=1.0)
 
@@ -232,3 +234,47 @@ def test_rank_with_fill_tops_up_a_short_ranking_with_unseen_items_only() -> None
     # Exactly what the strategy gives when it gives enough.
     full = rank_with_fill(ThompsonStrategy(), ctx, 4)
     assert all(c.source == "bandit" for c in full)
+
+
+# --- answered items ----------------------------------------------------------------------------------------
+
+# Items 0 and 1 were answered through /interact without /recs ever showing them; the evidence and the model
+# both rate them far above every other item.
+ANSWERED_UNSHOWN = (0, 1)
+
+
+def _answered_ctx(n_items: int, shown: Iterable[int], seed: int, with_model: bool) -> RecommendationContext:
+    likes = np.zeros(n_items, dtype=np.float32)
+    likes[list(ANSWERED_UNSHOWN)] = 90
+    stats = ItemStats(likes, np.zeros(n_items, dtype=np.float32), np.full(n_items, 100, dtype=np.float32))
+    model = _model([10.0, 9.0] + [0.0] * (n_items - 2)) if with_model else None
+    return _ctx(n_items, stats=stats, model=model, shown=shown, liked=[0], disliked=[1], seed=seed)
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+@pytest.mark.parametrize("name", sorted(STRATEGY_BUILDERS))
+def test_no_strategy_recommends_an_item_the_user_answered_without_seeing_it(name: str, with_model: bool) -> None:
+    strategy = build_strategy(name)
+    for seed in range(10):
+        ranked = rank_with_fill(strategy, _answered_ctx(30, shown=[5, 6], seed=seed, with_model=with_model), 8)
+        assert len(ranked) == 8
+        assert not set(_indices(ranked)) & {0, 1, 5, 6}
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+@pytest.mark.parametrize("name", sorted(STRATEGY_BUILDERS))
+def test_the_fill_never_offers_an_answered_item_when_the_catalog_is_nearly_exhausted(
+    name: str, with_model: bool
+) -> None:
+    strategy = build_strategy(name)
+    # Everything but the answered items and three others has been shown: the answer needs the fill.
+    for seed in range(10):
+        ctx = _answered_ctx(30, shown=range(5, 30), seed=seed, with_model=with_model)
+        ranked = rank_with_fill(strategy, ctx, 10)
+        assert sorted(_indices(ranked)) == [2, 3, 4]
+
+
+def test_random_unseen_leaves_out_answered_items() -> None:
+    ctx = _ctx(6, shown=[0], liked=[1], disliked=[2])
+    for seed in range(10):
+        assert sorted(_indices(random_unseen(replace(ctx, rng=np.random.default_rng(seed)), 6))) == [3, 4, 5]

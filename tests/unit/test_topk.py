@@ -37,6 +37,18 @@ def test_minus_inf_is_not_a_candidate() -> None:
     assert top_k_indices(np.full(3, -np.inf), 2).tolist() == []
 
 
+def test_nan_is_never_chosen_whatever_k() -> None:
+    scores = np.array([np.nan, 0.5, 0.9])
+    # k=1 takes its own path (one argmax): it must agree with the first item of every longer answer.
+    assert top_k_indices(scores, 1).tolist() == [2]
+    assert top_k_indices(scores, 2).tolist() == [2, 1]
+    assert top_k_indices(scores, 3).tolist() == [2, 1]
+    assert top_k_indices(scores, 1, np.array([False, False, True])).tolist() == [1]
+    assert top_k_indices(np.array([0.5, np.nan, np.nan]), 1).tolist() == [0]
+    for k in (1, 2):
+        assert top_k_indices(np.full(3, np.nan), k).tolist() == []
+
+
 def test_empty_inputs_and_non_positive_k() -> None:
     assert top_k_indices(SCORES, 0).tolist() == []
     assert top_k_indices(SCORES, -1).tolist() == []

@@ -361,13 +361,44 @@ def test_only_the_latest_viewers_of_an_item_are_looked_at() -> None:
         TwinParams(max_viewers_per_item=-1)
 
 
-def test_link_order_puts_every_twin_first_and_cuts_cycles() -> None:
-    links = {"c": "b", "b": "a", "x": "y", "y": "x", "d": "c"}
-    ordered = link_order(links)
-    assert sorted(ordered) == sorted(links.items())
+def _links_before_their_twins(ordered: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The links restored before their twin's own link (a twin with no link of its own is never waited on)."""
     position = {user: n for n, (user, _) in enumerate(ordered)}
-    assert position["b"] < position["c"] < position["d"]
-    assert position["x"] != position["y"]
+    return {(user, twin) for user, twin in ordered if twin in position and position[twin] > position[user]}
+
+
+def test_link_order_puts_every_twin_first_and_cuts_each_cycle_once_at_its_entry() -> None:
+    # A chain c -> b -> a, a two-cycle x <-> y, a tail d into the chain; a three-cycle p -> q -> r -> p entered
+    # from a tail t (so at r); and the reviewer's case: m <-> n with o -> m, entered at m.
+    links = {
+        "c": "b",
+        "b": "a",
+        "x": "y",
+        "y": "x",
+        "d": "c",
+        "t": "r",
+        "p": "q",
+        "q": "r",
+        "r": "p",
+        "m": "n",
+        "n": "m",
+        "o": "m",
+    }
+    ordered = link_order(links)
+    assert sorted(ordered) == sorted(links.items())  # every link once
+    # Outside cycles every twin's link comes first; each cycle has exactly one link before its twin's: the
+    # one to the user where the walk entered it (x from x, r from t, m from m), whose own link is its cycle's last.
+    assert _links_before_their_twins(ordered) == {("y", "x"), ("q", "r"), ("n", "m")}
+    assert ordered[-3:] == [("n", "m"), ("m", "n"), ("o", "m")]
+
+
+def test_a_cycle_of_links_restores_every_link_and_both_rows_carry_both_users() -> None:
+    book = ReactionBook(max_users=10)
+    for user, liked in {"x": ["a"], "y": ["b"]}.items():
+        book.restore(user, shown=liked, liked=liked, disliked=[])
+    made = sum(book.restore_link(user, twin) for user, twin in link_order({"x": "y", "y": "x"}))
+    assert made == 2
+    assert set(_reactions(book, "x")) == set(_reactions(book, "y")) == {"a", "b"}
 
 
 def test_a_twin_sure_enough_is_named_by_the_lift() -> None:
