@@ -43,9 +43,13 @@ TWO_GROUPS = {
 }
 
 
+# The stack guards /cleanup and /add_items with a token, so the run also checks that the grader sends it.
+ADMIN_TOKEN = "grader-int-token-7d2e"
+
+
 @pytest.mark.integration
 async def test_grader_against_real_stack(stack_factory: Callable[..., Any], tmp_path: Path) -> None:
-    stack = stack_factory(EXPERIMENT_CONFIG=json.dumps(TWO_GROUPS)).start()
+    stack = stack_factory(EXPERIMENT_CONFIG=json.dumps(TWO_GROUPS), ADMIN_TOKEN=ADMIN_TOKEN).start()
     config = RunConfig(
         recs_url=stack.recs_url.rstrip("/"),
         events_url=stack.collector_url.rstrip("/"),
@@ -54,8 +58,7 @@ async def test_grader_against_real_stack(stack_factory: Callable[..., Any], tmp_
         seed=11,
         pause_in_session=NO_PAUSE,
         pause_between_sessions=NO_PAUSE,
-        # A stack that protects /cleanup and /add_items may hand its token over; most do not set one.
-        admin_token=getattr(stack, "admin_token", None),
+        admin_token=ADMIN_TOKEN,
         show_progress=False,
     )
     result = await grade(config, dataset=_dataset())

@@ -1,7 +1,9 @@
 """Two stacks shared by the security tests (started once, on first use, and stopped at the end).
 
 ``open_stack`` runs with the defaults (no admin token, no CORS origins); ``locked_stack`` sets ADMIN_TOKEN and
-CORS_ORIGINS. Tests here only read, add items or send events under their own ids, so they can share them.
+CORS_ORIGINS. Both run the pipeline, the recommendations service and the collector, so every admin-guarded route
+(the pipeline's POST /retrain too) is reachable. Tests here only read, add items, retrain or send events under
+their own ids, so they can share them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def locked_stack(tmp_path_factory: pytest.TempPathFactory, mlflow_url: str) -> I
     yield from _stack(
         tmp_path_factory,
         mlflow_url,
-        ("recommendations", "event_collector"),
+        ("pipeline", "recommendations", "event_collector"),
         ADMIN_TOKEN=ADMIN_TOKEN,
         CORS_ORIGINS=f'["{ALLOWED_ORIGIN}"]',  # the JSON form; the comma-separated one is tested in test_cors
     )

@@ -1,6 +1,9 @@
-"""ADMIN_TOKEN guards /cleanup and /add_items (401 without the right bearer token); /recs and /interact stay open."""
+"""ADMIN_TOKEN guards /cleanup, /add_items and the pipeline's /retrain (401 without the right bearer token); /recs and
+/interact stay open."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 import pytest
@@ -24,11 +27,12 @@ WRONG_CREDENTIALS = [
 RIGHT = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _guarded_calls(recs_url: str) -> list[tuple[str, str, dict[str, object] | None]]:
+def _guarded_calls(stack: ServiceStack) -> list[tuple[str, str, dict[str, object] | None]]:
     return [
-        ("GET", f"{recs_url}/cleanup", None),
-        ("POST", f"{recs_url}/cleanup", None),
-        ("POST", f"{recs_url}/add_items", {"item_ids": ["admin-item-1", "admin-item-2"]}),
+        ("GET", f"{stack.recs_url}/cleanup", None),
+        ("POST", f"{stack.recs_url}/cleanup", None),
+        ("POST", f"{stack.recs_url}/add_items", {"item_ids": ["admin-item-1", "admin-item-2"]}),
+        ("POST", f"{stack.pipeline_url}/retrain", None),
     ]
 
 
@@ -36,7 +40,8 @@ def test_admin_routes_need_the_bearer_token(locked_stack: ServiceStack) -> None:
     refused = 0
     with httpx.Client(timeout=30) as client:
         before = client.get(f"{locked_stack.recs_url}/status").json()
-        for method, url, body in _guarded_calls(locked_stack.recs_url):
+        assert client.get(f"{locked_stack.pipeline_url}/status").json()["last_retrain"] is None
+        for method, url, body in _guarded_calls(locked_stack):
             for headers in WRONG_CREDENTIALS:
                 response = client.request(method, url, json=body, headers=headers)
                 assert response.status_code == 401, f"{method} {url} with {headers}: {response.status_code}"
@@ -45,16 +50,19 @@ def test_admin_routes_need_the_bearer_token(locked_stack: ServiceStack) -> None:
                 assert "Authorization: Bearer" in detail
                 assert ADMIN_TOKEN not in response.text
                 refused += 1
-        # None of the refused calls had an effect: no new run, no items added.
+        # None of the refused calls had an effect: no new run, no items added, no retrain.
         status = client.get(f"{locked_stack.recs_url}/status").json()
         assert (status["generation"], status["catalog_size"]) == (before["generation"], before["catalog_size"])
+        assert client.get(f"{locked_stack.pipeline_url}/status").json()["last_retrain"] is None
         accepted = 0
-        for method, url, body in _guarded_calls(locked_stack.recs_url):
+        for method, url, body in _guarded_calls(locked_stack):
             response = client.request(method, url, json=body, headers=RIGHT)
             assert response.status_code == 200, f"{method} {url}: {response.status_code} {response.text}"
             accepted += 1
         status = client.get(f"{locked_stack.recs_url}/status").json()
         assert (status["generation"], status["catalog_size"]) == (before["generation"] + 2, 2)
+        # The accepted /retrain ran (no likes yet, so it trained nothing, but the pipeline records its outcome).
+        assert client.get(f"{locked_stack.pipeline_url}/status").json()["last_retrain"] is not None
     print(f"{refused} calls without the right token -> 401; {accepted} with it -> 200")
 
 
@@ -72,20 +80,30 @@ def test_public_routes_stay_open_with_a_token_set(locked_stack: ServiceStack) ->
     print("/recs, /interact, /healthcheck, /status and /experiments answer 200 without a token")
 
 
-def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStack, open_stack: ServiceStack) -> None:
-    locked = httpx.get(f"{locked_stack.recs_url}/openapi.json", timeout=30).json()
-    secured = sorted(
+def _secured(openapi: dict[str, Any]) -> list[str]:
+    return sorted(
         f"{method.upper()} {path}"
-        for path, item in locked["paths"].items()
+        for path, item in openapi["paths"].items()
         for method, operation in item.items()
         if operation.get("security")
     )
+
+
+def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStack, open_stack: ServiceStack) -> None:
+    locked = httpx.get(f"{locked_stack.recs_url}/openapi.json", timeout=30).json()
+    secured = _secured(locked)
     assert secured == ["GET /cleanup", "GET /debug/memory", "POST /add_items", "POST /cleanup"]
     assert locked["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
     assert "401" in locked["paths"]["/add_items"]["post"]["responses"]
-    unlocked = httpx.get(f"{open_stack.recs_url}/openapi.json", timeout=30).json()
-    assert not any(op.get("security") for item in unlocked["paths"].values() for op in item.values())
-    print(f"secured with ADMIN_TOKEN: {secured}; none without it")
+    locked_pipeline = httpx.get(f"{locked_stack.pipeline_url}/openapi.json", timeout=30).json()
+    secured_pipeline = _secured(locked_pipeline)
+    assert secured_pipeline == ["GET /debug/memory", "POST /retrain"]
+    assert locked_pipeline["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
+    assert "401" in locked_pipeline["paths"]["/retrain"]["post"]["responses"]
+    for url in (open_stack.recs_url, open_stack.pipeline_url):
+        unlocked = httpx.get(f"{url}/openapi.json", timeout=30).json()
+        assert not _secured(unlocked), url
+    print(f"secured with ADMIN_TOKEN: {secured} (recommendations), {secured_pipeline} (pipeline); none without it")
 
 
 def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
