@@ -22,7 +22,7 @@ from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import DrawCache, ItemNeighbours
 from recsys_io.catalog import load_catalog
-from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
 
 T = TypeVar("T")
 
@@ -36,10 +36,11 @@ class Versions:
     bandit: int
     model: int
     co_likes: int = 0
+    dataset: str = ""  # the Redis dataset's mark (``GlobalKeys.dataset``)
 
     def behind(self, wanted: Versions) -> bool:
-        """True when ``wanted`` has something newer (versions only grow inside a generation)."""
-        if wanted.generation != self.generation:
+        """True when ``wanted`` has something newer (versions only grow inside a generation and a dataset)."""
+        if wanted.generation != self.generation or wanted.dataset != self.dataset:
             return True
         return (
             wanted.catalog > self.catalog
@@ -59,17 +60,23 @@ class ServingState:
     model_version: int
     co_likes: ItemNeighbours | None = None
     co_likes_version: int = 0
+    dataset: str = ""
     # Posterior draws of this bandit snapshot, shared by the requests that rank on it (rebuilt with the evidence).
     draws: DrawCache = field(default_factory=DrawCache, compare=False, repr=False)
 
     @classmethod
-    def empty(cls, generation: int = -1) -> ServingState:
-        return cls(generation, CatalogView.empty(), ItemStats.empty(), 0, None, 0)
+    def empty(cls, generation: int = -1, dataset: str = "") -> ServingState:
+        return cls(generation, CatalogView.empty(), ItemStats.empty(), 0, None, 0, dataset=dataset)
 
     @property
     def versions(self) -> Versions:
         return Versions(
-            self.generation, self.catalog.version, self.bandit_version, self.model_version, self.co_likes_version
+            self.generation,
+            self.catalog.version,
+            self.bandit_version,
+            self.model_version,
+            self.co_likes_version,
+            self.dataset,
         )
 
 
@@ -113,6 +120,13 @@ class ServingStateCache:
             as_int(await self._redis.get(self._keys.generation)) >= state.generation
         ):
             return state
+        # Likewise a request that read the dataset mark just before Redis lost its data.
+        if (
+            state.dataset
+            and wanted.dataset != state.dataset
+            and (as_str(await self._redis.get(self._keys.dataset) or b"") == state.dataset)
+        ):
+            return state
         if state.versions.behind(wanted):
             state = await self._reload(state, wanted)
             self._state = state
@@ -120,8 +134,9 @@ class ServingStateCache:
 
     async def _reload(self, state: ServingState, wanted: Versions) -> ServingState:
         run = self._keys.for_generation(wanted.generation)
-        if wanted.generation != state.generation:
-            state = ServingState.empty(wanted.generation)
+        if wanted.generation != state.generation or wanted.dataset != state.dataset:
+            # Another run, or a Redis that lost its data: nothing cached belongs to it (its versions start over).
+            state = ServingState.empty(wanted.generation, wanted.dataset)
         catalog = state.catalog
         if wanted.catalog > catalog.version:
             catalog = await load_catalog(self._redis, run)

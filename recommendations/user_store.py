@@ -59,10 +59,13 @@ class UserStore:
             run.user_shown(user_id),
             run.user_history(user_id),
             run.user_twins(user_id),
+            self._keys.dataset,
         ]
         reply = await self._read(keys=keys, args=[run.base, user_id])
-        current, catalog, bandit, model, co_likes, shown, history, factors, twins = reply
-        versions = Versions(as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
+        current, catalog, bandit, model, co_likes, shown, history, factors, twins, dataset = reply
+        versions = Versions(
+            as_int(current), as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes), as_str(dataset)
+        )
         feedback = []
         for raw in reversed(history):
             entry = orjson.loads(raw)
@@ -81,10 +84,13 @@ class UserStore:
             pipe.get(run.bandit_version)
             pipe.get(run.model_current)
             pipe.get(run.co_likes_version)
-            current, catalog, bandit, model, co_likes = await pipe.execute()
+            pipe.get(self._keys.dataset)
+            current, catalog, bandit, model, co_likes, dataset = await pipe.execute()
         if as_int(current) != generation:
             return await self.read_versions()
-        return Versions(generation, as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes))
+        return Versions(
+            generation, as_int(catalog), as_int(bandit), as_int(model), as_int(co_likes), as_str(dataset or b"")
+        )
 
     async def claim(
         self, generation: int, user_id: str, group: str, candidates: list[tuple[str, str]], k: int

@@ -22,6 +22,13 @@ class GlobalKeys:
         return f"{self.prefix}:generation"
 
     @property
+    def dataset(self) -> str:
+        """str: a mark of this Redis dataset, set once by the first /recs read that finds it missing. It changes
+        only when Redis lost its data; a replica that sees it change drops everything it cached (versions start
+        over after such a loss, so they alone cannot tell)."""
+        return f"{self.prefix}:dataset"
+
+    @property
     def pipeline_generation(self) -> str:
         """int: the generation whose state the pipeline holds in memory (it resets on a change)."""
         return f"{self.prefix}:pipeline:generation"

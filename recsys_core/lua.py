@@ -42,10 +42,12 @@ return {added, updated, redis.call('LLEN', KEYS[2])}
 # What a /recs request reads first, in one command and at one instant: the run's versions and the user's state,
 # with the user's factors in the current model (its key is built from the pointer read here, like PUBLISH_MODEL's).
 # KEYS: generation, catalog version, bandit version, model pointer, co-likes version, user shown, user history,
-# user twins
+# user twins, the dataset mark
 # ARGV: the run's key base, user id
 # Returns {generation, catalog, bandit, model, co_likes (each nil when unset), shown ids, history entries,
-# the user's factors in that model (nil when none), the user's twin lift (nil when none)}.
+# the user's factors in that model (nil when none), the user's twin lift (nil when none), the dataset mark}.
+# The mark is set from the server's clock when missing (a new or emptied Redis), once: SET NX semantics, since
+# a script runs alone.
 READ_USER = """
 local reply = {}
 for i = 1, 5 do
@@ -58,6 +60,13 @@ if reply[4] then
   reply[8] = redis.call('HGET', ARGV[1] .. ':model:' .. reply[4] .. ':users', ARGV[2]) or false
 end
 reply[9] = redis.call('GET', KEYS[8]) or false
+local mark = redis.call('GET', KEYS[9])
+if not mark then
+  local now = redis.call('TIME')
+  mark = now[1] .. '.' .. now[2]
+  redis.call('SET', KEYS[9], mark)
+end
+reply[10] = mark
 return reply
 """
 

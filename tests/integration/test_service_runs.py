@@ -306,3 +306,30 @@ async def test_an_unexpected_error_answers_from_the_fallback(
     assert answer.fallback and len(answer.item_ids) == 10
     assert not set(answer.item_ids) & set(first.item_ids)
     assert not service._redis_down, "a bug is not a Redis outage"
+
+
+async def test_a_redis_that_lost_its_data_is_not_served_from_the_old_cache(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """Versions start over after Redis loses its data (no persistence, a restart): the replica must see it by the
+    dataset mark, not keep serving the old catalog until the new versions pass the old ones."""
+    redis_client, keys = redis_and_keys
+    for batch in range(5):  # catalog version 5
+        await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS[batch * 10 : batch * 10 + 10]))
+    service = _service(redis_client, keys)
+    assert len((await service.recommend("ann", 10)).item_ids) == 10
+    old_mark = service.cache.state.dataset
+    assert old_mark
+
+    async for key in redis_client.scan_iter(match=f"{keys.prefix}:*"):  # the data is lost
+        await redis_client.delete(key)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["new-1", "new-2", "new-3"]))
+    answer = await service.recommend("bob", 10)
+
+    state = service.cache.state
+    print(f"after the loss: {answer.item_ids}, catalog {len(state.catalog)} items at version {state.catalog.version}")
+    assert sorted(answer.item_ids) == ["new-1", "new-2", "new-3"]
+    assert len(state.catalog) == 3 and state.dataset != old_mark
+    # A request that read the old mark just before the loss does not pull the replica back.
+    stale = Versions(0, 5, 0, 0, 0, old_mark)
+    assert await service.cache.ensure(stale) is state
