@@ -60,6 +60,9 @@ class MlflowTracker:
         self._parent_runs: dict[tuple[int, str], str] = {}
         self._available = True
         self._missed: deque[RetrainRecord] = deque(maxlen=MAX_BACKFILL)
+        # Runs created for a retrain whose logging then failed part-way: a retry fills the same run in instead of
+        # creating a second one for the same retrain.
+        self._unfinished_runs: dict[tuple[int, int, int], str] = {}
         self.missed_total = 0  # retrains MLflow did not take when they were made (for /metrics)
         # Fail fast instead of MLflow's default minutes of retries when the server is down.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -148,20 +151,24 @@ class MlflowTracker:
             "model_version": str(record.model_version),
             "trigger": record.trigger,
         }
-        if record.model is None:
-            tags["backfilled"] = "true"  # logged after an MLflow outage; its model artifact was not kept
-        run = client.create_run(
-            self._experiment_id,
-            run_name=f"retrain-v{record.model_version}",
-            start_time=record.trained_at_ms,
-            tags=tags,
-        )
-        run_id = run.info.run_id
+        retrain = (record.generation, record.model_version, record.trained_at_ms)
+        run_id = self._unfinished_runs.get(retrain)
+        if run_id is None:
+            run_id = client.create_run(
+                self._experiment_id,
+                run_name=f"retrain-v{record.model_version}",
+                start_time=record.trained_at_ms,
+                tags=tags,
+            ).info.run_id
+            self._unfinished_runs[retrain] = run_id
+        late_tags = [RunTag("published_model_version", str(record.model_version))]
+        if record.model is None:  # logged after an MLflow outage; its model artifact was not kept
+            late_tags.append(RunTag("backfilled", "true"))
         client.log_batch(
             run_id,
             metrics=[Metric(key, float(value), record.trained_at_ms, 0) for key, value in record.metrics.items()],
             params=[Param(key, str(value)) for key, value in record.params.items()],
-            tags=[RunTag("published_model_version", str(record.model_version))],
+            tags=late_tags,
         )
         if record.model is not None:
             with tempfile.TemporaryDirectory() as folder:
@@ -169,6 +176,7 @@ class MlflowTracker:
                 path.write_bytes(record.model.to_bytes())
                 client.log_artifact(run_id, str(path), artifact_path="model")
         client.set_terminated(run_id)
+        del self._unfinished_runs[retrain]
         return run_id
 
     def _parent_run(self, client: MlflowClient, generation: int, run_uid: str) -> str:

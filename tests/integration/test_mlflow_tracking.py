@@ -185,3 +185,35 @@ def test_a_run_whose_generation_number_came_back_gets_its_own_parent(mlflow_url:
     run_id = MlflowTracker(mlflow_url, name, mlflow_url, deployment="prefix").log_retrain(record)
     assert run_id is not None
     assert mlflow.MlflowClient(mlflow_url).get_run(run_id).data.tags["mlflow.parentRunId"] == new
+
+
+def test_a_retrain_whose_logging_failed_part_way_is_one_run_not_two(
+    mlflow_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow took the run but failed on its metrics: the retry (with the next retrain) fills the same run in."""
+    deployment = f"test-{new_id()}"
+    tracker = MlflowTracker(mlflow_url, deployment, mlflow_url, deployment="prefix-a")
+    real_log_batch = mlflow.MlflowClient.log_batch
+    failures = iter([True])
+
+    def log_batch_failing_once(self: mlflow.MlflowClient, *args: object, **kwargs: object) -> object:
+        if next(failures, False):
+            raise mlflow.exceptions.MlflowException("injected: the server went away mid-log")
+        return real_log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", log_batch_failing_once)
+    assert tracker.log_retrain(RetrainRecord(5, 1, {"factors": 2}, {"likes": 1.0}, _tiny_model(1))) is None
+    assert tracker.backlog == 1
+    assert tracker.log_retrain(RetrainRecord(5, 2, {"factors": 2}, {"likes": 2.0}, _tiny_model(2))) is not None
+    assert tracker.backlog == 0
+
+    tracking = mlflow.MlflowClient(mlflow_url)
+    experiment = tracking.get_experiment_by_name(deployment)
+    assert experiment is not None
+    runs = tracking.search_runs([experiment.experiment_id], filter_string="attributes.run_name LIKE 'retrain-%'")
+    names = sorted(run.info.run_name for run in runs)
+    print(names)
+    assert names == ["retrain-v1", "retrain-v2"], "the half-logged retrain got a second run"
+    first = next(run for run in runs if run.info.run_name == "retrain-v1")
+    assert first.data.tags["backfilled"] == "true" and first.data.metrics["likes"] == 1.0
+    assert first.info.status == "FINISHED"
