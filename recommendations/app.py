@@ -55,5 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router, dependencies=admin_only)
     app.include_router(maintenance.router, dependencies=admin_only)
     app.include_router(admin.router)
+    app.include_router(admin.user_router, dependencies=admin_only)
     install_debug_memory(app, settings)
     return app

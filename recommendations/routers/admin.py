@@ -12,6 +12,8 @@ from recsys_io.catalog import load_titles
 from recsys_io.redis_client import as_int, as_str
 
 router = APIRouter(tags=["admin"])
+# A user's history is personal data: behind the admin token when one is set (the app adds the guard).
+user_router = APIRouter(tags=["admin"])
 
 
 @router.get("/experiments")
@@ -71,7 +73,7 @@ async def status(redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[st
     }
 
 
-@router.get("/debug/users/{user_id}")
+@user_router.get("/debug/users/{user_id}")
 async def user_debug(user_id: IdPath, redis: RedisDep, keys: KeysDep, service: ServiceDep) -> dict[str, Any]:
     """A user's experiment group, likes/dislikes (newest first), why each shown item was chosen, and the earlier
     user the pipeline linked this one to as its twin (null: none)."""

@@ -33,6 +33,7 @@ def _guarded_calls(stack: ServiceStack) -> list[tuple[str, str, dict[str, object
         ("POST", f"{stack.recs_url}/cleanup", None),
         ("POST", f"{stack.recs_url}/add_items", {"item_ids": ["admin-item-1", "admin-item-2"]}),
         ("POST", f"{stack.pipeline_url}/retrain", None),
+        ("GET", f"{stack.recs_url}/debug/users/admin-user", None),  # a user's history
     ]
 
 
@@ -92,7 +93,13 @@ def _secured(openapi: dict[str, Any]) -> list[str]:
 def test_openapi_declares_the_token_where_it_is_needed(locked_stack: ServiceStack, open_stack: ServiceStack) -> None:
     locked = httpx.get(f"{locked_stack.recs_url}/openapi.json", timeout=30).json()
     secured = _secured(locked)
-    assert secured == ["GET /cleanup", "GET /debug/memory", "POST /add_items", "POST /cleanup"]
+    assert secured == [
+        "GET /cleanup",
+        "GET /debug/memory",
+        "GET /debug/users/{user_id}",
+        "POST /add_items",
+        "POST /cleanup",
+    ]
     assert locked["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
     assert "401" in locked["paths"]["/add_items"]["post"]["responses"]
     locked_pipeline = httpx.get(f"{locked_stack.pipeline_url}/openapi.json", timeout=30).json()
