@@ -45,7 +45,8 @@ DEFINITIONS: Mapping[str, str] = MappingProxyType(
         "perfect popularity": "one list ranked by how many simulated users like each item; each call shows the "
         "next 10 items the user has not been shown",
         "A/B effect": "treatment mean − control mean of per-user values, Welch 95% interval "
-        "(Welch–Satterthwaite df); significant when the interval excludes 0",
+        "(Welch–Satterthwaite df); significant when the interval excludes 0. When every user of both groups has "
+        "the same value the standard error is 0: the difference is reported but not estimable, never significant",
         "CUPED": "the same difference after regressing out, per user, what perfect popularity and the oracle "
         "score for that user (covariates that do not depend on the group): unbiased, with a narrower interval",
     }
@@ -165,6 +166,8 @@ def write_reports(result: GradeResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def _format_interval(interval: WelchInterval) -> str:
+    if not interval.estimable:
+        return "no variance"
     return f"[{_format_number(interval.low)}, {_format_number(interval.high)}]"
 
 

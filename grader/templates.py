@@ -106,7 +106,8 @@ REPORT_TEMPLATE = """<!doctype html>
 <tr><td>{{ e.treatment }} − {{ e.control }}</td><td>{{ e.metric }}</td>
 {% if e.diff is none %}<td colspan="10" class="muted">fewer than two users in a group</td>
 {% else %}<td>{{ fmt(e.control_mean) }}</td><td>{{ fmt(e.treatment_mean) }}</td><td>{{ fmt(e.diff) }}</td>
-<td>[{{ fmt(e.low) }}, {{ fmt(e.high) }}]</td><td>{{ fmt(e.df, 1) }}</td>
+<td>{% if e.estimable == false %}no variance{% else %}[{{ fmt(e.low) }}, {{ fmt(e.high) }}]{% endif %}</td>
+<td>{{ fmt(e.df, 1) }}</td>
 <td class="{{ 'good' if e.significant else 'muted' }}">{{ 'yes' if e.significant else 'no' }}</td>
 {% if e.cuped %}<td>{{ fmt(e.cuped.diff) }}</td><td>[{{ fmt(e.cuped.low) }}, {{ fmt(e.cuped.high) }}]</td>
 <td>{{ fmt(100 * e.cuped.variance_reduction, 0) }}%</td>
