@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import httpx
 
 from grader.catalog import Catalog
+from grader.traces import UNASSIGNED
 
 
 class GradingAborted(RuntimeError):
@@ -28,7 +31,7 @@ class Experiment:
 
     @property
     def control(self) -> str:
-        """The group named "C" when there is one, else the first group."""
+        """The group named "C" when there is one, else the first group listed (the service's rule)."""
         names = [group.name for group in self.groups]
         return "C" if "C" in names else names[0]
 
@@ -117,3 +120,68 @@ async def fetch_experiment(client: httpx.AsyncClient, recs_url: str) -> Experime
         return parse_experiment(response.json())
     except ValueError:
         return None
+
+
+ASSIGNMENT_PATH = "/experiments/assignment"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLookup:
+    """What the service's assignment endpoint said about users whose /recs answers named no group."""
+
+    asked: int = 0
+    groups: dict[str, str] = field(default_factory=dict)  # user id -> group
+    # The service has no assignment endpoint (404): those users stay unassigned.
+    endpoint_missing: bool = False
+    failed: int = 0  # other errors (transport, status, a body without a usable group)
+
+    def describe(self) -> str | None:
+        """One sentence for the reports, None when nobody had to be looked up."""
+        if not self.asked:
+            return None
+        if self.endpoint_missing:
+            return (
+                f"{self.asked} users got no group header and cannot be placed: the service has no "
+                f"{ASSIGNMENT_PATH}/{{user_id}} endpoint (404)"
+            )
+        text = f"{len(self.groups)} of {self.asked} users without a group header placed by {ASSIGNMENT_PATH}"
+        return f"{text}; {self.failed} lookups failed" if self.failed else text
+
+
+def _group_from(payload: object) -> str | None:
+    group = payload.get("group") if isinstance(payload, dict) else None
+    return group if isinstance(group, str) and group and group != UNASSIGNED else None
+
+
+async def look_up_groups(
+    client: httpx.AsyncClient, recs_url: str, user_ids: Sequence[str], concurrency: int
+) -> GroupLookup:
+    """Each user's group by ``GET /experiments/assignment/{user_id}``, at most ``concurrency`` at once. The
+    grader never re-implements the service's hash: the service says where it put a user."""
+    if not user_ids:
+        return GroupLookup()
+    limit = asyncio.Semaphore(max(1, concurrency))
+    groups: dict[str, str] = {}
+    failed = 0
+    endpoint_missing = False
+
+    async def look_up(user_id: str) -> None:
+        nonlocal failed, endpoint_missing
+        async with limit:
+            if endpoint_missing:  # one 404 is enough: do not ask the rest
+                return
+            try:
+                response = await client.get(f"{recs_url}{ASSIGNMENT_PATH}/{user_id}")
+                group = _group_from(response.json()) if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                failed += 1
+                return
+            if response.status_code == 404:
+                endpoint_missing = True
+            elif group is None:
+                failed += 1
+            else:
+                groups[user_id] = group
+
+    await asyncio.gather(*(look_up(user_id) for user_id in user_ids))
+    return GroupLookup(len(user_ids), groups, endpoint_missing, 0 if endpoint_missing else failed)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from rich.console import Console
@@ -16,7 +17,16 @@ from grader.ab import Covariates, GroupComparison, compare_groups
 from grader.aggregate import MetricSummary, Window, per_user_table, summarize, windows_by_arrival
 from grader.catalog import Catalog, build_catalog
 from grader.config import K, RunConfig
-from grader.deployment import Experiment, GradingAborted, check_health, cleanup, fetch_experiment, load_catalog
+from grader.deployment import (
+    Experiment,
+    GradingAborted,
+    GroupLookup,
+    check_health,
+    cleanup,
+    fetch_experiment,
+    load_catalog,
+    look_up_groups,
+)
 from grader.evaluation import CallOutcome, evaluate_user
 from grader.progress import load_progress
 from grader.reference import References, compute_references
@@ -51,6 +61,7 @@ class GradeResult:
     experiment: Experiment | None
     comparison: GroupComparison | None
     windows: tuple[Window, ...]
+    group_lookup: GroupLookup = field(default_factory=GroupLookup)
 
     @property
     def load_duration_s(self) -> float:
@@ -129,6 +140,29 @@ def stop_on_interrupt(stop: StopRequest, console: Console) -> Iterator[None]:
             restore()
 
 
+async def place_users_without_a_group(
+    traces: Sequence[UserTrace],
+    experiment: Experiment | None,
+    config: RunConfig,
+    transport: httpx.AsyncBaseTransport | None,
+) -> tuple[list[UserTrace], GroupLookup]:
+    """Users who made calls but never got a group header (every call timed out, was refused or failed without
+    it) get their group from the service's assignment endpoint, so their failures count against their arm.
+    Only asked when an experiment is known (its config or some header)."""
+    silent = [trace for trace in traces if trace.calls and trace.group is None]
+    if not silent or (experiment is None and not any(trace.group for trace in traces)):
+        return list(traces), GroupLookup()
+    async with make_client(config.concurrency, config.request_timeout_s, transport) as client:
+        lookup = await look_up_groups(client, config.recs_url, [t.user_id for t in silent], config.concurrency)
+    placed = [
+        dataclasses.replace(trace, looked_up_group=lookup.groups[trace.user_id])
+        if trace.group is None and trace.user_id in lookup.groups
+        else trace
+        for trace in traces
+    ]
+    return placed, lookup
+
+
 def reference_covariates(references: References) -> Covariates:
     """Per user: what perfect popularity and the oracle score for them (CUPED covariates of the A/B effects)."""
     popular = per_user_table(references.popularity_outcomes)
@@ -145,6 +179,7 @@ def _comparison(
     outcomes: Sequence[CallOutcome],
     catalog_size: int,
     references: References,
+    lookup: GroupLookup,
 ) -> GroupComparison | None:
     """Per-group results when an experiment with at least two groups runs (per the config or the headers)."""
     seen_groups = sorted({trace.group for trace in traces if trace.group})
@@ -156,7 +191,10 @@ def _comparison(
         control = "C" if "C" in seen_groups else seen_groups[0]
     else:
         return None
-    return compare_groups(traces, outcomes, order, control, catalog_size, K, reference_covariates(references))
+    lookup_note = lookup.describe()
+    notes = [lookup_note] if lookup_note else []
+    covariates = reference_covariates(references)
+    return compare_groups(traces, outcomes, order, control, catalog_size, K, covariates, notes)
 
 
 async def grade(
@@ -184,6 +222,9 @@ async def grade(
     ):
         traces = await run_load(users, config, on_call, transport, stop)
     finished_at = time.time()
+    traces, lookup = await place_users_without_a_group(traces, experiment, config, transport)
+    if lookup.asked:
+        console.log(lookup.describe())
 
     user_by_arrival = {user.arrival: user for user in users}
     outcomes = [o for trace in traces for o in evaluate_user(user_by_arrival[trace.arrival], trace, catalog, K)]
@@ -206,6 +247,7 @@ async def grade(
         ),
         references=references,
         experiment=experiment,
-        comparison=_comparison(experiment, traces, outcomes, len(catalog), references),
+        comparison=_comparison(experiment, traces, outcomes, len(catalog), references, lookup),
         windows=tuple(windows_by_arrival(outcomes, len(users))),
+        group_lookup=lookup,
     )

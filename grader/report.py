@@ -15,13 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from grader import plots
-from grader.ab import UNASSIGNED, outcomes_by_group
+from grader.ab import outcomes_by_group
 from grader.aggregate import failure_causes, windows_by_arrival
 from grader.grading import GradeResult
 from grader.reference import share_of
 from grader.simulation import DISLIKE_THRESHOLD, LIKE_THRESHOLD
 from grader.stats import WelchInterval
 from grader.templates import REPORT_TEMPLATE
+from grader.traces import UNASSIGNED
 
 DEFINITIONS: Mapping[str, str] = MappingProxyType(
     {
@@ -45,7 +46,13 @@ DEFINITIONS: Mapping[str, str] = MappingProxyType(
         "perfect popularity": "one list ranked by how many simulated users like each item; each call shows the "
         "next 10 items the user has not been shown",
         "A/B effect": "treatment mean − control mean of per-user values, Welch 95% interval "
-        "(Welch–Satterthwaite df); significant when the interval excludes 0",
+        "(Welch–Satterthwaite df); significant when the interval excludes 0. When every user of both groups has "
+        "the same value the standard error is 0: the difference is reported but not estimable, never significant",
+        "A/B groups": "a user is in the group named by the X-Experiment-Group header of their first answer that had "
+        "one; a user whose calls all came back without it is placed by the service's GET "
+        "/experiments/assignment/{user_id} after the load, and their failed calls count (precision and NDCG 0). Users "
+        "still without a group are listed as (none) and left out of the effects. Every configured group is listed, "
+        "with a note when it had no users or no answered call; the control is the group named C, else the first",
         "CUPED": "the same difference after regressing out, per user, what perfect popularity and the oracle "
         "score for that user (covariates that do not depend on the group): unbiased, with a narrower interval",
     }
@@ -165,6 +172,8 @@ def write_reports(result: GradeResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def _format_interval(interval: WelchInterval) -> str:
+    if not interval.estimable:
+        return "no variance"
     return f"[{_format_number(interval.low)}, {_format_number(interval.high)}]"
 
 
@@ -219,6 +228,9 @@ def _print_groups(console: Console, result: GradeResult) -> None:
     for column in ("group", "users", "precision", "NDCG", "diversity", "coverage", "latency ms", "errors"):
         groups.add_column(column, justify="left" if column == "group" else "right")
     for name, s in comparison.groups.items():
+        if s.users == 0:  # a configured group nobody was placed in: no metric, not zeros
+            groups.add_row(name, "0", "—", "—", "—", "—", "—", "0")
+            continue
         groups.add_row(
             name,
             str(s.users),
@@ -230,6 +242,14 @@ def _print_groups(console: Console, result: GradeResult) -> None:
             str(s.errors.total),
         )
     console.print(groups)
+    if not comparison.control_observed:
+        console.print(f"[bold yellow]warning:[/] the control {comparison.control} was not observed (no users)")
+    for name, note in comparison.group_notes.items():
+        console.print(f"group {name}: {note}")
+    for note in comparison.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if comparison.users_switching_group:
+        console.print(f"[bold red]{comparison.users_switching_group} users were served by more than one group[/]")
     effects = Table(title="effects vs control (Welch 95%; CUPED-adjusted where the references give covariates)")
     columns = ("treatment", "metric", "difference", "interval", "significant", "CUPED", "CUPED interval", "significant")
     for column in columns:
@@ -237,7 +257,7 @@ def _print_groups(console: Console, result: GradeResult) -> None:
     for effect in comparison.effects:
         interval = effect.interval
         if interval is None:
-            effects.add_row(effect.treatment, effect.metric, "—", "too few users", "", "", "", "")
+            effects.add_row(effect.treatment, effect.metric, "—", effect.reason or "too few users", "", "", "", "")
             continue
         adjusted = effect.adjusted.interval if effect.adjusted else None
         effects.add_row(

@@ -30,16 +30,27 @@ class WelchInterval:
     confidence: float
 
     @property
+    def estimable(self) -> bool:
+        """False when both samples are constant: no spread to judge the difference against."""
+        return self.standard_error > 0
+
+    @property
     def significant(self) -> bool:
-        """The interval excludes 0."""
-        return self.low > 0 or self.high < 0
+        """The interval excludes 0. A zero-variance interval never is: with two identical users per arm the point
+        interval would call any difference certain."""
+        return self.estimable and (self.low > 0 or self.high < 0)
 
     @property
     def relative_diff(self) -> float | None:
         return self.diff / self.control_mean if self.control_mean else None
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "significant": self.significant, "relative_diff": self.relative_diff}
+        return {
+            **asdict(self),
+            "significant": self.significant,
+            "estimable": self.estimable,
+            "relative_diff": self.relative_diff,
+        }
 
 
 def _mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
@@ -60,7 +71,8 @@ def welch_interval(
     se = math.sqrt(share_t + share_c)
     diff = mean_t - mean_c
     if se == 0.0:
-        # Both samples constant: the difference is known exactly; df falls back to the pooled value.
+        # Both samples constant: a point "interval" (df falls back to the pooled value), not estimable, never
+        # significant (see ``significant``).
         return WelchInterval(
             mean_c,
             mean_t,

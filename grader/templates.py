@@ -104,9 +104,10 @@ REPORT_TEMPLATE = """<!doctype html>
 <th>variance removed</th><th>significant (CUPED)</th></tr>
 {% for e in s.groups.effects %}
 <tr><td>{{ e.treatment }} − {{ e.control }}</td><td>{{ e.metric }}</td>
-{% if e.diff is none %}<td colspan="10" class="muted">fewer than two users in a group</td>
+{% if e.diff is none %}<td colspan="10" class="muted">{{ e.reason or "fewer than two users in a group" }}</td>
 {% else %}<td>{{ fmt(e.control_mean) }}</td><td>{{ fmt(e.treatment_mean) }}</td><td>{{ fmt(e.diff) }}</td>
-<td>[{{ fmt(e.low) }}, {{ fmt(e.high) }}]</td><td>{{ fmt(e.df, 1) }}</td>
+<td>{% if e.estimable == false %}no variance{% else %}[{{ fmt(e.low) }}, {{ fmt(e.high) }}]{% endif %}</td>
+<td>{{ fmt(e.df, 1) }}</td>
 <td class="{{ 'good' if e.significant else 'muted' }}">{{ 'yes' if e.significant else 'no' }}</td>
 {% if e.cuped %}<td>{{ fmt(e.cuped.diff) }}</td><td>[{{ fmt(e.cuped.low) }}, {{ fmt(e.cuped.high) }}]</td>
 <td>{{ fmt(100 * e.cuped.variance_reduction, 0) }}%</td>
@@ -115,6 +116,12 @@ REPORT_TEMPLATE = """<!doctype html>
 {% endfor %}
 </table>
 {% if plots.effects %}<img alt="effects" src="data:image/png;base64,{{ plots.effects }}">{% endif %}
+{% if not s.groups.control_observed %}<p class="bad">The control {{ s.groups.control }} was not observed (no
+ users): no effect can be estimated.</p>{% endif %}
+{% for name, note in s.groups.group_notes.items() %}<p>Group {{ name }}: {{ note }}.</p>
+{% endfor %}
+{% for note in s.groups.notes %}<p class="muted">{{ note }}.</p>
+{% endfor %}
 {% if s.groups.users_switching_group %}<p class="bad">{{ s.groups.users_switching_group }} users were served by
  more than one group.</p>{% endif %}
 {% endif %}

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 # The response header that names the A/B group a user was served by.
 GROUP_HEADER = "X-Experiment-Group"
+# The group label of users the grader could not place in any group (the service refuses it as a group name).
+UNASSIGNED = "(none)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,19 @@ class UserTrace:
     calls: tuple[CallTrace, ...]
     # Set when the load stopped early (see ``RunConfig.abort_after_failures``): why.
     aborted: str | None = None
+    # For a user none of whose answers named a group (every call failed without the header): the group the
+    # service's assignment endpoint gave after the load, so the failures count against that arm.
+    looked_up_group: str | None = None
+
+    @property
+    def header_group(self) -> str | None:
+        """The group of the user's first answer that named one (a user should never switch groups)."""
+        return next((call.group for call in self.calls if call.group), None)
 
     @property
     def group(self) -> str | None:
-        """The group of the user's first answer that named one (a user should never switch groups)."""
-        return next((call.group for call in self.calls if call.group), None)
+        """The group the user is counted in: from the headers, else looked up after the load."""
+        return self.header_group or self.looked_up_group
 
     @property
     def switched_group(self) -> bool:

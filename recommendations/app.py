@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from recommendations.group_header import ExperimentGroupHeader
 from recommendations.metrics import RecsMetrics
 from recommendations.routers import admin, catalog, health, maintenance, recs
 from recommendations.service import RecommendationService
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="recommendations", version="1.0", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     install_common(app, settings, "recommendations")
+    # Outermost of the app's middleware: even a failure of the others still names the user's group on /recs.
+    app.add_middleware(ExperimentGroupHeader, experiment=experiment)
     admin_only = [Depends(admin_guard(settings))]
     app.include_router(health.router)
     app.include_router(recs.router)

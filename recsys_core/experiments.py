@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,18 @@ from typing import Any
 
 import mmh3
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recsys_core.strategies.base import Strategy
 from recsys_core.strategies.registry import StrategyConfigError, build_strategy
 
 BUCKETS = 10_000
 SHARE_TOLERANCE = 1e-6
+# A group name travels in the X-Experiment-Group header and in reports: header-safe ASCII without spaces (a
+# client strips surrounding spaces, latin-1 cannot encode "Ω", a newline breaks the response).
+GROUP_NAME_PATTERN = r"^[A-Za-z0-9._:+-]{1,32}$"
+# The grader's label for users it could not place in a group (grader.ab.UNASSIGNED): never a real group.
+RESERVED_GROUP_NAMES = frozenset({"(none)"})
 
 
 class ExperimentConfigError(ValueError):
@@ -31,10 +37,21 @@ class ExperimentConfigError(ValueError):
 class GroupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=32)
+    name: str
     strategy: str
-    share: float = Field(gt=0, le=1)
+    # Strict: YAML's `share: true` must not pass as 1.0 (ints are still fine).
+    share: float = Field(gt=0, le=1, strict=True)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _header_safe_name(cls, name: str) -> str:
+        if name in RESERVED_GROUP_NAMES or not re.fullmatch(GROUP_NAME_PATTERN, name):
+            raise ValueError(
+                f"group name {name!r} must be 1-32 characters of A-Z a-z 0-9 . _ : + - (it is sent in the "
+                f"X-Experiment-Group header), and not {sorted(RESERVED_GROUP_NAMES)}"
+            )
+        return name
 
 
 class ExperimentConfig(BaseModel):
@@ -100,7 +117,7 @@ class Experiment:
 
     @property
     def control(self) -> Group:
-        """The group named "C" when there is one, else the first (the grader's rule too)."""
+        """The group named "C" when there is one, else the first in the config (the grader's rule too)."""
         return next((group for group in self.groups if group.name == "C"), self.groups[0])
 
     def bucket(self, user_id: str) -> int:
@@ -117,9 +134,23 @@ class Experiment:
         return self.config.model_dump()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load refusing duplicate mapping keys: a repeated `name` would silently win, and the name is the
+    hashing salt (a different name reshuffles every user)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_experiment(raw: str | Mapping[str, Any], source: str) -> ExperimentConfig:
     try:
-        data = yaml.safe_load(raw) if isinstance(raw, str) else dict(raw)
+        data = yaml.load(raw, Loader=_UniqueKeyLoader) if isinstance(raw, str) else dict(raw)
         return ExperimentConfig.model_validate(data)
     except (ValidationError, yaml.YAMLError, json.JSONDecodeError, TypeError) as error:
         raise ExperimentConfigError(f"invalid experiment configuration in {source}: {error}") from error

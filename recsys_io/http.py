@@ -236,7 +236,7 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 # Routes that never touch a dependency, so never answer 503.
-NEVER_UNAVAILABLE = frozenset({"/healthcheck", "/experiments"})
+NEVER_UNAVAILABLE = frozenset({"/healthcheck", "/experiments", "/experiments/assignment/{user_id}"})
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 

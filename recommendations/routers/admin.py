@@ -20,12 +20,22 @@ user_router = APIRouter(tags=["admin"])
 async def experiments(service: ServiceDep, redis: RedisDep, keys: KeysDep) -> dict[str, Any]:
     """The active A/B experiment: its name (the hashing salt), groups with strategies and shares, and ``live``:
     per group in the current run, users, answers, impressions, likes and dislikes, the like rate per impression
-    with a 95% interval, and its difference from the control group (the first) with a 95% interval. The intervals
-    take users as the unit (the delta method over per-user sums the scripts keep), as the grader's do."""
+    with a 95% interval, and its difference from the control group (the group named "C", else the first one
+    listed) with a 95% interval. The intervals take users as the unit (the delta method over per-user sums the
+    scripts keep), as the grader's do."""
     generation = as_int(await redis.get(keys.generation))
     counters = await redis.hgetall(keys.for_generation(generation).counters)
     live = live_report(service.experiment, _decode_counters(counters))
     return {**service.experiment.describe(), "generation": generation, "live": live}
+
+
+@router.get("/experiments/assignment/{user_id}")
+async def experiment_assignment(user_id: IdPath, service: ServiceDep) -> dict[str, str]:
+    """The group a user is assigned to, without serving them: the stable hash only (no Redis, no side effect).
+
+    An A/B analysis asks it for users whose /recs calls never came back with an ``X-Experiment-Group`` header
+    (timeouts, refused connections), so they still count against their arm instead of vanishing from it."""
+    return {"user_id": user_id, "group": service.experiment.assign(user_id).name}
 
 
 def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:

@@ -4,6 +4,12 @@ Per user it answers /recs with unseen catalog items in load order ("T1" users: r
 call 2 repeats an entry inside the list, call 3 re-shows an item shown earlier, call 4 contains an id outside
 the catalog, call 5 has 9 items. The very first /recs request and the very first /interact request of the
 app's life answer 500. Everything it receives is kept for the tests to inspect.
+
+With ``experiment`` it splits users over ``served_groups`` (by their UUID) and names the group in
+``X-Experiment-Group``; ``reverse_group`` shows the catalog backwards. ``configured_groups`` is what
+``GET /experiments`` lists (``config_endpoint=False``: a 404, as older services), ``assignment_endpoint`` serves
+``GET /experiments/assignment/{user_id}``, users of ``failing_groups`` get a header-less 500 on every call, and
+``switching_user`` moves the first user to another group after their first call.
 """
 
 from __future__ import annotations
@@ -40,16 +46,35 @@ class FakeState:
     recs_requests: int = 0
     interact_requests: int = 0
     cleanups: int = 0
+    served_groups: tuple[str, ...] = ("C", "T1")
+    configured_groups: tuple[str, ...] = ("C", "T1")
+    reverse_group: str = "T1"
+    config_endpoint: bool = True
+    assignment_endpoint: bool = True
+    failing_groups: frozenset[str] = frozenset()
+    switching_user: bool = False
+    switcher: str | None = None
+    assignment_requests: int = 0
 
     def group_of(self, user_id: str) -> str | None:
         if not self.experiment:
             return None
-        return "T1" if uuid.UUID(user_id).int % 2 else "C"
+        return self.served_groups[uuid.UUID(user_id).int % len(self.served_groups)]
+
+    def served_group(self, user_id: str, call: int) -> str | None:
+        """The group this call is served by: the assigned one, except for the switching user after call 1."""
+        group = self.group_of(user_id)
+        if self.switching_user and group is not None:
+            self.switcher = self.switcher or user_id
+            if user_id == self.switcher and call > 1:
+                return next(name for name in self.served_groups if name != group)
+        return group
 
 
-def create_fake_app(misbehave: bool = True, experiment: bool = False) -> tuple[FastAPI, FakeState]:
+def create_fake_app(misbehave: bool = True, experiment: bool = False, **options: object) -> tuple[FastAPI, FakeState]:
+    """``options``: the ``FakeState`` fields after ``cleanups`` (groups, endpoints, failures)."""
     app = FastAPI()
-    state = FakeState(misbehave=misbehave, experiment=experiment)
+    state = FakeState(misbehave=misbehave, experiment=experiment, **options)  # type: ignore[arg-type]
 
     @app.get("/healthcheck")
     async def healthcheck() -> dict:
@@ -73,29 +98,37 @@ def create_fake_app(misbehave: bool = True, experiment: bool = False) -> tuple[F
 
     @app.get("/experiments")
     async def experiments() -> Response:
-        if not state.experiment:
+        if not state.experiment or not state.config_endpoint:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
-        return JSONResponse(
-            {
-                "name": EXPERIMENT_NAME,
-                "groups": [
-                    {"name": "C", "strategy": "catalog-order", "share": 0.5, "params": {}},
-                    {"name": "T1", "strategy": "reverse-order", "share": 0.5, "params": {"x": 1}},
-                ],
-            }
-        )
+        share = 1 / len(state.configured_groups)
+        groups = [
+            {"name": name, "strategy": "reverse-order", "share": share, "params": {"x": 1}}
+            if name == state.reverse_group
+            else {"name": name, "strategy": "catalog-order", "share": share, "params": {}}
+            for name in state.configured_groups
+        ]
+        return JSONResponse({"name": EXPERIMENT_NAME, "groups": groups})
+
+    @app.get("/experiments/assignment/{user_id}")
+    async def assignment(user_id: str) -> Response:
+        state.assignment_requests += 1
+        if not state.experiment or not state.assignment_endpoint:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse({"user_id": user_id, "group": state.group_of(user_id)})
 
     @app.get("/recs/{user_id}")
     async def recs(user_id: str) -> Response:
         state.recs_requests += 1
         state.calls[user_id] += 1
         call = state.calls[user_id]
-        group = state.group_of(user_id)
+        group = state.served_group(user_id, call)
         headers = {"X-Experiment-Group": group} if group else {}
         if state.misbehave and state.recs_requests == 1:
             return JSONResponse({"detail": "boom"}, status_code=500, headers=headers)
+        if group in state.failing_groups:
+            return JSONResponse({"detail": "this arm is broken"}, status_code=500)  # no header, as a crash
         shown = state.shown[user_id]
-        order = state.catalog[::-1] if group == "T1" else state.catalog
+        order = state.catalog[::-1] if group == state.reverse_group else state.catalog
         unseen = [item for item in order if item not in shown]
         items = unseen[:10]
         if state.misbehave:

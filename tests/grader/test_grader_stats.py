@@ -47,7 +47,11 @@ def test_degenerate_samples() -> None:
     assert welch_interval([1.0], CONTROL) is None
     constant = welch_interval([2.0, 2.0], [1.0, 1.0, 1.0])
     assert constant is not None
-    assert (constant.low, constant.high, constant.significant) == (1.0, 1.0, True)
+    assert (constant.diff, constant.standard_error) == (1.0, 0.0)
+    # No spread in either arm: nothing to judge the difference against, so it is not significant.
+    assert not constant.significant
+    assert not constant.estimable
+    assert constant.as_dict()["significant"] is False and constant.as_dict()["estimable"] is False
 
 
 def test_cuped_removes_what_the_covariate_explains() -> None:

@@ -347,3 +347,35 @@ def test_a_share_too_small_for_a_bucket_is_refused_not_silently_empty() -> None:
     ]
     with pytest.raises(ExperimentConfigError, match="gets none of the"):
         Experiment.from_config(parse_experiment({"name": "e", "groups": groups}, "test"))
+
+
+# --- names and values that would break the header, the hash or the grader -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["Ω", "a\nb", " T1", "T1 ", "(none)", "a b", "x" * 33, ""])
+def test_a_group_name_that_cannot_travel_in_the_header_is_refused(name: str) -> None:
+    config = {"name": "x", "groups": [{"name": name, "strategy": "thompson", "share": 1.0}]}
+    with pytest.raises(ExperimentConfigError, match="must be 1-32 characters of A-Z a-z 0-9"):
+        parse_experiment(config, "test")
+
+
+@pytest.mark.parametrize("name", ["C", "T1", "arm-2.b", "v:1+x_y", "x" * 32])
+def test_header_safe_group_names_are_accepted(name: str) -> None:
+    config = {"name": "x", "groups": [{"name": name, "strategy": "thompson", "share": 1.0}]}
+    assert parse_experiment(config, "test").groups[0].name == name
+
+
+def test_a_duplicate_yaml_key_is_refused_not_last_wins() -> None:
+    # The experiment name is the hashing salt: a silently overridden name would reshuffle every user.
+    raw = "name: first\nname: second\ngroups: [{name: C, strategy: thompson, share: 1.0}]\n"
+    with pytest.raises(ExperimentConfigError, match="duplicate key 'name'"):
+        parse_experiment(raw, "test")
+    nested = "name: x\ngroups: [{name: C, strategy: thompson, share: 0.5, share: 1.0}]\n"
+    with pytest.raises(ExperimentConfigError, match="duplicate key 'share'"):
+        parse_experiment(nested, "test")
+
+
+def test_a_boolean_share_is_refused_an_integer_one_is_fine() -> None:
+    with pytest.raises(ExperimentConfigError, match="share"):
+        parse_experiment("name: x\ngroups: [{name: C, strategy: thompson, share: true}]\n", "test")
+    assert parse_experiment("name: x\ngroups: [{name: C, strategy: thompson, share: 1}]\n", "test").groups[0].share == 1
