@@ -53,9 +53,16 @@ class WelchInterval:
         }
 
 
+# Values closer than this (relative to their size) are one value: per-user means of equal lists differ by float
+# rounding, and a standard error of 1e-17 would make a "constant" difference look certain.
+CONSTANT_TOLERANCE = 1e-12
+
+
 def _mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
+    if max(values) - min(values) <= CONSTANT_TOLERANCE * max(1.0, abs(mean)):
+        return mean, 0.0
     return mean, sum((v - mean) ** 2 for v in values) / (n - 1)
 
 

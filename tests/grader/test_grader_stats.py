@@ -52,6 +52,9 @@ def test_degenerate_samples() -> None:
     assert not constant.significant
     assert not constant.estimable
     assert constant.as_dict()["significant"] is False and constant.as_dict()["estimable"] is False
+    # Equal up to float rounding (per-user means of the same lists) is constant too.
+    rounded = welch_interval([0.1 + 0.2, 0.3, 0.3], [0.2, 0.2 + 1e-17, 0.1 * 2])
+    assert rounded is not None and not rounded.estimable and not rounded.significant
 
 
 def test_cuped_removes_what_the_covariate_explains() -> None:

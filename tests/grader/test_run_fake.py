@@ -137,6 +137,10 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     assert adjusted["precision"] is not None and adjusted["ndcg"] is not None
     assert adjusted["diversity"] is None and adjusted["latency_ms"] is None
     assert adjusted["precision"].interval.diff < 0
+    # Each arm shows everyone the same lists: their diversity is one value per arm, so its difference has no
+    # variance to be judged against, and the report says so instead of calling it certain.
+    diversity = next(e for e in comparison.effects if e.metric == "diversity").interval
+    assert diversity is not None and not diversity.estimable and not diversity.significant
 
     _summary_path, html_path = write_reports(result, tmp_path)
     html = html_path.read_text()
@@ -149,6 +153,7 @@ async def test_experiment_groups_are_reported(dataset: Dataset, tmp_path: Path) 
     assert cuped["precision"]["n_control"] + cuped["precision"]["n_treatment"] == 30
     assert cuped["diversity"] is None
     assert "CUPED 95% interval" in html
+    assert "no variance" in html
 
     # The terminal report shows the CUPED estimate beside its interval (the raw difference can lie outside it).
     console = Console(record=True, width=200)
