@@ -40,7 +40,7 @@ class ReplicaMemory:
         self._pending: dict[str, PendingWrite] = {}
         self._flushing: dict[str, PendingWrite] = {}
         # Per user, the candidates of each claim in flight (a few requests at most, gone when they finish).
-        self._offers: dict[str, list[np.ndarray]] = {}
+        self._offers: dict[str, list[list[np.ndarray]]] = {}
         self._max_users = max_users
         self._max_pending = max_pending
         self.dropped_writes = 0
@@ -63,18 +63,20 @@ class ReplicaMemory:
 
     def shown_or_offered(self, generation: int, user_id: str) -> np.ndarray:
         """What the user was shown, plus what claims in flight for them may take: a fallback answer skips both."""
-        offers = self._offers.get(user_id)
         shown = self.shown(generation, user_id)
+        offers = [indices for offer in self._offers.get(user_id, []) for indices in offer]
         return shown if not offers else np.concatenate([shown, *offers])
 
     @contextmanager
-    def offering(self, user_id: str, indices: np.ndarray) -> Iterator[None]:
-        """Marks ``indices`` as possibly shown to the user while a claim of them is in flight."""
-        self._offers.setdefault(user_id, []).append(indices)
+    def offering(self, user_id: str) -> Iterator[list[np.ndarray]]:
+        """A request's offers to the user while it claims: the caller appends each round's candidate indices; they
+        count as possibly shown until the block ends."""
+        offer: list[np.ndarray] = []
+        self._offers.setdefault(user_id, []).append(offer)
         try:
-            yield
+            yield offer
         finally:
-            remaining = [offer for offer in self._offers.get(user_id, []) if offer is not indices]
+            remaining = [other for other in self._offers.get(user_id, []) if other is not offer]
             if remaining:
                 self._offers[user_id] = remaining
             else:

@@ -167,42 +167,43 @@ class RecommendationService:
         chosen: list[str] = []
         sources: list[str] = []
         offered = profile.shown.copy()
-        for _ in range(MAX_CLAIM_ROUNDS):
-            ranked = rank_with_fill(strategy, ctx, wanted)
-            if not ranked:
-                break
-            # While the claim is in flight, a fallback answer to this user (Redis blipping) must not serve what the
-            # claim may take; one served before it must be in the shown set the claim checks.
-            offer = np.fromiter((c.index for c in ranked), dtype=np.int64, count=len(ranked))
-            try:
-                with self.memory.offering(user_id, offer):
+        # What Redis said the user has seen or answered: a fallback answer must not repeat it either.
+        known = np.flatnonzero(profile.excluded())
+        # Until the answer is remembered, a fallback answer to this user (Redis blipping) must not serve what any
+        # claim round of this request offered: an earlier round's items are claimed, the current one's may be.
+        with self.memory.offering(user_id) as offers:
+            for _ in range(MAX_CLAIM_ROUNDS):
+                ranked = rank_with_fill(strategy, ctx, wanted)
+                if not ranked:
+                    break
+                offers.append(np.fromiter((c.index for c in ranked), dtype=np.int64, count=len(ranked)))
+                try:
+                    # A fallback answer served before this claim must be in the shown set the claim checks.
                     await self._write_back_answers_of(user_id)
                     claimed = await self.users.claim(
                         state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
                     )
-            except REDIS_UNAVAILABLE:
-                # The fallback answer must not repeat what Redis just said the user has seen.
-                seen = np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
-                self.memory.remember(state.generation, user_id, seen)
-                raise
-            if claimed is None:
-                return None
-            source_of = {state.catalog.item_ids[c.index]: c.source for c in ranked}
-            chosen += claimed
-            sources += [source_of[item] for item in claimed]
-            if len(chosen) >= k:
-                break
-            # Lost items to a concurrent request of this user: re-read what it has been shown since (a third
-            # round trip, only under such contention) and offer the next ones, never one already offered.
-            for candidate in ranked:
-                offered[candidate.index] = True
-            fresh = await self.users.read(state.generation, user_id)
-            offered |= state.catalog.mask_of(fresh.shown)
-            ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
-        # What the user has now been shown, kept compactly for answers while Redis is unreachable.
-        self.memory.remember(
-            state.generation, user_id, np.concatenate([np.flatnonzero(profile.shown), state.catalog.indices_of(chosen)])
-        )
+                except REDIS_UNAVAILABLE:
+                    self.memory.remember(
+                        state.generation, user_id, np.concatenate([known, state.catalog.indices_of(chosen)])
+                    )
+                    raise
+                if claimed is None:
+                    return None
+                source_of = {state.catalog.item_ids[c.index]: c.source for c in ranked}
+                chosen += claimed
+                sources += [source_of[item] for item in claimed]
+                if len(chosen) >= k:
+                    break
+                # Lost items to a concurrent request of this user: re-read what it has been shown since (a third
+                # round trip, only under such contention) and offer the next ones, never one already offered.
+                for candidate in ranked:
+                    offered[candidate.index] = True
+                fresh = await self.users.read(state.generation, user_id)
+                offered |= state.catalog.mask_of(fresh.shown)
+                ctx = replace(ctx, profile=replace(profile, shown=offered.copy()))
+            # What the user has now been shown (or answered), kept compactly for answers while Redis is unreachable.
+            self.memory.remember(state.generation, user_id, np.concatenate([known, state.catalog.indices_of(chosen)]))
         return Answer(chosen, sources, group_name)
 
     async def _write_back_answers_of(self, user_id: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import numpy as np
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -333,3 +334,54 @@ async def test_a_redis_that_lost_its_data_is_not_served_from_the_old_cache(
     # A request that read the old mark just before the loss does not pull the replica back.
     stale = Versions(0, 5, 0, 0, 0, old_mark)
     assert await service.cache.ensure(stale) is state
+
+
+async def test_a_fallback_answer_skips_what_every_claim_round_took(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent request of the same user wins most of the first round's candidates, so the claim goes a second
+    round; a fallback answer served during that round must skip the first round's items too."""
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=[f"item-{n}" for n in range(100)]))
+    service = _service(redis_client, keys)
+    shown_key = keys.for_generation(0).user_shown("ann")
+    real_claim = service.users.claim
+    fallback: list[Answer] = []
+    rounds = 0
+
+    async def contended_claim(
+        generation: int, user_id: str, group: str, pairs: list[tuple[str, str]], k: int
+    ) -> object:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:  # another request of ann takes all but the last five candidates first
+            await redis_client.sadd(shown_key, *[item for item, _ in pairs[:-5]])
+        else:  # Redis blips for another request of ann, answered from the fallback meanwhile
+            fallback.append(service._fallback("ann", 10, "C"))
+        return await real_claim(generation, user_id, group, pairs, k)
+
+    monkeypatch.setattr(service.users, "claim", contended_claim)
+    answer = await service.recommend("ann", 10)
+
+    print(f"{rounds} claim rounds; answer {answer.item_ids}; fallback {fallback[0].item_ids}")
+    assert rounds == 2 and len(answer.item_ids) == 10
+    assert not set(answer.item_ids) & set(fallback[0].item_ids), "the fallback repeated a claimed item"
+
+
+async def test_a_fallback_answer_skips_items_the_user_answered_without_being_shown(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    run = keys.for_generation(0)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    likes = np.zeros(len(ITEMS), np.float32)
+    likes[:5] = 100  # the five most popular items: the fallback's first choice
+    await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
+    await redis_client.set(run.bandit_version, 1)
+    # ann liked item-0 through /interact without /recs showing it to her.
+    await redis_client.lpush(run.user_history("ann"), orjson.dumps({"item_id": "item-0", "action": "like", "ts": 1.0}))
+    service = _service(redis_client, keys)
+    normal = await service.recommend("ann", 10)
+    fallback = service._fallback("ann", 10, "C")
+    assert "item-0" not in normal.item_ids
+    assert "item-0" not in fallback.item_ids, "the fallback recommended an item the user already answered"
