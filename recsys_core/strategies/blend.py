@@ -451,8 +451,10 @@ class BlendStrategy(Strategy):
         if k <= 1:
             # One slot cannot hold a whole slot of budget without the answer being all exploration: it explores
             # with the budget's share of a list of the length it was tuned for, so a client asking for one item
-            # at a time is explored at the same rate per slot as one asking for the default list.
-            return int(k == 1 and chance < budget / EXPLORE_BUDGET_LIST_LENGTH)
+            # at a time is explored at the same rate per slot as one asking for the default list (capped as that
+            # list is, at all slots but one: a budget of 10 or more still leaves 1 in 10 answers to exploitation).
+            share = min(budget, EXPLORE_BUDGET_LIST_LENGTH - 1) / EXPLORE_BUDGET_LIST_LENGTH
+            return int(k == 1 and chance < share)
         whole = int(budget)
         # The exploitation head keeps at least one slot: a budget of k or more is capped at k - 1, smaller ones are
         # spent unchanged (so the default list of 10 explores exactly as before).

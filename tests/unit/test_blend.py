@@ -160,6 +160,12 @@ def test_a_one_item_answer_explores_with_the_budgets_share_of_a_default_list() -
     explored = sources.count("explore")
     # One slot in ten of a default list: about 40 of 400 (it used to be every answer).
     assert 15 <= explored <= 70
+    # A budget of a whole default list or more is capped as that list is: 9 slots in 10, never every answer.
+    greedy = BlendStrategy(BlendParams(explore_slots=12.0))
+    greedy_sources = [
+        greedy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=1, seed=seed), 1)[0].source for seed in range(400)
+    ]
+    assert 300 <= greedy_sources.count("explore") <= 390
 
 
 def test_exploration_never_takes_every_slot_of_a_longer_answer() -> None:

@@ -375,6 +375,21 @@ def test_a_duplicate_yaml_key_is_refused_not_last_wins() -> None:
         parse_experiment(nested, "test")
 
 
+def test_yaml_merge_keys_still_share_defaults_between_groups() -> None:
+    raw = """
+name: x
+groups:
+  - &arm {name: C, strategy: blend, share: 0.5, params: {explore_slots: 2.0}}
+  - <<: *arm
+    name: T1
+"""
+    groups = parse_experiment(raw, "test").groups
+    assert [(g.name, g.share, g.params) for g in groups] == [
+        ("C", 0.5, {"explore_slots": 2.0}),
+        ("T1", 0.5, {"explore_slots": 2.0}),
+    ]
+
+
 def test_a_boolean_share_is_refused_an_integer_one_is_fine() -> None:
     with pytest.raises(ExperimentConfigError, match="share"):
         parse_experiment("name: x\ngroups: [{name: C, strategy: thompson, share: true}]\n", "test")
