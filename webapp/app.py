@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from recsys_core.settings import Settings
 from recsys_io.http import FASTAPI_TELEMETRY_OFF, install_common
+from webapp.access import AdminTokenGate
 from webapp.backends import BackendError, Backends, create_http_client
 from webapp.routers import api, health, pages
 
@@ -61,4 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    if settings.admin_token:
+        # Outermost: nothing of the UI (it shows users' histories, and calls the backends with the token) without it.
+        app.add_middleware(AdminTokenGate, token=settings.admin_token)
     return app
