@@ -4,7 +4,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import Field, TypeAdapter
+from pydantic import BeforeValidator, Field, TypeAdapter
 
 from recommendations.service import RecommendationService, RecommendationsUnavailable
 from recsys_core.schemas import DEFAULT_K, MAX_K, RecsResponse, UserId
@@ -13,7 +13,18 @@ from recsys_io.http import VALIDATION_ERROR_RESPONSE, param_openapi, parse_param
 router = APIRouter(tags=["recommendations"])
 
 USER_ID = TypeAdapter(UserId)
-K = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_K, default=DEFAULT_K)])
+
+
+def _written_in_digits(value: object) -> object:
+    # Pydantic's lax int would take "5.0", " 5", "+5" and "5_0" (as 50); a query parameter is plain digits.
+    if isinstance(value, list):
+        raise ValueError("k is given more than once: give it once")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("k must be a whole number written in digits, e.g. k=10")
+    return value
+
+
+K = TypeAdapter(Annotated[int, BeforeValidator(_written_in_digits), Field(ge=1, le=MAX_K, default=DEFAULT_K)])
 
 
 @router.get(
@@ -37,7 +48,9 @@ async def recommendations(request: Request) -> Response:
     solving was ~10% of the service's CPU per request. The adapters apply the same limits as the contracts.
     """
     user_id: str = parse_param(USER_ID, request.path_params["user_id"], ("path", "user_id"))
-    raw_k = request.query_params.get("k")
+    raw_k: str | list[str] | None = request.query_params.get("k")
+    if raw_k is not None and len(given := request.query_params.getlist("k")) > 1:
+        raw_k = given  # refused below: which of several k values was meant is not ours to guess
     k: int = DEFAULT_K if raw_k is None else parse_param(K, raw_k, ("query", "k"))
     service: RecommendationService = request.app.state.service
     try:

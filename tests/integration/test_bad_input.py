@@ -106,6 +106,14 @@ def test_recs_validation_and_empty_catalog(stack: ServiceStack) -> None:
             response = client.get(f"{stack.recs_url}/recs/u", params={"k": k})
             assert response.status_code == 422
             assert "k" in response.json()["detail"]
+        # What Python's int() would take is not a query parameter: "5_0" would have been 50.
+        for k in ("5.0", " 5", "+5", "5_0", "٣"):
+            response = client.get(f"{stack.recs_url}/recs/u", params={"k": k})
+            assert response.status_code == 422, k
+            assert "whole number written in digits" in response.json()["detail"], response.text
+        repeated = client.get(f"{stack.recs_url}/recs/u", params=[("k", "10"), ("k", "3")])
+        assert repeated.status_code == 422 and "more than once" in repeated.json()["detail"]
+        assert client.get(f"{stack.recs_url}/recs/u", params={"k": "007"}).status_code == 200
         assert client.get(f"{stack.recs_url}/recs/{'x' * 200}").status_code == 422
         not_json = client.post(
             f"{stack.recs_url}/add_items", content=b"{not json", headers={"content-type": "application/json"}
