@@ -194,6 +194,17 @@ async def test_a_large_write_back_goes_in_chunks_and_a_cancelled_one_stays_pendi
     assert await redis_client.scard(keys.for_generation(0).user_shown("ann")) == 3_000
 
 
+async def _catalog_with_liked_items(redis_client: Redis, keys: GlobalKeys, likes_of: dict[int, float]) -> None:
+    """ITEMS in run 0's catalog and a first bandit snapshot where item i was liked ``likes_of[i]`` times out of as
+    many impressions."""
+    run = keys.for_generation(0)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
+    likes = np.zeros(len(ITEMS), np.float32)
+    likes[list(likes_of)] = list(likes_of.values())
+    await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
+    await redis_client.set(run.bandit_version, 1)
+
+
 async def test_requests_queued_behind_a_reload_that_hangs_share_its_failure(
     redis_and_keys: tuple[Redis, GlobalKeys], proxy_for: Callable[[str], TcpProxy]
 ) -> None:
@@ -232,11 +243,7 @@ async def test_unreadable_snapshots_keep_the_previous_objects_and_requests_answe
 ) -> None:
     redis_client, keys = redis_and_keys
     run = keys.for_generation(0)
-    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
-    likes = np.zeros(len(ITEMS), np.float32)
-    likes[3] = 50
-    await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
-    await redis_client.set(run.bandit_version, 1)
+    await _catalog_with_liked_items(redis_client, keys, {3: 50})
     service = _service(redis_client, keys)
     await service.recommend("ann", 10)
 
@@ -373,11 +380,8 @@ async def test_a_fallback_answer_skips_items_the_user_answered_without_being_sho
 ) -> None:
     redis_client, keys = redis_and_keys
     run = keys.for_generation(0)
-    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=ITEMS))
-    likes = np.zeros(len(ITEMS), np.float32)
-    likes[:5] = 100  # the five most popular items: the fallback's first choice
-    await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
-    await redis_client.set(run.bandit_version, 1)
+    # The five most popular items: the fallback's first choice.
+    await _catalog_with_liked_items(redis_client, keys, dict.fromkeys(range(5), 100))
     # ann liked item-0 through /interact without /recs showing it to her.
     await redis_client.lpush(run.user_history("ann"), orjson.dumps({"item_id": "item-0", "action": "like", "ts": 1.0}))
     service = _service(redis_client, keys)
