@@ -24,7 +24,7 @@ def _written_in_digits(value: object) -> object:
     return value
 
 
-K = TypeAdapter(Annotated[int, BeforeValidator(_written_in_digits), Field(ge=1, le=MAX_K, default=DEFAULT_K)])
+K = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_K, default=DEFAULT_K), BeforeValidator(_written_in_digits)])
 
 
 @router.get(

@@ -124,3 +124,15 @@ async def test_the_assignment_endpoint_tells_a_users_group_without_serving_them(
         assert answer.status_code == 200
         assert answer.json() == {"user_id": f"user-{i}", "group": experiment.assign(f"user-{i}").name}
     assert refused.status_code == 422
+
+
+def test_the_openapi_document_states_the_range_of_k() -> None:
+    """The digits-only check must not hide k's range from the spec (a fuzzer then sends k=-1 as 'valid')."""
+    parameters = create_app(Settings(_env_file=None)).openapi()["paths"]["/recs/{user_id}"]["get"]["parameters"]  # type: ignore[call-arg]
+    k = next(parameter for parameter in parameters if parameter["name"] == "k")
+    assert {key: k["schema"].get(key) for key in ("type", "minimum", "maximum", "default")} == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "default": 10,
+    }
