@@ -103,15 +103,10 @@ class RecommendationService:
                 await self.flush_fallback_writes()
                 if self._redis_down:
                     return self._fallback(user_id, k, group.name)
-            if self.memory.is_pending(user_id):
-                # A normal answer must not read a shown set that lacks this user's fallback answers: they are
-                # written back first (after the write-back in flight, if any). Everyone else goes on meanwhile, so
-                # a replica under load leaves fallback mode as soon as Redis answers again.
-                async with self._flush_lock:
-                    if not self._redis_down and self.memory.is_pending(user_id):
-                        await self._write_back()
-                if self._redis_down or self.memory.is_pending(user_id):
-                    return self._fallback(user_id, k, group.name)
+            # A normal answer must not read a shown set that lacks this user's fallback answers. Everyone else goes
+            # on meanwhile, so a replica under load leaves fallback mode as soon as Redis answers again.
+            if not await self._answers_written_back(user_id):
+                return self._fallback(user_id, k, group.name)
             return await self._recommend(user_id, k, group.name)
         except REDIS_UNAVAILABLE as error:
             self._redis_down = True
@@ -179,7 +174,8 @@ class RecommendationService:
                 offers.append(np.fromiter((c.index for c in ranked), dtype=np.int64, count=len(ranked)))
                 try:
                     # A fallback answer served before this claim must be in the shown set the claim checks.
-                    await self._write_back_answers_of(user_id)
+                    if not await self._answers_written_back(user_id):
+                        raise RedisConnectionError("this user's fallback answers could not be written back to Redis")
                     claimed = await self.users.claim(
                         state.generation, user_id, group_name, self._pairs(state, ranked), k - len(chosen)
                     )
@@ -206,16 +202,15 @@ class RecommendationService:
             self.memory.remember(state.generation, user_id, np.concatenate([known, state.catalog.indices_of(chosen)]))
         return Answer(chosen, sources, group_name)
 
-    async def _write_back_answers_of(self, user_id: str) -> None:
-        """This user's fallback answers into Redis, if any wait; raises (so the request answers from the
-        fallback) when they cannot be written."""
+    async def _answers_written_back(self, user_id: str) -> bool:
+        """True once none of this user's fallback answers waits for Redis: any that wait are written back first
+        (after the write-back in flight, if any); False while Redis is down or the write failed."""
         if not self.memory.is_pending(user_id):
-            return
+            return True
         async with self._flush_lock:
-            if self.memory.is_pending(user_id):
+            if not self._redis_down and self.memory.is_pending(user_id):
                 await self._write_back()
-        if self.memory.is_pending(user_id):
-            raise RedisConnectionError("this user's fallback answers could not be written back to Redis")
+        return not (self._redis_down or self.memory.is_pending(user_id))
 
     async def current_state(self) -> ServingState:
         """The serving state as a request would see it now (for debugging and status pages)."""
