@@ -10,6 +10,7 @@ import httpx
 
 from grader.catalog import Catalog
 from grader.traces import UNASSIGNED
+from recsys_core.schemas import admin_authorization
 
 
 class GradingAborted(RuntimeError):
@@ -45,10 +46,6 @@ class Experiment:
         }
 
 
-def _admin_headers(admin_token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-
-
 async def check_health(client: httpx.AsyncClient, services: dict[str, str]) -> None:
     """GET /healthcheck on every service; all failures are reported together."""
     problems = []
@@ -75,14 +72,14 @@ async def _expect_ok(client: httpx.AsyncClient, method: str, url: str, **kwargs:
 
 
 async def cleanup(client: httpx.AsyncClient, recs_url: str, admin_token: str | None) -> None:
-    await _expect_ok(client, "GET", f"{recs_url}/cleanup", headers=_admin_headers(admin_token))
+    await _expect_ok(client, "GET", f"{recs_url}/cleanup", headers=admin_authorization(admin_token))
 
 
 async def load_catalog(
     client: httpx.AsyncClient, recs_url: str, catalog: Catalog, batch_size: int, admin_token: str | None
 ) -> None:
     for body in catalog.batches(batch_size):
-        await _expect_ok(client, "POST", f"{recs_url}/add_items", json=body, headers=_admin_headers(admin_token))
+        await _expect_ok(client, "POST", f"{recs_url}/add_items", json=body, headers=admin_authorization(admin_token))
 
 
 def parse_experiment(payload: object) -> Experiment | None:

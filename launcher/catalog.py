@@ -22,7 +22,7 @@ from launcher.config import service_url
 from launcher.services import RECOMMENDATIONS
 from recsys_core import movielens
 from recsys_core.movielens import Movie
-from recsys_core.schemas import MAX_GENRES_PER_ITEM, MAX_TITLE_LENGTH
+from recsys_core.schemas import MAX_GENRES_PER_ITEM, MAX_TITLE_LENGTH, admin_authorization
 from recsys_core.settings import Settings
 
 # Fixed forever: changing it would give every movie a new id.
@@ -46,10 +46,6 @@ def catalog_batches(movies: Sequence[Movie], batch_size: int = DEFAULT_BATCH_SIZ
             "genres": [list(movie.genres[:MAX_GENRES_PER_ITEM]) for movie in chunk],
             "titles": [movie.title[:MAX_TITLE_LENGTH] for movie in chunk],
         }
-
-
-def auth_headers(admin_token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -76,7 +72,7 @@ def fetch_catalog_size(client: httpx.Client, recs_url: str) -> int:
 
 @_retry_transient
 def post_batch(client: httpx.Client, recs_url: str, body: dict[str, Any], admin_token: str | None) -> None:
-    response = client.post(f"{recs_url}/add_items", json=body, headers=auth_headers(admin_token))
+    response = client.post(f"{recs_url}/add_items", json=body, headers=admin_authorization(admin_token))
     if response.status_code in (401, 403):
         raise PermissionError(
             f"{recs_url}/add_items refused the catalog ({response.status_code}): "

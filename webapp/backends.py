@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from recsys_core.schemas import MAX_K
+from recsys_core.schemas import MAX_K, admin_authorization
 from recsys_core.settings import Settings
 from webapp.upstream import (
     CatalogEntry,
@@ -63,8 +63,12 @@ class RecsAnswer:
 
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
     # The backends live on the internal network: no proxy from the environment, no redirects.
-    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else None
-    return httpx.AsyncClient(timeout=BACKEND_TIMEOUT, headers=headers, trust_env=False, follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=BACKEND_TIMEOUT,
+        headers=admin_authorization(settings.admin_token),
+        trust_env=False,
+        follow_redirects=False,
+    )
 
 
 def _upstream_detail(response: httpx.Response) -> str:

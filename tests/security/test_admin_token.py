@@ -138,3 +138,70 @@ def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
     assert asyncio.run(status_for(f"Bearer {token}x".encode())) == 401
     # "sé" in Latin-1: other bytes than the token's UTF-8.
     assert asyncio.run(status_for(f"Bearer {token[:2]}".encode("latin-1"))) == 401
+
+
+def _guarded_recs_app(token: str) -> Any:
+    """/cleanup, /add_items and /status behind the services' own guard (the status needs none)."""
+    from fastapi import Depends, FastAPI
+
+    from recsys_core.settings import Settings
+    from recsys_io.http import admin_guard
+
+    app = FastAPI()
+    guard = [Depends(admin_guard(Settings(_env_file=None, admin_token=token)))]  # type: ignore[call-arg]
+    calls: list[str] = []
+
+    @app.get("/cleanup", dependencies=guard)
+    async def cleanup() -> dict[str, str]:
+        calls.append("cleanup")
+        return {"status": "ok"}
+
+    @app.post("/add_items", dependencies=guard)
+    async def add_items() -> dict[str, int]:
+        calls.append("add_items")
+        return {"added": 1}
+
+    @app.get("/status")
+    async def status() -> dict[str, int]:
+        return {"catalog_size": 0}
+
+    app.state.calls = calls
+    return app
+
+
+NON_ASCII_TOKEN = "sé-ключ-4f1c"
+
+
+def test_the_grader_launcher_and_web_ui_send_a_non_ascii_token() -> None:
+    """The services accept a non-ASCII token (above); their clients sent it as a str header, which httpx encodes as
+    ASCII: the web UI did not start, the grader could not clean up and make run could not load the catalog."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from grader.deployment import cleanup
+    from launcher.catalog import post_batch
+    from recsys_core.settings import Settings
+    from webapp.backends import create_http_client
+
+    app = _guarded_recs_app(NON_ASCII_TOKEN)
+
+    async def grader_cleanup() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            await cleanup(client, "http://recs", NON_ASCII_TOKEN)
+
+    asyncio.run(grader_cleanup())
+
+    with TestClient(app) as client:
+        post_batch(client, "http://recs", {"item_ids": ["a"], "genres": [["Drama"]]}, NON_ASCII_TOKEN)
+
+    async def web_ui_call() -> int:
+        ui_client = create_http_client(Settings(_env_file=None, admin_token=NON_ASCII_TOKEN))  # type: ignore[call-arg]
+        async with (
+            ui_client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), headers=ui_client.headers) as client,
+        ):
+            return (await client.get("http://recs/cleanup")).status_code
+
+    assert asyncio.run(web_ui_call()) == 200
+    assert app.state.calls == ["cleanup", "add_items", "cleanup"]
