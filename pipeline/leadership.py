@@ -9,7 +9,8 @@ from Redis before it consumes.
 Two guards keep a paused ex-leader (a long GC or SIGSTOP, a partition) from doing harm after another process took
 over: its event stores are fenced in Redis (``STORE_EVENTS`` refuses a token that does not hold the lease, so it
 acks nothing it did not store), and it publishes only while its local lease deadline, counted from *before* the last
-successful renewal was sent, has not passed, which is never later than the lease's expiry in Redis.
+successful renewal was sent, has not passed, which is never later than the lease's expiry in Redis. A pause can fall
+between that check and the write, so the publication scripts check the token in Redis too (``recsys_core.lua``).
 """
 
 from __future__ import annotations

@@ -91,10 +91,12 @@ class BanditSnapshotPublisher:
     entries past the last one counted (trimmed to its cap) is noticed and the hash read again.
     """
 
-    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+    def __init__(self, redis: Redis, keys: GlobalKeys, lease_token: str = "") -> None:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(lua.PUBLISH_SNAPSHOT)
+        # Redis refuses a snapshot from a process that does not hold the pipeline lease ("": not checked).
+        self._lease_token = lease_token
         self._catalog = _CatalogIds()
         self._impressions: _Impressions | None = None
         self._last_signature: tuple[int, int, int, int] | None = None
@@ -136,12 +138,16 @@ class BanditSnapshotPublisher:
             dislikes=self._aligned(state.dislikes, catalog),
             impressions=impressions.astype(np.float32),
         )
-        version = await self._script(
-            keys=[self._keys.generation, run.bandit_snapshot, run.bandit_version],
-            args=[state.generation, stats.to_bytes()],
+        version = int(
+            await self._script(
+                keys=[self._keys.generation, self._keys.pipeline_leader, run.bandit_snapshot, run.bandit_version],
+                args=[state.generation, self._lease_token, stats.to_bytes()],
+            )
         )
+        if version == lua.NOT_LEASE_HOLDER:
+            return None  # unchanged signature: published again if this process leads again
         self._last_signature = signature
-        return None if int(version) == lua.STALE_GENERATION else int(version)
+        return None if version == lua.STALE_GENERATION else version
 
     @staticmethod
     def _aligned(counts: dict[str, int], catalog: _CatalogIds) -> np.ndarray:
@@ -222,10 +228,11 @@ class BanditSnapshotPublisher:
 class CoLikesPublisher:
     """Publishes co-like neighbours (computed in a worker thread) whenever new likes arrived."""
 
-    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+    def __init__(self, redis: Redis, keys: GlobalKeys, lease_token: str = "") -> None:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(lua.PUBLISH_SNAPSHOT)
+        self._lease_token = lease_token  # as BanditSnapshotPublisher's
         self._published_at: tuple[int, int] | None = None
 
     def is_stale(self, state: RunState) -> bool:
@@ -234,11 +241,16 @@ class CoLikesPublisher:
     async def publish(self, state: RunState, neighbours: ItemNeighbours, events_seen: int) -> int | None:
         run = self._keys.for_generation(state.generation)
         blob = await asyncio.to_thread(neighbours.to_bytes)
-        version = await self._script(
-            keys=[self._keys.generation, run.co_likes, run.co_likes_version], args=[state.generation, blob]
+        version = int(
+            await self._script(
+                keys=[self._keys.generation, self._keys.pipeline_leader, run.co_likes, run.co_likes_version],
+                args=[state.generation, self._lease_token, blob],
+            )
         )
+        if version == lua.NOT_LEASE_HOLDER:
+            return None
         self._published_at = (state.generation, events_seen)
-        return None if int(version) == lua.STALE_GENERATION else int(version)
+        return None if version == lua.STALE_GENERATION else version
 
 
 def _serialize_for_serving(model: FactorModel) -> tuple[bytes, list[dict[str, bytes]]]:

@@ -135,9 +135,10 @@ class PipelineRuntime:
         self._lease = lease
         self._redis = redis
         self._events = EventStore(redis, self.keys)
-        self._snapshots = BanditSnapshotPublisher(redis, self.keys)
+        lease_token = "" if lease is None else lease.token
+        self._snapshots = BanditSnapshotPublisher(redis, self.keys, lease_token)
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
-        self._co_likes = CoLikesPublisher(redis, self.keys)
+        self._co_likes = CoLikesPublisher(redis, self.keys, lease_token)
         # Twin matching answers the user's next /recs: its own thread, at normal priority.
         self._twins_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twins")
         self.twins = TwinsPublisher(
@@ -148,6 +149,7 @@ class PipelineRuntime:
             on_published=self.metrics.twins_delay.observe,
             may_publish=self.may_publish,
             on_matched=self.metrics.observe_twin_lifts,
+            lease_token=lease_token,
         )
         self._twins_task: asyncio.Task[None] | None = None
         self._twins_restore_task: asyncio.Task[None] | None = None

@@ -70,10 +70,14 @@ class TwinsPublisher:
         on_published: Callable[[float], None] | None = None,
         may_publish: Callable[[], bool] = lambda: True,
         on_matched: Callable[[str, int, float], None] | None = None,
+        lease_token: str = "",
     ) -> None:
         self._redis = redis
         # False once this process may have lost the pipeline lease (pipeline/leadership.py): nothing is written then.
         self._may_publish = may_publish
+        # And Redis refuses the writes of a process that does not hold it ("": not checked), in case the check above
+        # passed just before a pause during which another process took over.
+        self._lease_token = lease_token
         self._keys = keys
         self._settings = settings
         self._executor = executor
@@ -320,16 +324,19 @@ class TwinsPublisher:
         run = self._keys.for_generation(generation)
         users = sorted(texts)
         async with self._redis.pipeline(transaction=False) as pipe:
+            fence = [self._keys.generation, self._keys.pipeline_leader]
             await self._set(
-                keys=[self._keys.generation, *(run.user_twins(u) for u in users)],
-                args=[generation, self._settings.twins_ttl_s, *(texts[u] for u in users)],
+                keys=[*fence, *(run.user_twins(u) for u in users)],
+                args=[generation, self._lease_token, self._settings.twins_ttl_s, *(texts[u] for u in users)],
                 client=pipe,
             )
             if links:
                 pairs = [value for pair in sorted(links.items()) for value in pair]
-                await self._hset(keys=[self._keys.generation, run.twin_links], args=[generation, *pairs], client=pipe)
+                await self._hset(
+                    keys=[*fence, run.twin_links], args=[generation, self._lease_token, *pairs], client=pipe
+                )
             written = (await pipe.execute())[0]
         if int(written) < 0:
-            return 0  # a /cleanup started another run meanwhile
+            return 0  # a /cleanup started another run meanwhile, or another process took the lease
         self.published += int(written)
         return int(written)

@@ -215,14 +215,6 @@ if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 return redis.call('INCR', KEYS[2])
 """
 
-# Fields of a run's hash, only while it is the current run (for the same reason).
-# KEYS: generation, the hash
-# ARGV: expected generation, then field, value pairs
-HSET_IF_CURRENT = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
-return redis.call('HSET', KEYS[2], unpack(ARGV, 2))
-"""
-
 # Adds members to a set, unless a /cleanup started another run meanwhile (which deleted the old run's keys).
 # KEYS: generation, set   ARGV: expected generation, members...
 SADD_IF_CURRENT = """
@@ -247,24 +239,56 @@ if redis.call('HGET', KEYS[2], 'model_version') ~= ARGV[2] then return 0 end
 return redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 """
 
-# Writes string values that expire, unless a /cleanup started another run meanwhile.
-# KEYS: generation, then the keys to write
-# ARGV: expected generation, TTL in seconds, then one value per key
-SET_IF_CURRENT = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2])
+# The pipeline's publications below are fenced by its lease as well as by the run: a paused ex-leader whose
+# local check passed before the pause must not overwrite what the new leader published (nothing would correct
+# it until the new leader's state changed). KEYS[1], KEYS[2]: generation, pipeline lease; ARGV[1], ARGV[2]: the
+# expected generation, the caller's lease token ("": no lease checked). Returns -1 (an older run), -2 (the
+# caller does not hold the lease) or 0 (write).
+_PUBLICATION_FENCE = """
+local function fence()
+  if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+  if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return -2 end
+  return 0
 end
-return #KEYS - 1
 """
 
-# KEYS: generation, bandit snapshot, bandit version
-# ARGV: expected generation, snapshot bytes
-PUBLISH_SNAPSHOT = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[2], ARGV[2])
-return redis.call('INCR', KEYS[3])
+# Writes string values that expire (the twins' lifts), fenced as above.
+# KEYS: generation, pipeline lease, then the keys to write
+# ARGV: expected generation, lease token, TTL in seconds, then one value per key
+SET_IF_CURRENT = (
+    _PUBLICATION_FENCE
+    + """
+local refused = fence()
+if refused ~= 0 then return refused end
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[3])
+end
+return #KEYS - 2
 """
+)
+
+# Fields of a hash (the twin links), fenced as above.
+# KEYS: generation, pipeline lease, the hash   ARGV: expected generation, lease token, then field, value pairs
+HSET_IF_CURRENT = (
+    _PUBLICATION_FENCE
+    + """
+local refused = fence()
+if refused ~= 0 then return refused end
+return redis.call('HSET', KEYS[3], unpack(ARGV, 3))
+"""
+)
+
+# A bandit snapshot or co-likes blob and its version, fenced as above.
+# KEYS: generation, pipeline lease, the blob, its version   ARGV: expected generation, lease token, the blob
+PUBLISH_SNAPSHOT = (
+    _PUBLICATION_FENCE
+    + """
+local refused = fence()
+if refused ~= 0 then return refused end
+redis.call('SET', KEYS[3], ARGV[3])
+return redis.call('INCR', KEYS[4])
+"""
+)
 
 # Deletes the keys of one model version (its blob, meta and users' factors), shared by the scripts below.
 _DELETE_MODEL_VERSION = """

@@ -1,7 +1,10 @@
-"""The pipeline lease on the real Redis: one holder at a time, and a fence on the event store."""
+"""The pipeline lease on the real Redis: one holder at a time, and a fence on the event store and publications."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -9,11 +12,16 @@ from redis.asyncio import Redis
 from pipeline.event_store import NOT_LEASE_HOLDER, STORE_ROUND_TRIP, STORED, EventStore, GroupedEvent
 from pipeline.leadership import LeadershipLost, PipelineLease
 from pipeline.node import PipelineNode
+from pipeline.publishing import BanditSnapshotPublisher, CoLikesPublisher
 from pipeline.runtime import PipelineMetrics, PipelineRuntime
+from pipeline.state import RunState
+from pipeline.twins import TwinsPublisher
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
-from recsys_core.schemas import EventMessage
+from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
+from recsys_core.strategies.base import ItemNeighbours
+from recsys_io.catalog import add_items
 from tests.integration.helpers import FailingOnCall
 from tests.support.stack import free_port
 
@@ -156,3 +164,37 @@ async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
     finally:
         await runtime.stop()
     assert await redis_client.xlen(keys.for_generation(0).events) == 2 * STORE_ROUND_TRIP  # one entry per interaction
+
+
+async def test_a_paused_ex_leader_publishes_no_snapshot_co_likes_or_twins(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """Its local lease check may pass just before a pause: Redis must refuse the late writes, or the older snapshot
+    stays served until the new leader's state changes (reproduced with two runtimes, 4 likes over the leader's 9)."""
+    redis_client, keys = redis_and_keys
+    paused, leader = await _taken_over(redis_client, keys)
+    run = keys.for_generation(0)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b"]))
+    state = RunState(0)
+    state.apply("ann", "a", "like", 1.0)
+    neighbours = ItemNeighbours(np.zeros((2, 1), dtype=np.int32), np.zeros((2, 1), dtype=np.float32))
+    settings = Settings(redis_prefix=keys.prefix)
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        late = [
+            BanditSnapshotPublisher(redis_client, keys, paused.token).publish_if_changed(state),
+            CoLikesPublisher(redis_client, keys, paused.token).publish(state, neighbours, 1),
+            TwinsPublisher(redis_client, keys, settings, executor, lease_token=paused.token)._publish(
+                0, {"ann": "lift"}, {"ann": "bob"}
+            ),
+        ]
+        assert [await publication for publication in late] == [None, None, 0]
+        written = [run.bandit_snapshot, run.bandit_version, run.co_likes, run.co_likes_version, run.user_twins("ann")]
+        assert await redis_client.exists(*written, run.twin_links) == 0
+
+        # The same publications from the lease holder are written.
+        assert await BanditSnapshotPublisher(redis_client, keys, leader.token).publish_if_changed(state) == 1
+        assert await CoLikesPublisher(redis_client, keys, leader.token).publish(state, neighbours, 1) == 1
+        twins = TwinsPublisher(redis_client, keys, settings, executor, lease_token=leader.token)
+        assert await twins._publish(0, {"ann": "lift"}, {"ann": "bob"}) == 1
+        assert await redis_client.exists(*written, run.twin_links) == len(written) + 1
