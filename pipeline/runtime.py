@@ -255,26 +255,35 @@ class PipelineRuntime:
             if self._state.generation == generation:
                 return
             previous = self._state.generation
-            self._state = await self._events.load_run(generation, self.settings.training_max_events)
-            await self._resume_model_status(self._state)
+            # Every Redis step first, the switch in memory last: a step that fails leaves the old run in place, and
+            # the retry (the next event of the run, or the watch loop) does the whole switch again. Switched first,
+            # a retry found the generation current and returned, so /cleanup never got the acknowledgement below
+            # and the run kept the previous run's uid.
+            state = await self._events.load_run(generation, self.settings.training_max_events)
+            served = await self._served_model_status(state)
             uid = await self._run_uid_if_current(
                 keys=[self.keys.generation, self.keys.for_generation(generation).run_uid],
                 args=[generation, uuid.uuid4().hex],
             )
+            await self._redis.set(self.keys.pipeline_generation, generation)
+            self._state = state
+            self._take_over_model_status(state, served)
             self._run_uid = "" if uid is None else as_str(uid)  # None: a /cleanup came first; the next switch sets it
             self.twins.reset(generation)
-            if self.twins.enabled and len(self._state.log):
-                self._twins_restore_task = asyncio.create_task(self._restore_twins(self._state))
-            await self._redis.set(self.keys.pipeline_generation, generation)
-            log.info("run generation %d (was %d): %d events loaded", generation, previous, len(self._state.log))
+            if self.twins.enabled and len(state.log):
+                self._twins_restore_task = asyncio.create_task(self._restore_twins(state))
+            log.info("run generation %d (was %d): %d events loaded", generation, previous, len(state.log))
         # Fire and forget: the single tracking thread keeps MLflow calls in order and off the event loop.
         self._tracking.submit(self._tracker.start_generation, generation, self._run_uid)
 
-    async def _resume_model_status(self, state: RunState) -> None:
+    async def _served_model_status(self, state: RunState) -> dict[bytes, bytes]:
+        """The run's status hash, which says what model an earlier pipeline process of this run published."""
+        return await self._redis.hgetall(self.keys.for_generation(state.generation).pipeline_status)
+
+    def _take_over_model_status(self, state: RunState, status: dict[bytes, bytes]) -> None:
         """A restarted (or newly leading) pipeline takes over the served model's figures from the run's status
         hash: /metrics shows its version, and the events it was trained on do not count as new (which forced a
         retrain on unchanged data at once)."""
-        status = await self._redis.hgetall(self.keys.for_generation(state.generation).pipeline_status)
         version = as_int(status.get(b"model_version"))
         self.last_retrain = None
         if not version:

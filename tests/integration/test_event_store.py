@@ -193,3 +193,40 @@ async def test_a_generation_switch_that_redis_interrupts_is_retried(
     status = await _status_after_handling(redis_client, keys, [_grouped(1, "ann", [("a", "like")], 1.0).event])
 
     assert loads == [1, 1] and (status["generation"], status["messages_stored"]) == (1, 1)
+
+
+async def test_a_switch_interrupted_after_the_reload_is_done_again_in_full(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis failing at the switch's last step (its acknowledgement to /cleanup) once switched the run in memory
+    only: the retry found the run current and returned, so /cleanup waited its full timeout at every later call,
+    and the run kept the previous run's uid (its retrains tagged with the old run's in MLflow)."""
+    redis_client, keys = redis_and_keys
+    set_for_real = redis_client.set
+    acknowledgements: list[object] = []
+
+    async def ack_fails_once(name: str, value: object, *args: object, **kwargs: object) -> object:
+        if name == keys.pipeline_generation:
+            acknowledgements.append(value)
+            if len(acknowledgements) == 1:
+                raise RedisConnectionError("connection dropped before the acknowledgement")
+        return await set_for_real(name, value, *args, **kwargs)  # type: ignore[arg-type]
+
+    settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    try:
+        await runtime._switch_to_current_generation()
+        monkeypatch.setattr(redis_client, "set", ack_fails_once)
+        await redis_client.incr(keys.generation)  # a /cleanup
+        await runtime.handle_batch([_grouped(1, "ann", [("a", "like")], 1.0).event])
+        status = runtime.describe()
+    finally:
+        await runtime.stop()
+
+    assert acknowledgements == [1, 1]
+    assert await redis_client.get(keys.pipeline_generation) == b"1"
+    run_uid = await redis_client.get(keys.for_generation(1).run_uid)
+    assert run_uid is not None and runtime._run_uid == run_uid.decode()
+    assert (status["generation"], status["messages_stored"]) == (1, 1)
