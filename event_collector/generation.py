@@ -15,7 +15,9 @@ this safe:
 - every refresh updates the in-memory value *before* announcing it, so once /cleanup sees the announcement,
   every later request of that process is stamped with the new run.
 
-If Redis does not answer, the last generation this process saw is used (events still flow), and its
+A generation in Redis below the one this process stamps means Redis lost its data (/cleanup only increments it):
+the refresh puts it back (``GenerationRestorer``), so the events stamped before the loss are not dropped as an
+older run's. If Redis does not answer, the last generation this process saw is used (events still flow), and its
 announcement expires, so /cleanup stops waiting for it after at most ``ANNOUNCEMENT_TTL_MS``.
 """
 
@@ -30,7 +32,7 @@ import uuid
 from redis.asyncio import Redis
 
 from recsys_core.keys import GlobalKeys
-from recsys_io.redis_client import REDIS_UNAVAILABLE, read_generation
+from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class GenerationSource:
         self._watcher: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._announced_at = -float("inf")  # time.monotonic() of the last announcement Redis took
+        self._restorer = GenerationRestorer(redis, keys)
 
     def current(self) -> int | None:
         """The generation to stamp; None until Redis answered once (the route answers 503 then)."""
@@ -63,7 +66,8 @@ class GenerationSource:
     async def refresh(self) -> None:
         if self._generation is None or self._announcement_may_have_expired():
             await self._announce(0)
-        self._generation = await read_generation(self._redis, self._keys)
+        # Never back to an earlier run: after Redis lost its data, the generation this process stamps is restored.
+        self._generation = await self._restorer.at_least(self._generation or 0)
         await self._announce(self._generation)
 
     def _announcement_may_have_expired(self) -> bool:

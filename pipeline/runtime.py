@@ -38,7 +38,7 @@ from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
-from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str, read_generation
+from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer, as_int, as_str, read_generation
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class PipelineRuntime:
         self._lease = lease
         self._redis = redis
         self._events = EventStore(redis, self.keys)
+        self._generations = GenerationRestorer(redis, self.keys)
         lease_token = "" if lease is None else lease.token
         self._snapshots = BanditSnapshotPublisher(redis, self.keys, lease_token)
         self._models = ModelPublisher(redis, self.keys, settings.models_to_keep)
@@ -320,6 +321,9 @@ class PipelineRuntime:
     async def _switch_to_current_generation(self) -> None:
         await self._switch_generation(await read_generation(self._redis, self.keys))
 
+    async def _switch_to_generation_at_least(self, seen: int) -> None:
+        await self._switch_generation(await self._generations.at_least(seen))
+
     async def _housekeeping_forever(self) -> None:
         """Heartbeat, generation watch and bandit snapshots, every ``bandit_publish_interval_s``."""
         while not self._stopping.is_set():
@@ -393,8 +397,9 @@ class PipelineRuntime:
             return
         newest = max(event.generation for event in events)
         if newest > self._state.generation:
-            # A /cleanup happened and its events arrive before the watch loop noticed.
-            await self._retry(self._switch_to_current_generation)
+            # A /cleanup happened and its events arrive before the watch loop noticed; or Redis lost its data, and
+            # its generation is restored so that these events are stored, not dropped as an older run's.
+            await self._retry(lambda: self._switch_to_generation_at_least(newest))
         grouped = [GroupedEvent(e, self.experiment.assign(e.user_id).name) for e in events]
         for first in range(0, len(grouped), STORE_ROUND_TRIP):
             batch = grouped[first : first + STORE_ROUND_TRIP]

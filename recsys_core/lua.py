@@ -195,6 +195,22 @@ return results
 """
 )
 
+# The run's generation never goes back. Redis that lost its data (a restart without persistence) reads 0, and the
+# events already stamped with the run before it (queued in RabbitMQ, or stamped by a collector that had not
+# re-read it yet) would be dropped as an older run's after their 200. A collector or pipeline that saw a later
+# generation puts it back; /cleanup only ever increments it, so a later one seen can only mean a loss.
+# KEYS: generation   ARGV: the latest generation the caller saw
+# Returns {the generation now, 1 if this call restored it else 0}.
+RESTORE_GENERATION = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if current < seen then
+  redis.call('SET', KEYS[1], seen)
+  return {seen, 1}
+end
+return {current, 0}
+"""
+
 # The run's uid, set once by whichever process asks first, only while it is the current run (a key set for an
 # older run after its /cleanup deleted its keys would stay forever).
 # KEYS: generation, the run's uid key

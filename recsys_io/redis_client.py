@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -10,11 +11,14 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 from redis.utils import HIREDIS_AVAILABLE
 
+from recsys_core import lua
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
 
 if HIREDIS_AVAILABLE:
     import hiredis
+
+log = logging.getLogger(__name__)
 
 
 MAX_CONNECTIONS = 256
@@ -72,6 +76,25 @@ def as_str(value: bytes | str) -> str:
 
 async def read_generation(redis: Redis, keys: GlobalKeys) -> int:
     return as_int(await redis.get(keys.generation))
+
+
+class GenerationRestorer:
+    """Reads the run's generation, putting back a later one the caller saw (``lua.RESTORE_GENERATION``)."""
+
+    def __init__(self, redis: Redis, keys: GlobalKeys) -> None:
+        self._keys = [keys.generation]
+        self._script = redis.register_script(lua.RESTORE_GENERATION)
+
+    async def at_least(self, seen: int) -> int:
+        generation, restored = (int(value) for value in await self._script(keys=self._keys, args=[seen]))
+        if restored:
+            log.warning(
+                "the run's generation in Redis was behind generation %d, which was seen before: Redis lost its data; "
+                "generation %d restored, so the events stamped with it are kept",
+                seen,
+                generation,
+            )
+        return generation
 
 
 # What "Redis is unavailable" looks like from redis-py: unreachable, timing out, or refusing commands (READONLY

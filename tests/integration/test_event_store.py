@@ -230,3 +230,18 @@ async def test_a_switch_interrupted_after_the_reload_is_done_again_in_full(
     run_uid = await redis_client.get(keys.for_generation(1).run_uid)
     assert run_uid is not None and runtime._run_uid == run_uid.decode()
     assert (status["generation"], status["messages_stored"]) == (1, 1)
+
+
+async def test_events_of_a_run_redis_lost_are_stored_and_its_generation_put_back(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """Redis restarted without its data reads generation 0: the queued events of run 2, each confirmed with a 200,
+    were dropped as an older run's (reproduced: 500 of 500). The run's generation is restored and they are kept."""
+    redis_client, keys = redis_and_keys
+    batch = [_grouped(2, user, [("a", "like")], 1.0).event for user in ("ann", "bob", "cy")]
+
+    status = await _status_after_handling(redis_client, keys, batch)
+
+    assert (status["generation"], status["messages_stored"], status["stale_dropped"]) == (2, 3, 0)
+    assert await redis_client.get(keys.generation) == b"2"
+    assert await redis_client.xlen(keys.for_generation(2).events) == 3

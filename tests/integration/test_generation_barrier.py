@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from event_collector import generation as generation_module
 from event_collector.generation import GenerationSource
 from event_collector.publisher import BrokerUnavailable
 from recommendations.cleanup import cleanup, wait_for_collectors
@@ -22,7 +21,7 @@ from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
 from recsys_io.amqp import parse_events
-from recsys_io.redis_client import REDIS_UNAVAILABLE
+from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer
 from tests.integration.helpers import connected_publisher
 from tests.support.proxy import TcpProxy
 from tests.support.stack import REDIS_URL
@@ -71,18 +70,18 @@ async def test_a_collector_starting_while_cleanup_runs_is_waited_for(
     """The worst interleaving: the new collector reads the old generation, then /cleanup bumps it and looks
     for collectors before the new one announced what it read. Announcing 0 before the read covers it."""
     redis_client, keys = redis_and_keys
-    real_read = generation_module.read_generation
+    real_read = GenerationRestorer.at_least
     cleanup_waits: list[asyncio.Task[bool]] = []
 
-    async def read_then_cleanup(redis: Redis, global_keys: GlobalKeys) -> int:
-        value = await real_read(redis, global_keys)
+    async def read_then_cleanup(restorer: GenerationRestorer, seen: int) -> int:
+        value = await real_read(restorer, seen)
         if not cleanup_waits:
-            new_generation = await redis.incr(global_keys.generation)
-            cleanup_waits.append(asyncio.create_task(wait_for_collectors(redis, global_keys, new_generation)))
+            new_generation = await redis_client.incr(keys.generation)
+            cleanup_waits.append(asyncio.create_task(wait_for_collectors(redis_client, keys, new_generation)))
             await asyncio.sleep(0.05)
         return value
 
-    monkeypatch.setattr(generation_module, "read_generation", read_then_cleanup)
+    monkeypatch.setattr(GenerationRestorer, "at_least", read_then_cleanup)
     source = GenerationSource(redis_client, keys, poll_interval_s=0.3)
     await source.start()
     try:
@@ -101,20 +100,20 @@ async def test_close_returns_while_a_refresh_is_in_flight(
     """A cancellation that lands during a Redis command can be swallowed inside the client; the watcher must
     stop anyway (a collector once hung on SIGTERM for 20 s until it was killed)."""
     redis_client, keys = redis_and_keys
-    real_read = generation_module.read_generation
+    real_read = GenerationRestorer.at_least
     reads = 0
     watcher_reading = asyncio.Event()
 
-    async def read_that_swallows_cancellation(redis: Redis, global_keys: GlobalKeys) -> int:
+    async def read_that_swallows_cancellation(restorer: GenerationRestorer, seen: int) -> int:
         nonlocal reads
         reads += 1
         if reads >= 3:  # the first is start-up's; from the third on the watcher is mostly inside a read
             watcher_reading.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.2)
-        return await real_read(redis, global_keys)
+        return await real_read(restorer, seen)
 
-    monkeypatch.setattr(generation_module, "read_generation", read_that_swallows_cancellation)
+    monkeypatch.setattr(GenerationRestorer, "at_least", read_that_swallows_cancellation)
     source = GenerationSource(redis_client, keys, poll_interval_s=0.01)
     await source.start()
     await asyncio.wait_for(watcher_reading.wait(), timeout=5.0)
@@ -194,3 +193,24 @@ async def test_a_cleanup_that_cannot_reach_redis_purges_nothing(
         await unreachable.aclose()
     print(f"queued after the failed cleanup: {queued}")
     assert queued == 5
+
+
+async def test_a_collector_puts_back_the_generation_redis_lost(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    """Redis restarted without its data reads generation 0; the collector kept stamping the run it knew, and that
+    run's number is back in Redis for the pipeline and the replicas (they would take its events for an older run's)."""
+    redis_client, keys = redis_and_keys
+    await redis_client.set(keys.generation, 3)
+    source = GenerationSource(redis_client, keys, poll_interval_s=60)
+    await source.start()
+    try:
+        await redis_client.delete(keys.generation)  # the data loss
+        await source.refresh()
+        assert source.current() == 3
+        assert await redis_client.get(keys.generation) == b"3"
+        assert await redis_client.get(keys.collector(source.instance_id)) == b"3"
+
+        await redis_client.incr(keys.generation)  # a later /cleanup still moves it on
+        await source.refresh()
+        assert source.current() == 4
+    finally:
+        await source.close()
