@@ -188,6 +188,13 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Request headers a browser may send cross-origin: JSON bodies, the admin token and /interact's retry key.
+CORS_ALLOWED_HEADERS = ("Content-Type", "Authorization", "Idempotency-Key")
+# Response headers browser scripts may read (only CORS-safelisted ones are readable otherwise): the README's
+# headers of /recs, and the back-off of a 503.
+CORS_EXPOSED_HEADERS = ("X-Experiment-Group", "X-Recommendation-Sources", "X-Fallback", "Retry-After")
+
+
 def install_common(app: FastAPI, settings: Settings, service_name: str) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     # A dead or refusing dependency (unreachable, READONLY, OOM) is a 503 the client can retry, never a 500 or a
@@ -199,7 +206,8 @@ def install_common(app: FastAPI, settings: Settings, service_name: str) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "Authorization"],
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
         )
     install_metrics(app, service_name)
     document_common_errors(app)
