@@ -56,7 +56,11 @@ async def interact(request: Request) -> Response:
     publisher: EventPublisher = request.app.state.publisher
     generation = generations.current()
     if generation is None:
-        raise HTTPException(status_code=503, detail="Redis is unreachable: cannot tell which run this event belongs to")
+        raise HTTPException(
+            status_code=503,
+            detail="Redis is unreachable: cannot tell which run this event belongs to",
+            headers={"Retry-After": "1"},
+        )
     event = EventMessage(
         **({} if key is None else {"message_id": idempotent_message_id(body.user_id, key)}),
         generation=generation,
