@@ -11,10 +11,12 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_core.schemas import GENRE_PATTERN, ID_CHARACTERS, ID_PATTERN
@@ -323,10 +325,26 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", None) or _route_template(scope)
             self.histogram.labels(self.service_name, scope["method"], route, status).observe(
                 time.perf_counter() - started
             )
+
+
+def _route_template(scope: Scope) -> str:
+    """The template of the route a request's path belongs to, for an answer sent before routing.
+
+    A 413 decided from Content-Length or a CORS preflight never reaches the router, so the scope names no
+    route; the same path would otherwise count under "unmatched" beside its template. A path no route
+    matches stays "unmatched", so clients cannot grow the label set.
+    """
+    app = scope.get("app")
+    # Through included routers too (app.routes holds them as one entry each), with their prefixes.
+    for route in iter_route_contexts(getattr(getattr(app, "router", None), "routes", ())):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:  # PARTIAL: the path matches but not the method (a preflight's OPTIONS)
+            return route.path_format or "unmatched"
+    return "unmatched"
 
 
 def install_metrics(app: FastAPI, service_name: str) -> CollectorRegistry:
