@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -310,9 +310,10 @@ def document_common_errors(app: FastAPI) -> None:
     """Make /openapi.json tell the truth about the errors the shared handlers send.
 
     FastAPI documents 422 as its default body (``detail`` is a list); ours is a sentence plus ``errors``. It
-    knows nothing of the middleware and handlers installed here: 413 (body too large) and 400 (bytes that are
-    not JSON text, FastAPI's own answer) on every route with a body, 503 (a dependency is unreachable) on
-    routes that use one, 401 on routes behind the admin token.
+    knows nothing of the middleware and handlers installed here: 413 (body too large) on every route with a
+    body, 400 (bytes that are not UTF-8 text, FastAPI's own answer) on those whose body FastAPI parses (a
+    ``parse_json_body`` route answers such bytes with its 422), 503 (a dependency is unreachable) on routes
+    that use one, 401 on routes behind the admin token.
     """
     generate = app.openapi
 
@@ -320,6 +321,12 @@ def document_common_errors(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
+        parsed_by_fastapi = {
+            (route.path_format, method.lower())
+            for route in iter_route_contexts(app.routes)
+            if isinstance(route.original_route, APIRoute) and route.original_route.body_field is not None
+            for method in route.methods or ()
+        }
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["ErrorResponse"] = ERROR_SCHEMA
         components["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
@@ -335,7 +342,11 @@ def document_common_errors(app: FastAPI) -> None:
                 operation_ids.add(operation.get("operationId", ""))
                 responses = operation.setdefault("responses", {})
                 if "requestBody" in operation:
-                    responses.setdefault("400", _error_response("The body could not be decoded (not UTF-8 JSON)"))
+                    if (path, method) in parsed_by_fastapi:
+                        responses.setdefault("400", _error_response("The body could not be decoded (not UTF-8)"))
+                    elif "422" in responses:
+                        description = "Validation Error, or a body that is not UTF-8 JSON"
+                        responses["422"] = {**responses["422"], "description": description}
                     responses.setdefault("413", _error_response("The request body is larger than MAX_BODY_BYTES"))
                 if path not in NEVER_UNAVAILABLE:
                     unavailable = responses.setdefault("503", _error_response("A dependency is unreachable"))
