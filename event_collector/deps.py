@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from event_collector.generation import GenerationSource
 from event_collector.publisher import EventPublisher
 
 
@@ -13,4 +14,9 @@ async def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
+async def get_generations(request: Request) -> GenerationSource:
+    return request.app.state.generations
+
+
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
+GenerationsDep = Annotated[GenerationSource, Depends(get_generations)]

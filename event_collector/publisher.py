@@ -101,7 +101,7 @@ class EventPublisher:
                 if connection is not None:  # the broker went away between the connect and the channels
                     with contextlib.suppress(OSError, TimeoutError, aio_pika.exceptions.AMQPException):
                         await connection.close()
-                log.warning("RabbitMQ not reachable (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                log.warning("RabbitMQ not reachable (%r); retrying in %.0fs", error, RECONNECT_DELAY_S)
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             self._connection = connection

@@ -71,7 +71,7 @@ class EventConsumer:
                 queue = await declare_events_queue(channel, self._queue_name)
                 await queue.consume(self._inbox.put)
             except (OSError, TimeoutError, aio_pika.exceptions.AMQPException) as error:
-                log.warning("could not consume from RabbitMQ (%s); retrying in %.0fs", error, RECONNECT_DELAY_S)
+                log.warning("could not consume from RabbitMQ (%r); retrying in %.0fs", error, RECONNECT_DELAY_S)
                 if connection is not None:
                     # A robust connection left open would keep reconnecting on its own: one more per attempt.
                     with contextlib.suppress(Exception):

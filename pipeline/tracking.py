@@ -102,7 +102,7 @@ class MlflowTracker:
             return self._log(record)
         except Exception as error:  # MLflow raises many kinds; a tracking failure must never stop training
             if self._available:
-                log.warning("MLflow logging failed; retrains go on untracked: %s", error)
+                log.warning("MLflow logging failed; retrains go on untracked: %r", error)
             self._available = False
             self._miss(record)
             return None
@@ -126,7 +126,7 @@ class MlflowTracker:
         try:
             return self._parent_run(self._client(), generation, run_uid)
         except Exception as error:  # see log_retrain
-            log.warning("MLflow could not start the parent run of generation %d: %s", generation, error)
+            log.warning("MLflow could not start the parent run of generation %d: %r", generation, error)
             return None
 
     def _client(self) -> MlflowClient:

@@ -42,7 +42,7 @@ async def purge_events_queue(settings: Settings) -> bool:
         return True
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as error:
         # Not fatal: events of the old run still carry the old generation and the pipeline drops them.
-        log.warning("could not purge %s during cleanup: %s", settings.events_queue, error)
+        log.warning("could not purge %s during cleanup: %r", settings.events_queue, error)
         return False
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from recsys_core.algorithms.twins import TwinParams
+from recsys_core.schemas import MAX_K
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,21 +31,23 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = "http://127.0.0.1:8080"
     # The MLflow experiment is named after the deployment.
     deployment_name: str = "recsys"
-    # Timeouts keep a dead dependency from hanging a request: it becomes a 503 or a fallback.
-    redis_timeout_s: float = 1.0
-    amqp_publish_timeout_s: float = 3.0
+    # Timeouts keep a dead dependency from hanging a request: it becomes a 503 or a fallback. Every bound below
+    # refuses, at start-up, a value that would silently stop a service (a 0 s timeout fails every call).
+    redis_timeout_s: float = Field(default=1.0, gt=0)
+    amqp_publish_timeout_s: float = Field(default=3.0, gt=0)
     # Group commit: how many messages the collector lets await the broker's confirm at once; the events that
     # arrive meanwhile leave together in the next message.
     amqp_publish_max_in_flight: int = Field(default=4, ge=1)
 
     # --- HTTP services ---
     host: str = "127.0.0.1"
-    recs_port: int = 5001
-    collector_port: int = 5000
-    pipeline_port: int = 5002
-    webapp_port: int = 8000
-    mlflow_port: int = 8080
-    recs_workers: int = 1
+    # Fixed ports (0 would listen wherever the system chooses, where no other service finds it).
+    recs_port: int = Field(default=5001, ge=1, le=65535)
+    collector_port: int = Field(default=5000, ge=1, le=65535)
+    pipeline_port: int = Field(default=5002, ge=1, le=65535)
+    webapp_port: int = Field(default=8000, ge=1, le=65535)
+    mlflow_port: int = Field(default=8080, ge=1, le=65535)
+    recs_workers: int = Field(default=1, ge=1)
     # How long a service keeps an idle client connection open. uvicorn's 5 s is shorter than common clients'
     # idle limits (aiohttp 15 s, urllib3 none): a client reusing a connection the server has just closed gets
     # a dropped request, which a grader counts as a failed call. Whole seconds, as uvicorn takes them.
@@ -64,7 +67,7 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     # Comma-separated or a JSON list; NoDecode lets the validator below see the raw text.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     # How often a collector re-reads the run generation it stamps on events (it never reads it per request);
     # /cleanup waits at most about this long for every collector to switch. At most 1 s: the announcement
     # /cleanup waits on lives 3 s (event_collector/generation.py).
@@ -72,19 +75,21 @@ class Settings(BaseSettings):
 
     # The input limits (id length, list lengths, k range) are part of the contracts: recsys_core/schemas.py.
     # How many items the debug web UI asks /recs for by default.
-    default_k: int = 10
+    default_k: int = Field(default=10, ge=1, le=MAX_K)
 
     # --- pipeline ---
-    prefetch_count: int = 512
+    # At least 1: AMQP reads 0 as no limit, which would let the pipeline hold the whole queue in memory.
+    prefetch_count: int = Field(default=512, ge=1)
     # One pipeline per deployment consumes and publishes: it holds a lease in Redis for this long and renews it
     # every fifth of it. Any other pipeline process is a hot standby and takes over within about this long after
     # the leader dies (at once after a clean stop, which releases the lease).
     pipeline_lease_s: float = Field(default=5.0, gt=0.5, le=60.0)
-    consume_batch_size: int = 256
-    consume_batch_wait_s: float = 0.005
-    bandit_publish_interval_s: float = 0.2
-    co_likes_interval_s: float = 2.0
-    co_likes_neighbours: int = 20
+    consume_batch_size: int = Field(default=256, ge=1)
+    # 0: store what has arrived without waiting for more.
+    consume_batch_wait_s: float = Field(default=0.005, ge=0)
+    bandit_publish_interval_s: float = Field(default=0.2, gt=0)
+    co_likes_interval_s: float = Field(default=2.0, gt=0)
+    co_likes_neighbours: int = Field(default=20, ge=1)
     retrain_interval_s: float = Field(default=30.0, gt=0)
     min_new_events_to_retrain: int = Field(default=1, ge=0)
     # The most recent events the pipeline keeps in memory and trains on (0: all of the run). Older events stay in
@@ -107,19 +112,21 @@ class Settings(BaseSettings):
     twins_max_viewers_per_item: int = Field(default=TwinParams().max_viewers_per_item, ge=0)
     twins_ttl_s: int = Field(default=86_400, gt=0)
     # The offline evaluation holds out this share of the most recent likes.
-    holdout_fraction: float = 0.1
+    holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
 
     # --- BPR ---
-    bpr_factors: int = 64
-    bpr_iterations: int = 60
-    bpr_learning_rate: float = 0.05
-    bpr_regularization: float = 0.01
-    bpr_threads: int = 1
-    bpr_neighbour_min_likes: int = 1  # BPR item neighbours only among items liked at least this often
+    bpr_factors: int = Field(default=64, ge=1)
+    bpr_iterations: int = Field(default=60, ge=1)
+    bpr_learning_rate: float = Field(default=0.05, gt=0)
+    bpr_regularization: float = Field(default=0.01, ge=0)
+    # At least 1: implicit reads 0 as every core, which the cap on training threads is there to prevent.
+    bpr_threads: int = Field(default=1, ge=1)
+    # BPR item neighbours only among items liked at least this often (0: all items).
+    bpr_neighbour_min_likes: int = Field(default=1, ge=0)
     random_seed: int = 42
 
     # --- serving ---
-    candidates_per_slot: int = 3
+    candidates_per_slot: int = Field(default=3, ge=1)
     # Experiments: a YAML/JSON file, or inline JSON in EXPERIMENT_CONFIG.
     experiment_file: Path | None = None
     experiment_config: str | None = None

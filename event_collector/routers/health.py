@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from event_collector.deps import PublisherDep
+from event_collector.deps import GenerationsDep, PublisherDep
 
 router = APIRouter(tags=["health"])
 
@@ -14,8 +14,16 @@ async def healthcheck() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(publisher: PublisherDep) -> dict[str, str]:
-    """Readiness: connected to RabbitMQ."""
+async def ready(publisher: PublisherDep, generations: GenerationsDep) -> dict[str, str]:
+    """Readiness: connected to RabbitMQ, and the run generation is known (Redis answered once).
+
+    Without the generation every /interact is a 503, so a collector that only reached the broker is not ready.
+    """
+    missing = []
     if not publisher.connected:
-        raise HTTPException(status_code=503, detail="not connected to RabbitMQ")
+        missing.append("not connected to RabbitMQ")
+    if generations.current() is None:
+        missing.append("Redis has not answered yet, so the run generation to stamp on events is unknown")
+    if missing:
+        raise HTTPException(status_code=503, detail="; ".join(missing), headers={"Retry-After": "1"})
     return {"status": "ready"}

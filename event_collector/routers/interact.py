@@ -15,10 +15,18 @@ from recsys_core.schemas import (
     InteractResponse,
     idempotent_message_id,
 )
-from recsys_io.http import VALIDATION_ERROR_RESPONSE, json_body_openapi, param_openapi, parse_json_body, parse_param
+from recsys_io.http import (
+    VALIDATION_ERROR_RESPONSE,
+    JsonBody,
+    json_body_openapi,
+    param_openapi,
+    parse_json_body,
+    parse_param,
+)
 
 router = APIRouter(tags=["events"])
 
+INTERACT_BODY = JsonBody.of(InteractRequest)
 IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
 IDEMPOTENCY_KEY_HELP = (
     "optional: retries of one event with the same key (e.g. after a 503, which may still have been stored) "
@@ -49,14 +57,18 @@ async def interact(request: Request) -> Response:
     body parsing and dependency solving, which were a quarter of the collector's CPU per request.
     """
     received_at = time.time()  # per request: never a default evaluated once at import
-    body = await parse_json_body(request, InteractRequest)
+    body = await parse_json_body(request, INTERACT_BODY)
     raw_key = request.headers.get("idempotency-key")
     key: str | None = None if raw_key is None else parse_param(IDEMPOTENCY_KEY, raw_key, ("header", "Idempotency-Key"))
     generations: GenerationSource = request.app.state.generations
     publisher: EventPublisher = request.app.state.publisher
     generation = generations.current()
     if generation is None:
-        raise HTTPException(status_code=503, detail="Redis is unreachable: cannot tell which run this event belongs to")
+        raise HTTPException(
+            status_code=503,
+            detail="Redis is unreachable: cannot tell which run this event belongs to",
+            headers={"Retry-After": "1"},
+        )
     event = EventMessage(
         **({} if key is None else {"message_id": idempotent_message_id(body.user_id, key)}),
         generation=generation,

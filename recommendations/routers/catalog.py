@@ -5,12 +5,13 @@ from fastapi import APIRouter, HTTPException, Request
 from recommendations.deps import KeysDep, RedisDep
 from recsys_core.schemas import AddItemsRequest, AddItemsResponse
 from recsys_io.catalog import StaleGenerationError, TooManyGenresError, add_items
-from recsys_io.http import VALIDATION_ERROR_RESPONSE, json_body_openapi, parse_json_body
+from recsys_io.http import VALIDATION_ERROR_RESPONSE, JsonBody, json_body_openapi, parse_json_body
 from recsys_io.redis_client import read_generation
 
 router = APIRouter(tags=["catalog"])
 
 STALE_RETRIES = 4
+ADD_ITEMS_BODY = JsonBody.of(AddItemsRequest)
 
 
 @router.post(
@@ -27,7 +28,7 @@ async def add_catalog_items(raw: Request, redis: RedisDep, keys: KeysDep) -> Add
 
     The body is read as /interact reads it, so that a body sent without a JSON content type is told so.
     """
-    request = await parse_json_body(raw, AddItemsRequest)
+    request = await parse_json_body(raw, ADD_ITEMS_BODY)
     for _ in range(STALE_RETRIES):
         generation = await read_generation(redis, keys)
         try:

@@ -71,3 +71,24 @@ def test_cors_origins_setting_forms(monkeypatch: pytest.MonkeyPatch, value: str,
     """CORS_ORIGINS as settings.py documents it: comma-separated or a JSON list."""
     monkeypatch.setenv("CORS_ORIGINS", value)
     assert Settings(_env_file=None).cors_origins == expected
+
+
+def test_browsers_may_send_the_retry_key_and_read_the_documented_headers(locked_stack: ServiceStack) -> None:
+    """A preflight for /interact with Idempotency-Key passes, and /recs' own headers are exposed to scripts."""
+    preflight = {
+        "Origin": ALLOWED_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, idempotency-key",
+    }
+    with httpx.Client(timeout=30) as client:
+        allowed = client.options(f"{locked_stack.collector_url}/interact", headers=preflight)
+        recs = client.get(f"{locked_stack.recs_url}/recs/cors-expose-user", headers={"Origin": ALLOWED_ORIGIN})
+    assert allowed.status_code == 200, allowed.text
+    assert "idempotency-key" in allowed.headers["access-control-allow-headers"].lower()
+    assert recs.status_code == 200, recs.text
+    exposed = {h.strip().lower() for h in recs.headers.get("access-control-expose-headers", "").split(",")}
+    # Every header the README documents for /recs, and the back-off of a 503 (which also carries the group).
+    expected = {"x-experiment-group", "x-recommendation-sources", "x-fallback", "retry-after"}
+    assert expected <= exposed, recs.headers
+    assert {"x-experiment-group", "x-recommendation-sources"} <= set(recs.headers)
+    print(f"preflight with Idempotency-Key: {allowed.status_code}; exposed: {sorted(exposed)}")

@@ -132,3 +132,45 @@ def test_limits_leave_valid_input_alone(open_stack: ServiceStack) -> None:
         body = {"user_id": "u" * MAX_ID_LENGTH, "item_ids": ids[:2], "actions": ["like", "dislike"]}
         assert client.post(f"{open_stack.collector_url}/interact", json=body).status_code == 200
     print(f"accepted: {len(ids)} ids of {MAX_ID_LENGTH} characters, k={MAX_K}, a {MAX_ID_LENGTH}-character user id")
+
+
+# Raw bodies: a dict cannot hold a key twice. The second spelling is the same key with an escape in its name.
+REPEATED_KEY_CASES = [
+    ("event_collector", "/interact", b'{"user_id":"u","user_id":"v","item_ids":["a"],"actions":["like"]}', "user_id"),
+    (
+        "event_collector",
+        "/interact",
+        b'{"user_id":"u","item_ids":["a"],"actions":["like"],"user\\u005fid":"v"}',
+        "user_id",
+    ),
+    (
+        "event_collector",
+        "/interact",
+        b'{"user_id":"u","item_ids":["a"],"actions":["like"],"actions":["dislike"]}',
+        "actions",
+    ),
+    ("recommendations", "/add_items", b'{"item_ids":["a"],"genres":[["x"]],"genres":[["y"]]}', "genres"),
+    ("recommendations", "/add_items", b'{"item_ids":["a"],"item\\u005fids":["b"]}', "item_ids"),
+]
+
+
+@pytest.mark.parametrize(("service", "path", "body", "field"), REPEATED_KEY_CASES)
+def test_a_repeated_field_in_a_body_is_422_naming_it(
+    open_stack: ServiceStack, service: str, path: str, body: bytes, field: str
+) -> None:
+    """JSON parsers keep the last of a repeated key; the services refuse it instead, as a repeated ``k``."""
+    response = httpx.post(f"{open_stack.url(service)}{path}", content=body, headers=JSON, timeout=30)
+    print(f"{path} {body.decode()} -> {response.status_code} {response.text[:160]}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == f"body.{field}: {field} is given more than once: give it once"
+
+
+def test_field_names_inside_values_are_not_a_repeat(open_stack: ServiceStack) -> None:
+    """Text that looks like a field name, in a value or an ignored extra key, leaves a body valid."""
+    with httpx.Client(timeout=30) as client:
+        titles = b'{"item_ids":["dup-title"],"titles":["\\"item_ids\\" and \\"titles\\""],"x":1,"x":2}'
+        response = client.post(f"{open_stack.recs_url}/add_items", content=titles, headers=JSON)
+        assert response.status_code == 200, response.text
+        event = b'{"user_id":"item_ids","item_ids":["item_ids"],"actions":["like"],"extra":{"user_id":1,"user_id":2}}'
+        response = client.post(f"{open_stack.collector_url}/interact", content=event, headers=JSON)
+        assert response.status_code == 200, response.text
