@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import twin_lift_scale
+from benchmarks import bench_interact, twin_lift_scale
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
 from benchmarks.stats import baseline_slope, meets, percentile, rate, ratio, slope, summarize
@@ -128,3 +128,36 @@ def test_the_twin_lift_scale_table_runs(capsys: pytest.CaptureFixture[str]) -> N
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("| users in the book |") and rows[2].startswith("| 300 |")
     assert len(rows[2].split("|")) == 6  # users, build, and one lift time per cap
+
+
+def test_unsettled_counts_the_delivered_but_unacked_messages() -> None:
+    # The reviewer's interact-paused@16 case: 19,327 messages published, the queue showing 18,815 ready; the other
+    # 512 (PREFETCH_COUNT) sit delivered but unacked in the pipeline, which is still working.
+    status = {"messages_consumed": 0, "messages_rejected": 0}
+    assert bench_interact.unsettled(status, 19_327.0) == 19_327
+    assert (
+        bench_interact.unsettled({"messages_consumed": 19_300, "messages_rejected": 27}, 19_327.0) == 0
+    )  # dead-lettered: settled
+
+
+def test_wait_drained_waits_for_the_pipeline_not_for_an_empty_queue() -> None:
+    # Nothing ready in the queue, but 512 messages still unacked in the pipeline: not drained.
+    assert bench_interact.wait_drained(lambda: 512, timeout_s=0.05, interval_s=0.01) is None
+    pending = iter([512, 100, 0])
+    waited = bench_interact.wait_drained(lambda: next(pending), timeout_s=5, interval_s=0.01)
+    assert waited is not None and next(pending, "used up") == "used up"
+
+
+def test_interact_render_says_what_drained_meant() -> None:
+    run = {"rps": 1.0, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}, "errors": 0}
+    consumer = {**run, "events_per_message": 1.0, "consumed_during_run": 5, "backlog_after_run": 512, "drain_s": 1.0}
+    settings = {"tool": "wrk", "warmup_s": 1, "measure_s": 1, "user_pool": 10}
+    result = {"settings": settings, "runs": {"interact@16": consumer, "bare@16": run}}
+    old = bench_interact.render(result)
+    assert "had drained the events queue" not in old and "*ready* messages" in old
+    new = bench_interact.render({**result, "settings": {**settings, "drained_when": "settled"}})
+    assert "not yet settled" in new and "*ready* messages" not in new and "not within" not in new
+    timed_out = {**result["runs"], "interact@16": {**consumer, "drain_s": None}}
+    assert "not within 300 s" in bench_interact.render(
+        {**result, "settings": {**settings, "drained_when": "settled"}, "runs": timed_out}
+    )
