@@ -3,10 +3,13 @@ section replacement. No speed is asserted here (speed goals are measured by ``ma
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from benchmarks import bench_interact, twin_lift_scale
+from benchmarks import bench_interact, bench_recs, loadgen, twin_lift_scale
+from benchmarks.base import Context
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
 from benchmarks.stats import baseline_slope, meets, percentile, rate, ratio, slope, summarize
@@ -161,3 +164,67 @@ def test_interact_render_says_what_drained_meant() -> None:
     assert "not within 300 s" in bench_interact.render(
         {**result, "settings": {**settings, "drained_when": "settled"}, "runs": timed_out}
     )
+
+
+class _FakeRedis:
+    def set(self, key: str, value: bytes) -> None:
+        pass
+
+
+class _FakeStack:
+    prefix = "fake"
+    redis = _FakeRedis()
+
+    def __enter__(self) -> _FakeStack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def start(self, *names: str) -> None:
+        pass
+
+    def url(self, name: str) -> str:
+        return f"http://{name}"
+
+
+def test_every_recs_run_draws_users_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[loadgen.Load] = []
+
+    def fake_run(load: loadgen.Load) -> dict[str, Any]:
+        loads.append(load)
+        return {"rps": 100.0, "requests": 3000, "tool": "wrk", "latency_ms": {"p99": 5.0}}
+
+    class Sample:
+        @staticmethod
+        def json() -> dict[str, Any]:
+            return {"item_ids": [str(i) for i in range(10)]}
+
+    monkeypatch.setattr(bench_recs, "seeded_movielens_stack", lambda label: (_FakeStack(), {}))
+    monkeypatch.setattr(bench_recs.httpx, "get", lambda *args, **kwargs: Sample())
+    monkeypatch.setattr(bench_recs, "http_totals", lambda *args: (0.0, 0.0))
+    monkeypatch.setattr(bench_recs.loadgen, "run", fake_run)
+    result = bench_recs.run(Context(quick=True))
+    prefixes = [load.user_prefix for load in loads]
+    assert len(prefixes) == 2 + 2 * 3  # two warm-ups, then recs and bare at 1, 16 and 64 connections
+    assert len(set(prefixes)) == len(prefixes)  # no run meets another's (or a warm-up's) users
+    assert result["settings"]["user_prefix"] == "per run"
+
+
+def test_returning_users_expected_share() -> None:
+    assert bench_recs.returning_share(200_000, 0, 1) == pytest.approx(0.0, abs=1e-9)
+    # n draws from N ids: 1 - N(1 - (1 - 1/N)^n)/n of them repeat one drawn before (~n/2N while n << N).
+    assert bench_recs.returning_share(200_000, 0, 25_000) == pytest.approx(0.0604, abs=1e-3)
+    draws = np.random.default_rng(3).integers(0, 1_000, size=(200, 500))
+    simulated = float(np.mean([1 - len(set(row)) / row.size for row in draws]))
+    assert bench_recs.returning_share(1_000, 0, 500) == pytest.approx(simulated, abs=0.01)
+    runs = {f"{name}@{c}": {"requests": n} for c, n in ((1, 16_000), (16, 25_000)) for name in ("recs", "bare")}
+    shared = {"settings": {"user_pool": 200_000}, "runs": runs}  # an older result: one prefix for all recs runs
+    assert bench_recs.returning_shares(shared)[16] == pytest.approx(bench_recs.returning_share(200_000, 16_000, 25_000))
+    assert bench_recs.returning_shares(shared)[16] > 0.13
+    own = {**shared, "settings": {"user_pool": 200_000, "user_prefix": "per run"}}
+    assert bench_recs.returning_shares(own) == {
+        1: bench_recs.returning_share(200_000, 0, 16_000),
+        16: pytest.approx(0.0604, abs=1e-3),
+    }
+    assert "nearly every request is a new user" not in bench_recs.users_note(shared)
