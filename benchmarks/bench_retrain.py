@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -11,6 +12,7 @@ import psutil
 
 from benchmarks import data, live_training
 from benchmarks.base import Context, log, target
+from benchmarks.httpload import MAX_IN_FLIGHT
 from benchmarks.report import fmt
 from benchmarks.stats import meets
 from pipeline.runtime import OFFLINE_EVALUATION_MAX_EVENTS
@@ -171,15 +173,27 @@ def _evaluation_note(history_events: int) -> str:
     return f"without the offline evaluation, which the pipeline skips above {OFFLINE_EVALUATION_MAX_EVENTS:,} events"
 
 
+def feeder_note(live: Mapping[str, Any]) -> str:
+    """How the steady feed was generated: ``live_training._feeder_command`` falls back to httpload without wrk."""
+    rate, tool = live["plan"]["feed_rate"], live.get("feeder_tool")
+    if tool == "wrk":
+        return f"wrk: {max(1, round(rate / 10))} connections, each pausing 100 ms between requests"
+    if tool == "httpload":
+        return (
+            f"`benchmarks.httpload` in open loop: a request started every {1000 / rate:.0f} ms, up to "
+            f"{MAX_IN_FLIGHT} in flight"
+        )
+    return "the result does not record whether wrk or `benchmarks.httpload` generated it"
+
+
 def render_live(live: dict[str, Any]) -> list[str]:
     plan, windows, outcome = live["plan"], live["windows"], live["retrain_outcome"]
     lines = [
         f"**Consumption while training.** A real pipeline process started on a {plan['history_events']:,}-event "
         f"synthetic history ({plan['users']:,} users × {plan['items']:,} items) written into its Redis stream "
         f"beforehand (writing took {live['inject_s']:.0f} s; the pipeline rebuilt its in-memory log from the stream "
-        f"in {live['pipeline_load_s']:.0f} s). A separate process ({live.get('feeder_tool', 'httpload')}) fed "
-        f"`/interact` through the real collector at a steady ~{plan['feed_rate']:.0f} events/s throughout (wrk: "
-        f"{max(1, round(plan['feed_rate'] / 10))} connections, each pausing 100 ms between requests). "
+        f"in {live['pipeline_load_s']:.0f} s). A separate process fed `/interact` through the real collector at a "
+        f"steady ~{plan['feed_rate']:.0f} events/s throughout ({feeder_note(live)}). "
         f"`POST /retrain` ran for {live['retrain_s']:.1f} s "
         f"(BPR fit {fmt(outcome.get('train_seconds'), 1, ' s')}, "
         f"{_evaluation_note(plan['history_events'])}). Bursts of {plan['burst']:,} messages were published "

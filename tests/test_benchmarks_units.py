@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import bench_interact, bench_recs, loadgen, twin_lift_scale
+from benchmarks import bench_interact, bench_recs, bench_retrain, loadgen, twin_lift_scale
 from benchmarks.base import Context
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
@@ -228,3 +228,25 @@ def test_returning_users_expected_share() -> None:
         16: pytest.approx(0.0604, abs=1e-3),
     }
     assert "nearly every request is a new user" not in bench_recs.users_note(shared)
+
+
+def _live(feeder_tool: str | None) -> dict[str, Any]:
+    window = {"seconds": 1.0, "consumed_per_s": 1.0, "accepted_per_s": 1.0, "collector_mean_ms": 1.0}
+    live: dict[str, Any] = {
+        "plan": {"history_events": 1_000, "users": 10, "items": 10, "feed_rate": 200.0, "burst": 100},
+        "windows": {"before": {**window, "max_queue_depth": 0}},
+        "retrain_outcome": {"train_seconds": 1.0},
+        "inject_s": 1.0,
+        "pipeline_load_s": 1.0,
+        "retrain_s": 2.0,
+    }
+    return live if feeder_tool is None else {**live, "feeder_tool": feeder_tool}
+
+
+def test_the_feed_is_described_by_the_tool_that_generated_it() -> None:
+    wrk = "\n".join(bench_retrain.render_live(_live("wrk")))
+    assert "wrk: 20 connections, each pausing 100 ms" in wrk
+    httpload = "\n".join(bench_retrain.render_live(_live("httpload")))
+    assert "wrk" not in httpload and "`benchmarks.httpload` in open loop: a request started every 5 ms" in httpload
+    unknown = "\n".join(bench_retrain.render_live(_live(None)))
+    assert "pausing" not in unknown and "does not record" in unknown
