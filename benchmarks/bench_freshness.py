@@ -141,9 +141,10 @@ def render(result: dict[str, Any]) -> str:
         "",
         "(b) `POST {pipeline}/retrain` (answers once the model is published), then `/recs` + `GET /status` on the "
         "recommendations service until `served_model_version` is the new version. Same run (MovieLens history, so "
-        "a retrain fits BPR twice: offline evaluation + the published model).",
+        "a retrain fits BPR twice: offline evaluation + the published model). In brackets the part of the call that "
+        "was `fit_model`: latest answers, likes matrix, both BPR fits, item neighbours and the offline metrics.",
         "",
-        "| model | retrain call (fit) | published → served | retrain → served |",
+        "| model | retrain call (of which fit_model) | published → served | retrain → served |",
         "|---|---|---|---|",
     ]
     for r in result["retrains"]:

@@ -195,8 +195,8 @@ def render_live(live: dict[str, Any]) -> list[str]:
         f"in {live['pipeline_load_s']:.0f} s). A separate process fed `/interact` through the real collector at a "
         f"steady ~{plan['feed_rate']:.0f} events/s throughout ({feeder_note(live)}). "
         f"`POST /retrain` ran for {live['retrain_s']:.1f} s "
-        f"(BPR fit {fmt(outcome.get('train_seconds'), 1, ' s')}, "
-        f"{_evaluation_note(plan['history_events'])}). Bursts of {plan['burst']:,} messages were published "
+        f"(of which `fit_model` {fmt(outcome.get('train_seconds'), 1, ' s')}: likes matrix, BPR fit and item "
+        f"neighbours, {_evaluation_note(plan['history_events'])}). Bursts of {plan['burst']:,} messages were published "
         "straight to the queue once before and once during the retrain, to see how fast the pipeline drains a "
         "backlog. Sampled every 0.25 s:",
         "",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import bench_interact, bench_recs, bench_retrain, loadgen, twin_lift_scale
+from benchmarks import bench_freshness, bench_interact, bench_recs, bench_retrain, loadgen, twin_lift_scale
 from benchmarks.base import Context
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
@@ -250,3 +250,21 @@ def test_the_feed_is_described_by_the_tool_that_generated_it() -> None:
     assert "wrk" not in httpload and "`benchmarks.httpload` in open loop: a request started every 5 ms" in httpload
     unknown = "\n".join(bench_retrain.render_live(_live(None)))
     assert "pausing" not in unknown and "does not record" in unknown
+
+
+def test_fit_model_times_are_labelled_as_fit_model() -> None:
+    # The pipeline's train_seconds is all of fit_model (likes, matrix, BPR, neighbours, evaluation), not the BPR fit.
+    live = "\n".join(bench_retrain.render_live(_live("wrk")))
+    assert "BPR fit 1.0 s" not in live and "of which `fit_model` 1.0 s" in live
+    summary = {"p50": 0.1, "p95": 0.2, "max": 0.3, "mean": 0.1}
+    settings = {"likes": 1, "poll_interval_s": 0.005, "background_recs_per_s": 1, "background_events_per_s": 1}
+    retrain = {"model_version": 2, "retrain_call_s": 3.0, "fit_s": 2.0, "published_to_served_s": 0.1}
+    freshness = bench_freshness.render(
+        {
+            "settings": {**settings, "seeded_events": 10},
+            "like_visible_s": summary,
+            "interact_confirm_s": summary,
+            "retrains": [{**retrain, "retrain_to_served_s": 3.1}],
+        }
+    )
+    assert "(fit)" not in freshness and "retrain call (of which fit_model)" in freshness
