@@ -33,10 +33,10 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(["python", "-m", "benchmarks", *argv])
 
 
-def run_one(module: Benchmark, ctx: Context, command: str) -> dict[str, Any]:
+def run_one(module: Benchmark, ctx: Context, command: str, source: str) -> dict[str, Any]:
     started = time.time()
     load_before = report.load_average()
-    machine = report.machine_info(command)
+    machine = report.machine_info(command, source)
     body = module.run(ctx)
     return {
         "name": module.NAME,
@@ -99,11 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = Context(quick=args.quick)
     console = Console()
     failed: list[str] = []
+    source = report.source_state()  # once: every result of this invocation names the same code
     for name in args.only or list(BENCHMARKS):
         module = BENCHMARKS[name]
         log(f"=== {name}: {module.TITLE}")
         try:
-            result = run_one(module, ctx, command_line(argv))
+            result = run_one(module, ctx, command_line(argv), source)
         except Exception:
             traceback.print_exc()
             failed.append(name)

@@ -86,20 +86,40 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def machine_info(command: str) -> dict[str, Any]:
+def is_dirty(porcelain: str) -> bool:
+    """Whether ``git status --porcelain --untracked-files=all`` output shows code the run would not be at its commit:
+    any tracked change, or an untracked ``.py`` file (a module the services or benchmarks may import)."""
+    for line in porcelain.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith("?? "):
+            return True
+        if line[3:].strip().strip('"').endswith(".py"):
+            return True
+    return False
+
+
+def source_state() -> str:
+    """The commit the code is at, with " (uncommitted changes)" when the work tree differs from it.
+
+    Read once per invocation (``cli.main``): a run of several benchmarks must not record two commits because one
+    landed meanwhile (say a docs commit), nor look clean for one benchmark and dirty for the next."""
     commit = _git("rev-parse", "HEAD")
     # The benchmarks' own outputs do not count: one `--only a b` run rewrites them between its benchmarks.
-    dirty = bool(
-        _git(
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":(exclude)BENCHMARKS.md",
-            ":(exclude)benchmarks/results",
-        )
+    status = _git(
+        "status",
+        "--porcelain",
+        "--untracked-files=all",
+        "--",
+        ".",
+        ":(exclude)BENCHMARKS.md",
+        ":(exclude)benchmarks/results",
     )
+    return commit + (" (uncommitted changes)" if is_dirty(status) else "")
+
+
+def machine_info(command: str, git_commit: str) -> dict[str, Any]:
+    """This machine now; ``git_commit`` is ``source_state()`` as read at the start of the invocation."""
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -107,7 +127,7 @@ def machine_info(command: str) -> dict[str, Any]:
         "os": _os_name(),
         "python": sys.version.split()[0],
         "date": now_iso(),
-        "git_commit": commit + (" (uncommitted changes)" if dirty else ""),
+        "git_commit": git_commit,
         "command": command,
         "wrk": _wrk_version(),
         "uptime_load": load_average(),

@@ -3,12 +3,24 @@ section replacement. No speed is asserted here (speed goals are measured by ``ma
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from benchmarks import bench_freshness, bench_interact, bench_recs, bench_retrain, loadgen, twin_lift_scale
+from benchmarks import (
+    bench_freshness,
+    bench_interact,
+    bench_recs,
+    bench_retrain,
+    cli,
+    loadgen,
+    report,
+    twin_lift_scale,
+)
 from benchmarks.base import Context
 from benchmarks.loadgen import normalize, parse_output
 from benchmarks.report import END_MARKER, START_MARKER, replace_section
@@ -268,3 +280,48 @@ def test_fit_model_times_are_labelled_as_fit_model() -> None:
         }
     )
     assert "(fit)" not in freshness and "retrain call (of which fit_model)" in freshness
+
+
+def test_untracked_python_files_count_as_uncommitted() -> None:
+    assert report.is_dirty("") is False
+    assert report.is_dirty(" M recommendations/service.py\n") is True
+    assert report.is_dirty("?? notes.txt\n?? scratch/plot.png\n") is False
+    assert report.is_dirty("?? notes.txt\n?? recommendations/helper.py\n") is True
+    assert report.is_dirty('?? "recommendations/odd name.py"\n') is True
+
+
+def test_source_state_sees_an_untracked_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "app.py").write_text("import helper\n")
+    git("add", "app.py")
+    git("commit", "-q", "-m", "app")
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    (tmp_path / "notes.txt").write_text("not code\n")
+    assert not report.source_state().endswith("(uncommitted changes)")
+    (tmp_path / "helper.py").write_text("VALUE = 1\n")  # imported by app.py, committed nowhere
+    assert report.source_state().endswith("(uncommitted changes)")
+
+
+def test_one_invocation_records_one_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    commits = iter(["a" * 40, "b" * 40])  # a commit lands between the two benchmarks
+
+    def fake_git(*args: str) -> str:
+        return next(commits) if args[0] == "rev-parse" else ""
+
+    def fake_module(name: str) -> Any:
+        return SimpleNamespace(NAME=name, TITLE=name, run=lambda ctx: {"targets": []}, render=lambda result: "")
+
+    written: dict[str, dict[str, Any]] = {}
+
+    def fake_write(name: str, result: dict[str, Any]) -> Path:
+        written[name] = result
+        return report.ROOT / name
+
+    monkeypatch.setattr(report, "_git", fake_git)
+    monkeypatch.setattr(report, "write_result", fake_write)
+    monkeypatch.setattr(cli, "BENCHMARKS", {"one": fake_module("one"), "two": fake_module("two")})
+    assert cli.main(["--quick"]) == 0
+    assert [r["machine"]["git_commit"] for r in written.values()] == ["a" * 40, "a" * 40]
