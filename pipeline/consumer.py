@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -38,8 +39,16 @@ class EventConsumer:
         prefetch: int,
         batch_size: int,
         batch_wait_s: float,
+        heartbeat_s: int = 0,
     ) -> None:
         self._amqp_url = amqp_url
+        # A paused process (SIGSTOP, a stalled VM) keeps its connection's TCP alive, and with it every message
+        # delivered to it and not acked yet (up to the prefetch) until the broker's heartbeat check gives up:
+        # 60 s by default, while a standby takes the lease within seconds and cannot get those messages. A
+        # heartbeat in the URL wins; 0 keeps the broker's.
+        self._connect_options: dict[str, int] = {}
+        if heartbeat_s > 0 and "heartbeat" not in parse_qs(urlsplit(amqp_url).query):
+            self._connect_options["heartbeat"] = heartbeat_s
         self._queue_name = queue_name
         self._handler = handler
         self._prefetch = prefetch
@@ -64,7 +73,7 @@ class EventConsumer:
             connection: AbstractRobustConnection | None = None
             try:
                 connection = await aio_pika.connect_robust(
-                    self._amqp_url, timeout=5, reconnect_interval=RECONNECT_DELAY_S
+                    self._amqp_url, timeout=5, reconnect_interval=RECONNECT_DELAY_S, **self._connect_options
                 )
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=self._prefetch)

@@ -165,3 +165,36 @@ def test_a_leader_paused_past_its_lease_steps_down_when_it_wakes_and_stores_noth
     eventually(lambda: bandit_likes(stack) == sent.likes, timeout_s=10)
     time.sleep(LEASE_S / 5 * 2)
     assert bandit_likes(stack) == sent.likes
+
+
+def test_the_standby_gets_what_a_still_paused_leader_had_been_delivered(
+    stack_factory: Callable[..., ServiceStack],
+) -> None:
+    """SIGSTOP the leader mid-stream and leave it stopped: the broker kept delivering to it (its socket still
+    accepts bytes) until the prefetch was full, and those messages came back to the queue only when the broker's
+    60 s heartbeat check gave up (500+ accepted events stored 25-100 s late in a chaos run). With a heartbeat of
+    half the lease, the standby stores every accepted event while the old leader is still stopped."""
+    stack, first, second = _two_pipelines(stack_factory)
+    ids = _fresh_run(stack, 80)
+    assert first.process is not None
+    paused_at: list[float] = []
+
+    def pause() -> None:
+        paused_at.append(time.monotonic())
+        first.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+
+    try:
+        sent = _stream_with_fault(stack, ids, pause)
+        stored, seconds = wait_until_stored(stack, sent.events, timeout_s=LEASE_S * 6)
+        still_paused = first.process.poll() is None
+        with httpx.Client(timeout=30) as client:
+            leader = _status(client, second.url)
+    finally:
+        first.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    print(
+        f"{CALLS} calls, {sent.accepted} accepted; leader SIGSTOPped after {KILL_AFTER} and left stopped; all "
+        f"stored {time.monotonic() - paused_at[0]:.1f}s after the pause ({seconds:.1f}s after the last answer): "
+        f"{stored.describe()}"
+    )
+    assert still_paused and leader["role"] == "leader"
+    assert_stored_exactly_once(stack, sent, stored)
