@@ -17,8 +17,11 @@ this safe:
 
 A generation in Redis below the one this process stamps means Redis lost its data (/cleanup only increments it):
 the refresh puts it back (``GenerationRestorer``), so the events stamped before the loss are not dropped as an
-older run's. If Redis does not answer, the last generation this process saw is used (events still flow), and its
-announcement expires, so /cleanup stops waiting for it after at most ``ANNOUNCEMENT_TTL_MS``.
+older run's. If Redis does not answer, the last generation this process saw is stamped only while its last
+announcement is surely alive (half of ``ANNOUNCEMENT_TTL_MS``); after that the collector answers 503 until a
+refresh succeeds, because its announcement expires and /cleanup stops waiting for it after at most
+``ANNOUNCEMENT_TTL_MS``. The same holds after the process was paused: requests queued meanwhile are not stamped
+with what it knew before the pause.
 """
 
 from __future__ import annotations
@@ -53,7 +56,12 @@ class GenerationSource:
         self._restorer = GenerationRestorer(redis, keys)
 
     def current(self) -> int | None:
-        """The generation to stamp; None until Redis answered once (the route answers 503 then)."""
+        """The generation to stamp, or None (the route answers 503): before Redis answered once, and while this
+        process's announcement may have expired. /cleanup stops waiting for an expired announcement, so a process
+        that could not refresh (Redis unreachable, or the process paused) might stamp the run /cleanup just
+        ended, and its events would be dropped as stale after their 200."""
+        if self._generation is None or self._announcement_may_have_expired():
+            return None
         return self._generation
 
     async def start(self) -> None:
@@ -93,7 +101,7 @@ class GenerationSource:
             try:
                 await self.refresh()
             except REDIS_UNAVAILABLE as error:
-                log.warning("redis unavailable, stamping the last known generation %s: %s", previous, error)
+                log.warning("redis unavailable (generation %s stamped only briefly, then 503): %s", previous, error)
                 continue
             if previous is not None and self._generation != previous:
                 log.info("now stamping generation %s (was %s)", self._generation, previous)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.helpers import eventually
 from tests.support.proxy import TcpProxy
-from tests.support.stack import REDIS_URL, ServiceStack
+from tests.support.stack import REDIS_URL, ServiceStack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +42,41 @@ def test_collector_is_not_ready_until_redis_answered_once(
         proxy.resume()
         eventually(lambda: client.get(f"{collector}/ready").status_code == 200, timeout_s=20, interval_s=0.1)
         assert client.post(f"{collector}/interact", json=BODY).status_code == 200
+
+
+def test_a_collector_cut_off_from_redis_during_a_cleanup_stamps_nothing_until_it_announced_again(
+    stack_factory: Callable[..., ServiceStack], proxy_for: Callable[[str], TcpProxy]
+) -> None:
+    """A second collector loses Redis; /cleanup stops waiting for it once its announcement expired. It used to keep
+    stamping the run it knew, so events sent after /cleanup returned got a 200 and were dropped by the pipeline
+    as an older run's (a chaos run: 10 of 10). Now it answers 503 until it has announced the new run."""
+    proxy = proxy_for(REDIS_URL)
+    stack = stack_factory().start()
+    cut_off = stack.start_service(
+        "event_collector", port=free_port(), label="collector-b", REDIS_URL=proxy.url_for(REDIS_URL)
+    ).url
+    with httpx.Client(timeout=30) as client:
+        eventually(lambda: client.get(f"{cut_off}/ready").status_code == 200, timeout_s=20, interval_s=0.1)
+        assert client.post(f"{cut_off}/interact", json=BODY).status_code == 200
+        proxy.pause()
+        cleanup = client.get(f"{stack.recs_url}/cleanup")
+        assert cleanup.status_code == 200, cleanup.text
+        during = client.post(f"{cut_off}/interact", json=BODY)
+        ready_during = client.get(f"{cut_off}/ready")
+
+        proxy.resume()
+        after, _ = eventually(
+            lambda: (r := client.post(f"{cut_off}/interact", json=BODY)).status_code == 200 and r,
+            timeout_s=20,
+            interval_s=0.2,
+        )
+        eventually(lambda: stack.redis.xlen(stack.run_key("events")) >= 1 or None, timeout_s=20)
+        pipeline = client.get(f"{stack.pipeline_url}/status").json()
+    print(
+        f"/cleanup {cleanup.json()}; while cut off: /interact {during.status_code} {during.text}, /ready "
+        f"{ready_during.status_code}; after: /interact {after.status_code}; pipeline {pipeline}"
+    )
+    assert during.status_code == 503 and during.headers.get("retry-after") == "1", during.text
+    assert ready_during.status_code == 503
+    assert stack.redis.xlen(stack.run_key("events")) == 1  # the event sent after Redis came back, in the new run
+    assert pipeline["stale_dropped"] == 0
