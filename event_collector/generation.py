@@ -73,7 +73,10 @@ class GenerationSource:
 
     async def refresh(self) -> None:
         if self._generation is None or self._announcement_may_have_expired():
-            await self._announce(0)
+            # Makes a racing /cleanup wait for this process, but vouches for no run: stamping stays refused
+            # (``current()``) until the generation read next is announced, or the run it knew would be stamped
+            # again after the /cleanup that ended it.
+            await self._announce(0, vouches=False)
         # Never back to an earlier run: after Redis lost its data, the generation this process stamps is restored.
         self._generation = await self._restorer.at_least(self._generation or 0)
         await self._announce(self._generation)
@@ -81,13 +84,15 @@ class GenerationSource:
     def _announcement_may_have_expired(self) -> bool:
         return time.monotonic() - self._announced_at > ANNOUNCEMENT_TTL_MS / 2000
 
-    async def _announce(self, generation: int) -> None:
+    async def _announce(self, generation: int, vouches: bool = True) -> None:
+        """Tell /cleanup which generation this process stamps; ``vouches``: it stamps ``generation`` from now on."""
         sent_at = time.monotonic()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._keys.collector(self.instance_id), generation, px=ANNOUNCEMENT_TTL_MS)
             pipe.sadd(self._keys.collectors, self.instance_id)
             await pipe.execute()
-        self._announced_at = sent_at
+        if vouches:
+            self._announced_at = sent_at
 
     async def _watch(self) -> None:
         # Stops on ``_closing``, not on cancellation: a cancellation that lands while a Redis command is in flight

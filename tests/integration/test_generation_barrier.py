@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from event_collector.generation import GenerationSource
+from event_collector.generation import ANNOUNCEMENT_TTL_MS, GenerationSource
 from event_collector.publisher import BrokerUnavailable
 from recommendations.cleanup import cleanup, wait_for_collectors
 from recsys_core.keys import GlobalKeys
@@ -214,3 +214,36 @@ async def test_a_collector_puts_back_the_generation_redis_lost(redis_and_keys: t
         assert source.current() == 4
     finally:
         await source.close()
+
+
+async def test_after_a_lapse_no_request_is_stamped_with_the_run_a_cleanup_ended(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """The process could not refresh for longer than half its announcement's TTL (paused, or cut off from Redis)
+    while a /cleanup ran. The refresh that follows first announces 0 (so a racing /cleanup waits); that
+    announcement used to count as fresh, so requests served meanwhile were stamped with the ended run again."""
+    redis_client, keys = redis_and_keys
+    source = GenerationSource(redis_client, keys, poll_interval_s=60)  # refreshed by hand only
+    await source.start()
+    try:
+        assert source.current() == 0
+        source._announced_at -= ANNOUNCEMENT_TTL_MS / 1000  # the lapse
+        await redis_client.incr(keys.generation)  # the /cleanup that went ahead without it
+        stamps: Counter[int | None] = Counter()
+
+        async def requests() -> None:
+            while True:
+                stamps[source.current()] += 1
+                await asyncio.sleep(0)
+
+        serving = asyncio.create_task(requests())
+        await source.refresh()
+        await asyncio.sleep(0)
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    finally:
+        await source.close()
+    print(f"stamps seen while the refresh ran: {dict(stamps)}")
+    assert stamps[0] == 0, "a request was stamped with the run the /cleanup ended"
+    assert stamps[1] > 0  # and the new run once it was announced
