@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     # How often a collector re-reads the run generation it stamps on events (it never reads it per request);
-    # /cleanup waits at most about this long for every collector to switch. At most 1 s: the announcement
-    # /cleanup waits on lives 3 s (event_collector/generation.py).
-    generation_poll_interval_s: float = Field(default=0.1, gt=0, le=1.0)
+    # /cleanup waits at most about this long for every collector to switch. At most 0.5 s: a collector stamps
+    # only within 1.5 s of its last announcement (half the 3 s TTL, event_collector/generation.py), and that
+    # must leave room for a slow Redis reply, or /interact answers 503 under a merely slow Redis.
+    generation_poll_interval_s: float = Field(default=0.1, gt=0, le=0.5)
 
     # The input limits (id length, list lengths, k range) are part of the contracts: recsys_core/schemas.py.
     # How many items the debug web UI asks /recs for by default.

@@ -87,9 +87,9 @@ def test_an_event_sent_right_after_cleanup_belongs_to_the_new_run(
 ) -> None:
     """The collector keeps the generation in memory; /cleanup returns only once it stamps the new one.
 
-    With a 1 s poll, a /cleanup that did not wait would leave the collector stamping the old run for most of
-    a second, and the event below would be dropped as stale."""
-    stack = stack_factory(GENERATION_POLL_INTERVAL_S="1.0").start()
+    With the slowest poll allowed (0.5 s), a /cleanup that did not wait would leave the collector stamping the old
+    run for up to half a second, and the event below would be dropped as stale."""
+    stack = stack_factory(GENERATION_POLL_INTERVAL_S="0.5").start()
     with httpx.Client(timeout=30) as client:
         for attempt in range(5):
             cleanup = client.get(f"{stack.recs_url}/cleanup").json()

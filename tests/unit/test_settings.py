@@ -50,6 +50,8 @@ REFUSED = [
     ("BPR_THREADS", "0"),
     ("BPR_NEIGHBOUR_MIN_LIKES", "-1"),
     ("CANDIDATES_PER_SLOT", "0"),
+    # Slower than half the 1.5 s a collector stamps after its last announcement: a slow Redis would make 503s.
+    ("GENERATION_POLL_INTERVAL_S", "0.6"),
 ]
 # Zeros that mean something (README's configuration table): they must stay accepted.
 MEANINGFUL_ZEROS = [
