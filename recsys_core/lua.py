@@ -19,6 +19,7 @@ OLDER_THAN_SERVED = -3
 # Returns {added, updated, catalog size} or {-1}.
 ADD_ITEMS = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {-1} end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')  -- pins the run (see RESTORE_GENERATION)
 local added, updated = 0, 0
 for i = 2, #ARGV, 3 do
   local item = ARGV[i]
@@ -157,6 +158,7 @@ local function all(code)
 end
 if ARGV[4] ~= '' and redis.call('GET', KEYS[8]) ~= ARGV[4] then return all(-2) end
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return all(-1) end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')  -- pins the run (see RESTORE_GENERATION)
 local cap = tonumber(ARGV[2])
 local results = {}
 local a = 5
@@ -195,20 +197,21 @@ return results
 """
 )
 
-# The run's generation never goes back. Redis that lost its data (a restart without persistence) reads 0, and the
-# events already stamped with the run before it (queued in RabbitMQ, or stamped by a collector that had not
-# re-read it yet) would be dropped as an older run's after their 200. A collector or pipeline that saw a later
-# generation puts it back; /cleanup only ever increments it, so a later one seen can only mean a loss.
+# The run's generation does not go back after Redis lost its data (a restart without persistence): its key is
+# gone, and the events already stamped with the run before (queued in RabbitMQ, or stamped by a collector that
+# had not re-read it yet) would be dropped as an older run's after their 200. A collector or pipeline that saw a
+# later generation puts it back, but only while the key is absent: once anything wrote a run after the loss
+# (/cleanup's INCR, or ADD_ITEMS and STORE_EVENTS, which pin the run they write to), that run stays current.
 # KEYS: generation   ARGV: the latest generation the caller saw
 # Returns {the generation now, 1 if this call restored it else 0}.
 RESTORE_GENERATION = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local current = redis.call('GET', KEYS[1])
 local seen = tonumber(ARGV[1])
-if current < seen then
+if not current and seen > 0 then
   redis.call('SET', KEYS[1], seen)
   return {seen, 1}
 end
-return {current, 0}
+return {tonumber(current or '0'), 0}
 """
 
 # The run's uid, set once by whichever process asks first, only while it is the current run (a key set for an

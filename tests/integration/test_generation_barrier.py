@@ -18,9 +18,10 @@ from event_collector.generation import ANNOUNCEMENT_TTL_MS, GenerationSource
 from event_collector.publisher import BrokerUnavailable
 from recommendations.cleanup import cleanup, wait_for_collectors
 from recsys_core.keys import GlobalKeys
-from recsys_core.schemas import EventMessage
+from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
 from recsys_io.amqp import parse_events
+from recsys_io.catalog import add_items
 from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer
 from tests.integration.helpers import connected_publisher
 from tests.support.proxy import TcpProxy
@@ -247,3 +248,33 @@ async def test_after_a_lapse_no_request_is_stamped_with_the_run_a_cleanup_ended(
     print(f"stamps seen while the refresh ran: {dict(stamps)}")
     assert stamps[0] == 0, "a request was stamped with the run the /cleanup ended"
     assert stamps[1] > 0  # and the new run once it was announced
+
+
+async def test_a_run_started_after_the_loss_is_not_overwritten_by_a_restore(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """A collector that saw run 5 is cut off while Redis loses its data and a /cleanup starts run 1: when it is
+    back it follows run 1. Restoring whenever the key was lower jumped the deployment to 5 over the new run, and
+    that run's accepted events were dropped as an older run's."""
+    redis_client, keys = redis_and_keys
+    await redis_client.set(keys.generation, 5)
+    cut_off = GenerationSource(redis_client, keys, poll_interval_s=60)
+    await cut_off.start()
+    try:
+        await redis_client.delete(keys.generation)  # the loss
+        assert await redis_client.incr(keys.generation) == 1  # the /cleanup that started a new run
+        await cut_off.refresh()
+        assert cut_off.current() == 1
+        assert await redis_client.get(keys.generation) == b"1"
+    finally:
+        await cut_off.close()
+
+
+async def test_a_catalog_added_after_the_loss_pins_its_run(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    """Items added after the loss belong to the run that is then current (0); a later restore would have left them
+    in a run nobody reads."""
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b"]))
+    assert await redis_client.get(keys.generation) == b"0"
+    assert await GenerationRestorer(redis_client, keys).at_least(5) == 0
+    assert await redis_client.llen(keys.for_generation(0).catalog_ids) == 2
