@@ -174,8 +174,9 @@ class PipelineRuntime:
             prefetch=settings.prefetch_count,
             batch_size=settings.consume_batch_size,
             batch_wait_s=settings.consume_batch_wait_s,
-            # Half the lease: a paused leader's unacked messages go back to the queue soon after a standby took over.
-            heartbeat_s=max(1, round(settings.pipeline_lease_s / 2)),
+            # Half the lease in whole seconds (AMQP's unit): a paused leader's unacked messages go back to the queue
+            # soon after a standby took over.
+            heartbeat_s=max(1, int(settings.pipeline_lease_s // 2)),
         )
         self._scheduler = AsyncIOScheduler()
         self._tracking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
