@@ -49,11 +49,8 @@ def unsettled(status: Mapping[str, Any], messages_published: float) -> int:
     the up to ``PREFETCH_COUNT`` messages delivered to the pipeline but not yet acked: it still works on those.
 
     Both counters are per process; the benchmark starts the collector and the pipeline on a fresh queue that nothing
-    else publishes to, so their difference is the whole backlog. A message counts as settled once, when stored (or
-    dropped as an older run's, or dead-lettered): a redelivery of a stored one is a duplicate and not counted again.
-    The paused runs make redeliveries: the broker drops the stopped pipeline's connection after its heartbeats
-    stop, and messages it held come again (counting consumed messages gave a backlog of -3)."""
-    settled = int(status["messages_stored"]) + int(status["stale_dropped"]) + int(status["messages_rejected"])
+    else publishes to, so their difference is the whole backlog."""
+    settled = int(status["messages_consumed"]) + int(status["messages_rejected"])
     return int(messages_published) - settled
 
 
