@@ -258,15 +258,16 @@ if redis.call('HGET', KEYS[2], 'model_version') ~= ARGV[2] then return 0 end
 return redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 """
 
-# The pipeline's publications below are fenced by its lease as well as by the run: a paused ex-leader whose
-# local check passed before the pause must not overwrite what the new leader published (nothing would correct
-# it until the new leader's state changed). KEYS[1], KEYS[2]: generation, pipeline lease; ARGV[1], ARGV[2]: the
-# expected generation, the caller's lease token ("": no lease checked). Returns -1 (an older run), -2 (the
-# caller does not hold the lease) or 0 (write).
+# The pipeline's publications below (and PUBLISH_MODEL's flip) are fenced by its lease as well as by the run: a
+# paused ex-leader whose local check passed before the pause must not overwrite what the new leader published
+# (nothing would correct it until the new leader's state changed). ``fence(generation key, expected generation,
+# lease key, the caller's lease token ("": no lease checked))`` returns -1 (an older run), -2 (the caller does not
+# hold the lease) or 0 (write). The publications take KEYS[1], KEYS[2] = generation, lease and ARGV[1], ARGV[2] =
+# expected generation, token.
 _PUBLICATION_FENCE = """
-local function fence()
-  if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
-  if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return -2 end
+local function fence(generation_key, generation, lease_key, token)
+  if (redis.call('GET', generation_key) or '0') ~= generation then return -1 end
+  if token ~= '' and redis.call('GET', lease_key) ~= token then return -2 end
   return 0
 end
 """
@@ -277,7 +278,7 @@ end
 SET_IF_CURRENT = (
     _PUBLICATION_FENCE
     + """
-local refused = fence()
+local refused = fence(KEYS[1], ARGV[1], KEYS[2], ARGV[2])
 if refused ~= 0 then return refused end
 for i = 3, #KEYS do
   redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[3])
@@ -291,7 +292,7 @@ return #KEYS - 2
 HSET_IF_CURRENT = (
     _PUBLICATION_FENCE
     + """
-local refused = fence()
+local refused = fence(KEYS[1], ARGV[1], KEYS[2], ARGV[2])
 if refused ~= 0 then return refused end
 return redis.call('HSET', KEYS[3], unpack(ARGV, 3))
 """
@@ -302,7 +303,7 @@ return redis.call('HSET', KEYS[3], unpack(ARGV, 3))
 PUBLISH_SNAPSHOT = (
     _PUBLICATION_FENCE
     + """
-local refused = fence()
+local refused = fence(KEYS[1], ARGV[1], KEYS[2], ARGV[2])
 if refused ~= 0 then return refused end
 redis.call('SET', KEYS[3], ARGV[3])
 return redis.call('INCR', KEYS[4])
@@ -324,13 +325,12 @@ end
 # ex-leader's late model), is refused and its keys deleted: the pointer never goes back nor names a retired blob.
 PUBLISH_MODEL = (
     _DELETE_MODEL_VERSION
+    + _PUBLICATION_FENCE
     + """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+local refused = fence(KEYS[1], ARGV[1], KEYS[4], ARGV[5])
+if refused == -1 then return -1 end
 local version = tonumber(ARGV[2])
-local refused = 0
-if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then
-  refused = -2
-elseif version < tonumber(redis.call('GET', KEYS[2]) or '0') then
+if refused == 0 and version < tonumber(redis.call('GET', KEYS[2]) or '0') then
   refused = -3
 end
 if refused ~= 0 then
