@@ -15,12 +15,12 @@ this safe:
 - every refresh updates the in-memory value *before* announcing it, so once /cleanup sees the announcement,
   every later request of that process is stamped with the new run.
 
-A generation in Redis below the one this process stamps means Redis lost its data (/cleanup only increments it):
-the refresh puts it back (``GenerationRestorer``), so the events stamped before the loss are not dropped as an
-older run's. If Redis does not answer, the last generation this process saw is stamped only while its last
-announcement is surely alive (half of ``ANNOUNCEMENT_TTL_MS``); after that the collector answers 503 until a
-refresh succeeds, because its announcement expires and /cleanup stops waiting for it after at most
-``ANNOUNCEMENT_TTL_MS``. The same holds after the process was paused: requests queued meanwhile are not stamped
+A generation key missing from Redis while this process stamps a later run means Redis lost its data: the refresh
+puts that run back (``GenerationRestorer``, unless a write after the loss pinned another), so the events stamped
+before the loss are not dropped as an older run's. If Redis does not answer, the last generation this process saw is
+stamped only while its last announcement is surely alive (half of ``ANNOUNCEMENT_TTL_MS``); after that the collector
+answers 503 until a refresh succeeds, because its announcement expires and /cleanup stops waiting for it after at
+most ``ANNOUNCEMENT_TTL_MS``. The same holds after the process was paused: requests queued meanwhile are not stamped
 with what it knew before the pause.
 """
 

@@ -89,8 +89,8 @@ class GenerationRestorer:
         generation, restored = (int(value) for value in await self._script(keys=self._keys, args=[seen]))
         if restored:
             log.warning(
-                "the run's generation in Redis was behind generation %d, which was seen before: Redis lost its data; "
-                "generation %d restored, so the events stamped with it are kept",
+                "the run's generation was missing from Redis, though generation %d was seen before: Redis lost its "
+                "data; generation %d restored, so the events stamped with it are kept",
                 seen,
                 generation,
             )

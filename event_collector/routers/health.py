@@ -15,15 +15,15 @@ async def healthcheck() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(publisher: PublisherDep, generations: GenerationsDep) -> dict[str, str]:
-    """Readiness: connected to RabbitMQ, and the run generation is known (Redis answered once).
+    """Readiness: connected to RabbitMQ, and a run generation to stamp (Redis answered, within the last 1.5 s).
 
-    Without the generation every /interact is a 503, so a collector that only reached the broker is not ready.
+    Without one every /interact is a 503, so a collector that only reached the broker is not ready.
     """
     missing = []
     if not publisher.connected:
         missing.append("not connected to RabbitMQ")
     if generations.current() is None:
-        missing.append("Redis has not answered yet, so the run generation to stamp on events is unknown")
+        missing.append("Redis has not answered lately, so the run generation to stamp on events is not sure")
     if missing:
         raise HTTPException(status_code=503, detail="; ".join(missing), headers={"Retry-After": "1"})
     return {"status": "ready"}
