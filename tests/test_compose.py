@@ -1,7 +1,8 @@
 """docker-compose.yml and the Dockerfile agree with launcher/services.py, the one description of the stack.
 
-No Docker engine is needed: the file is parsed with PyYAML (``docker compose config`` also runs when the
-compose plugin is installed; it validates without a daemon).
+No Docker engine is needed: the file is parsed with PyYAML and validated against the Compose Specification's
+JSON schema (the copy check-jsonschema ships); ``docker compose config`` also runs when the compose plugin is
+installed (it validates without a daemon).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import yaml
+from check_jsonschema import builtin_schemas
 from mlflow.server.security_utils import is_allowed_host_header
 
 from launcher.config import render_argv
@@ -301,6 +304,28 @@ def test_dockerfile_is_python_311_installing_the_project_as_non_root() -> None:
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = {line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
     assert {".venv", ".git", ".env", ".mlflow", ".run", ".data"} <= ignored
+
+
+def compose_spec_validator() -> jsonschema.protocols.Validator:
+    schema = builtin_schemas.get_builtin_schema("vendor.compose-spec")
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def test_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in compose_spec_validator().iter_errors(compose)]
+    assert errors == []
+
+
+def test_compose_specification_check_rejects_a_misspelled_key(compose: dict[str, Any]) -> None:
+    """The check above can fail: the schema refuses unknown keys and wrong types (not only parses YAML)."""
+    service = next(iter(compose["services"]))
+    misspelled = {**compose, "services": {**compose["services"], service: {**compose["services"][service]}}}
+    misspelled["services"][service]["enviroment"] = {"A": "1"}
+    wrong_type = {**compose, "services": {**compose["services"], service: {**compose["services"][service]}}}
+    wrong_type["services"][service]["depends_on"] = 5
+    validator = compose_spec_validator()
+    assert not validator.is_valid(misspelled)
+    assert not validator.is_valid(wrong_type)
 
 
 def test_docker_compose_accepts_the_file() -> None:
