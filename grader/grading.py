@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -104,8 +105,15 @@ async def run_load(
         return await run_users(users, config, config.concurrency, on_call, transport, stop)
     if transport is not None:
         raise ValueError("an injected transport only works with processes=1")
-    # The worker processes are waited for in a thread so this event loop stays responsive.
-    return await asyncio.to_thread(run_in_processes, users, config, on_call, stop)
+    # The worker processes are waited for in a thread so this event loop stays responsive. When this coroutine is
+    # cancelled (a second Ctrl-C: ``asyncio.run`` cancels the main task, then waits for that thread), the thread is
+    # told to end the workers instead of letting them finish their calls in flight.
+    abort = threading.Event()
+    try:
+        return await asyncio.to_thread(run_in_processes, users, config, on_call, stop, abort)
+    except asyncio.CancelledError:
+        abort.set()
+        raise
 
 
 @contextlib.contextmanager

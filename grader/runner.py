@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import queue
 import random
 import signal
@@ -349,21 +350,34 @@ class _BatchedProgress:
             self._pending = 0
 
 
+class LoadAborted(Exception):
+    """The load's worker processes were ended without waiting for their calls in flight (a second Ctrl-C)."""
+
+
+# A worker told to abort exits at once with this status, as a process ended by Ctrl-C does.
+ABORTED_EXIT_STATUS = 128 + signal.SIGINT
+
+
 async def _run_users_until_stopped(
     users: Sequence[SimulatedUser],
     config: RunConfig,
     concurrency: int,
     on_call: ProgressCallback,
     stopped: threading.Event,
+    aborted: threading.Event,
 ) -> list[UserTrace]:
-    """``run_users`` in a worker process: the parent's stop (an Event proxy, a blocking round trip to the
-    manager) is watched from a thread so this loop never waits on it."""
+    """``run_users`` in a worker process: the parent's stop and abort (Event proxies, each wait a blocking round
+    trip to the manager) are watched from a thread so this loop never waits on them. A stop lets the calls in
+    flight finish; an abort ends the process at once."""
     stop = StopRequest()
 
     async def watch() -> None:
         while not await asyncio.to_thread(stopped.wait, 0.25):
             pass
         stop.request(INTERRUPTED)
+        while not await asyncio.to_thread(aborted.wait, 0.25):
+            pass
+        os._exit(ABORTED_EXIT_STATUS)  # not an exception: the calls in flight must not be awaited
 
     watcher = asyncio.create_task(watch())
     try:
@@ -383,10 +397,11 @@ def _process_main(
     concurrency: int,
     progress: queue.Queue[int],
     stopped: threading.Event,
+    aborted: threading.Event,
 ) -> list[UserTrace]:
     batched = _BatchedProgress(progress)
     try:
-        return asyncio.run(_run_users_until_stopped(users, config, concurrency, batched, stopped))
+        return asyncio.run(_run_users_until_stopped(users, config, concurrency, batched, stopped, aborted))
     finally:
         batched.flush()
 
@@ -396,8 +411,12 @@ def run_in_processes(
     config: RunConfig,
     on_call: ProgressCallback = _no_progress,
     stop: StopRequest | None = None,
+    abort: threading.Event | None = None,
 ) -> list[UserTrace]:
-    """The load spread over ``config.processes`` processes (users round-robin in arrival order)."""
+    """The load spread over ``config.processes`` processes (users round-robin in arrival order).
+
+    ``stop`` lets every process finish its calls in flight; ``abort`` (set from another thread) ends the worker
+    processes without waiting for them and raises ``LoadAborted``."""
     processes = max(1, min(config.processes, config.concurrency, len(users)))
     ordered = sorted(users, key=lambda u: u.arrival)
     shares = split_evenly(config.concurrency, processes)
@@ -409,11 +428,18 @@ def run_in_processes(
     ):
         progress: queue.Queue[int] = manager.Queue()
         stopped = manager.Event()
+        aborted = manager.Event()
         futures = [
-            pool.submit(_process_main, ordered[p::processes], config, shares[p], progress, stopped)
+            pool.submit(_process_main, ordered[p::processes], config, shares[p], progress, stopped, aborted)
             for p in range(processes)
         ]
         while not all(future.done() for future in futures):
+            if abort is not None and abort.is_set():
+                # A worker watches ``aborted`` only once stopped; the first one to exit breaks the pool, which
+                # then ends the others, so leaving this block does not wait for their calls.
+                stopped.set()
+                aborted.set()
+                raise LoadAborted("the load was aborted; its calls in flight were not waited for")
             if stop is not None and stop.reason is not None and not stopped.is_set():
                 stopped.set()
             try:

@@ -14,6 +14,8 @@ With ``experiment`` it splits users over ``served_groups`` (by their UUID) and n
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ class FakeState:
     switching_user: bool = False
     switcher: str | None = None
     assignment_requests: int = 0
+    # /recs requests after this many hang until ``release`` is set (None: none hangs)
+    hang_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
     def group_of(self, user_id: str) -> str | None:
         if not self.experiment:
@@ -119,6 +124,9 @@ def create_fake_app(misbehave: bool = True, experiment: bool = False, **options:
     @app.get("/recs/{user_id}")
     async def recs(user_id: str) -> Response:
         state.recs_requests += 1
+        if state.hang_after is not None and state.recs_requests > state.hang_after:
+            while not state.release.is_set():  # noqa: ASYNC110 - a threading.Event, set from the test's thread
+                await asyncio.sleep(0.02)
         state.calls[user_id] += 1
         call = state.calls[user_id]
         group = state.served_group(user_id, call)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from fastapi import FastAPI
 from rich.console import Console
@@ -336,6 +339,49 @@ async def test_ctrl_c_reaches_the_load_of_every_process(dataset: Dataset, served
     assert result.summary.calls < 200 * SESSIONS * CALLS_PER_SESSION / 2
     assert result.summary.calls == state.recs_requests
     assert len(result.traces) == 200
+
+
+async def test_a_cancelled_load_ends_its_processes_without_waiting_for_calls_in_flight(
+    dataset: Dataset, served_fake: ServedFake
+) -> None:
+    """A second Ctrl-C makes ``asyncio.run`` cancel the grading and wait for the thread that waits for the worker
+    processes: the workers are ended, not left to finish calls that hang (here until the test releases them)."""
+    state = served_fake.state
+    state.hang_after = 10
+    config = _config(recs_url=served_fake.url, events_url=served_fake.url, processes=2, users=40)
+    config = dataclasses.replace(config, request_timeout_s=300.0)
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    grading = asyncio.create_task(grade(config, dataset=dataset))
+    try:
+        while state.recs_requests <= state.hang_after:  # the load runs and its calls now hang
+            assert not grading.done()
+            await asyncio.sleep(0.02)
+        started = {child.pid for child in psutil.Process().children(recursive=True)} - before
+        assert len(started) >= 3  # the manager and two workers (and the resource tracker, once per process)
+        grading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await grading
+
+        def alive() -> list[tuple[int, list[str]]]:
+            running = []
+            for pid in started:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process = psutil.Process(pid)
+                    argv = process.cmdline()
+                    # multiprocessing's resource tracker lives as long as this process, whatever the load does.
+                    if process.status() != psutil.STATUS_ZOMBIE and "multiprocessing.resource_tracker" not in str(argv):
+                        running.append((pid, argv))
+            return running
+
+        # Polled, not joined: joining the thread (as asyncio.run does after the cancel) would block this loop
+        # for as long as the workers wait on their hanging calls.
+        deadline = time.monotonic() + 30
+        while alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls other processes, not an event
+            await asyncio.sleep(0.1)
+        print(f"processes started by the load: {len(started)}, alive after the cancel: {len(alive())}")
+        assert alive() == []
+    finally:
+        state.release.set()
 
 
 async def test_a_second_ctrl_c_goes_to_the_handler_from_before() -> None:
