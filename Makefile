@@ -35,6 +35,7 @@ lint: setup
 
 test: setup browser
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--only recs --quick"; wrk comes from Debian (benchmarks/install_tools.sh).

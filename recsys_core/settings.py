@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     collector_url: str = "http://127.0.0.1:5000"
     pipeline_url: str = "http://127.0.0.1:5002"
     mlflow_public_url: str = "http://127.0.0.1:8080"
-    # When set, /cleanup and /add_items require "Authorization: Bearer <token>".
+    # When set, /cleanup, /add_items, /retrain, /debug/memory and /debug/users/{id} require
+    # "Authorization: Bearer <token>", and the debug UI asks for it (recsys_io.http.admin_guard, webapp/access.py).
     admin_token: str | None = None
     # Comma-separated or a JSON list; NoDecode lets the validator below see the raw text.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
