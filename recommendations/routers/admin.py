@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from recommendations.deps import IdPath, KeysDep, RedisDep, ServiceDep
 from recsys_core.experiments import live_report
-from recsys_core.schemas import MAX_K, ErrorResponse
+from recsys_core.schemas import MAX_K, ErrorResponse, ItemId
 from recsys_io.catalog import load_titles
 from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
 
@@ -143,9 +143,13 @@ async def item_debug(item_id: IdPath, service: ServiceDep) -> dict[str, Any]:
 async def catalog_entries(
     service: ServiceDep,
     redis: RedisDep,
-    ids: Annotated[list[str], Query(max_length=MAX_K, description="item ids to describe")],
+    ids: Annotated[
+        list[ItemId],
+        Query(max_length=MAX_K, description="item ids to describe, the parameter repeated (ids=a&ids=b)"),
+    ],
 ) -> list[dict[str, Any]]:
-    """Titles and genres of some items (unknown ids are left out), e.g. to render a list of recommendations."""
+    """Titles and genres of some items (unknown ids are left out), e.g. to render a list of recommendations. An id
+    that no item can have (``ids=a,b``: a comma-separated list instead of the parameter repeated) is a 422."""
     state = await service.current_state()
     known = [item_id for item_id in ids if item_id in state.catalog.index]
     titles = await load_titles(redis, service.keys.for_generation(state.generation), known)

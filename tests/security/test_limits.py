@@ -111,6 +111,8 @@ def test_interact_limits_are_422_naming_the_field(
         ("/recs/...", "path.user_id"),  # dots alone: "." and ".." would not even reach the server
         (f"/debug/users/{LONG_ID}", "path.user_id"),
         (f"/debug/catalog?{'&'.join(f'ids=i{n}' for n in range(MAX_K + 1))}", "query.ids"),
+        ("/debug/catalog?ids=a,b", "query.ids.0"),  # comma-separated instead of repeated: no id has a comma
+        (f"/debug/catalog?ids=a&ids={LONG_ID}", "query.ids.1"),
     ],
 )
 def test_query_and_path_limits_are_422_naming_the_field(open_stack: ServiceStack, path: str, field: str) -> None:
