@@ -126,8 +126,7 @@ class EventConsumer:
                     parsed.append(message)
                 except ValidationError as error:
                     log.error("rejecting an unparseable message to the dead-letter queue: %s", error)
-                    await self._settle(message, accept=False)
-                    self.rejected += 1
+                    self.rejected += await self._settle(message, accept=False)
             try:
                 await self._handler(events)  # retries internally while Redis is unavailable
             except LeadershipLost as error:
@@ -140,20 +139,24 @@ class EventConsumer:
                 # the dead-letter queue, kept for inspection, and consumption goes on.
                 log.exception("rejecting %d messages to the dead-letter queue: storing them failed", len(parsed))
                 for message in parsed:
-                    await self._settle(message, accept=False)
-                self.rejected += len(parsed)
+                    self.rejected += await self._settle(message, accept=False)
                 continue
             for message in parsed:
-                await self._settle(message, accept=True)
-            self.consumed += len(parsed)
+                self.consumed += await self._settle(message, accept=True)
 
     @staticmethod
-    async def _settle(message: AbstractIncomingMessage, accept: bool) -> None:
+    async def _settle(message: AbstractIncomingMessage, accept: bool) -> bool:
+        """Ack (or dead-letter) a message; False if its channel died first. Only settled messages are counted:
+        an unsettled one comes back as a redelivery and is counted then, so "consumed" and "rejected" add up to
+        the messages published, once each, even across a lost connection (e.g. a pipeline paused past its
+        heartbeat)."""
         try:
             await (message.ack() if accept else message.reject(requeue=False))
         except (aio_pika.exceptions.AMQPException, RuntimeError) as error:
             # The channel died meanwhile: the broker redelivers the message (a stored one is then deduplicated).
             log.warning("could not settle a message (%s); the broker will redeliver it", error)
+            return False
+        return True
 
     async def close(self) -> None:
         for task in self._tasks:

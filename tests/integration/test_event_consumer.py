@@ -85,3 +85,54 @@ async def test_closing_is_bounded_even_if_a_task_swallows_its_cancellation(monke
     assert loop.time() - started < 2
     release.set()
     await consumer._tasks[0]
+
+
+class _Delivery:
+    """A delivered message whose channel may have died before it is settled (ack/reject then raise)."""
+
+    def __init__(self, user: str, channel_alive: bool) -> None:
+        message = events_message([_event(user)])
+        self.body, self.type = message.body, message.type
+        self.channel_alive = channel_alive
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        self._settle("ack")
+
+    async def reject(self, requeue: bool = False) -> None:
+        self._settle("reject")
+
+    def _settle(self, how: str) -> None:
+        if not self.channel_alive:
+            raise aio_pika.exceptions.ChannelInvalidStateError("the channel is closed")
+        self.settled.append(how)
+
+
+async def test_only_settled_messages_are_counted_so_a_redelivery_is_counted_once() -> None:
+    """A message whose ack fails (its channel died, as when a paused pipeline misses its heartbeat) is redelivered
+    by the broker: it counts when that redelivery is acked, not twice. Unparseable messages count as rejected only
+    once dead-lettered."""
+    stored: list[str] = []
+
+    async def handler(events: list[EventMessage]) -> None:
+        stored.extend(event.user_id for event in events)
+
+    consumer = EventConsumer("amqp://unused", "unused", handler, prefetch=10, batch_size=1, batch_wait_s=0.0)
+    lost = _Delivery("u", channel_alive=False)
+    redelivered = _Delivery("u", channel_alive=True)
+    garbage_lost, garbage = _Delivery("g", channel_alive=False), _Delivery("g", channel_alive=True)
+    garbage_lost.body = garbage.body = b"not json"
+    for delivery in (lost, garbage_lost, redelivered, garbage):
+        consumer._inbox.put_nowait(delivery)  # type: ignore[arg-type]
+    processing = asyncio.create_task(consumer._process_forever())
+    try:
+        for _ in range(200):
+            if consumer._inbox.empty() and garbage.settled:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        processing.cancel()
+    print(f"stored {stored}, consumed {consumer.consumed}, rejected {consumer.rejected}")
+    assert stored == ["u", "u"]  # the redelivery is stored again (the event store deduplicates it by id)
+    assert redelivered.settled == ["ack"] and garbage.settled == ["reject"]
+    assert (consumer.consumed, consumer.rejected) == (1, 1)
