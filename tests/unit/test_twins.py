@@ -679,3 +679,18 @@ def test_gather_copies_slices_or_computes_indices_with_the_same_result(
         rows = rows[-last:] if last else rows
         np.testing.assert_array_equal(minor[owner == position], rows)
         np.testing.assert_array_equal(value[owner == position], dense[rows, major])
+
+
+def test_exploration_skips_under_shown_items_twins_were_shown_without_liking() -> None:
+    n = N
+    stats = _stats(n)
+    impressions = stats.impressions.copy()
+    impressions[15:] = 2.0  # items 15..19 are under-shown, with the same evidence
+    stats = ItemStats(np.minimum(stats.likes, impressions), stats.dislikes, impressions)
+    # Sure twins were shown 15..18 and liked none of them: only item 19 is worth an exploration slot.
+    twins = _dense({}, {15: 1.0, 16: 1.0, 17: 1.0, 18: 1.0})
+    strategy = _strategy(explore_slots=1.0, explore_below=10)
+    for seed in range(10):
+        ctx = replace(_context(twins, seed=seed), stats=stats)
+        explored = [c.index for c in strategy.recommend(ctx, 5) if c.source == "explore"]
+        assert explored == [19], (seed, explored)
