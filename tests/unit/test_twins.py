@@ -146,6 +146,35 @@ def test_no_candidate_sharing_a_like_gives_no_lift() -> None:
     assert _lift(book.matrix()) is None
 
 
+def test_a_user_who_shares_only_silences_is_no_candidate() -> None:
+    book = _book()
+    # Silent on s1 and s2 as the query was, and liked an item the query never saw: no shared like.
+    book.record("quiet", shown=["s1", "s2", "odd"], liked=["odd"], disliked=[])
+    assert _lift(book.matrix(), params=TwinParams(min_mass=KEEP_ANY)) is None
+
+
+def test_a_twins_dislike_is_shown_mass_and_never_liked_mass() -> None:
+    book = _book()
+    book.record("twin", shown=[*QUERY_SHOWN, "gem", "bad"], liked=[*LIKES, "gem"], disliked=["bad"])
+    lift = _lift(book.matrix())
+    assert lift is not None
+    bad_liked, bad_shown = _as_dict(lift)["bad"]
+    assert bad_shown > 0.5 and bad_liked == 0.0
+
+
+def test_one_shared_like_weighs_the_prior_times_its_rarity_by_hand() -> None:
+    book = _book()  # 40 users shown l1 without liking it
+    book.record("t", shown=["l1", "gem"], liked=["l1", "gem"], disliked=[])
+    lift = _lift(book.matrix())
+    assert lift is not None
+    # P(like l1) over the 41 users shown it, smoothed: (1 + 0.5) / (41 + 2). The agreement multiplies the prior
+    # odds 1e-3 by 0.95 / p + 0.05; the weight is odds / (1 + odds), and gem's liked and shown mass both equal it.
+    odds = 1e-3 * (0.95 / (1.5 / 43) + 0.05)
+    weight = odds / (1 + odds)
+    gem_liked, gem_shown = _as_dict(lift)["gem"]
+    assert gem_liked == pytest.approx(weight, rel=1e-5) and gem_shown == pytest.approx(weight, rel=1e-5)
+
+
 def test_a_user_without_likes_gets_no_lift() -> None:
     book = _book()
     book.record("twin", shown=[*QUERY_SHOWN, "gem"], liked=[*LIKES, "gem"], disliked=[])
