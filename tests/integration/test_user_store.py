@@ -1,12 +1,15 @@
-"""The claim script on the real Redis: what one /recs answer writes, for the answer's items only."""
+"""The user store on the real Redis: what a /recs request reads, and what its claim writes (for its items only)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from redis.asyncio import Redis
 
+from pipeline.event_store import STORED, EventStore, GroupedEvent
 from recommendations.user_store import UserStore
 from recsys_core.keys import GlobalKeys
+from recsys_core.schemas import EventMessage
 from recsys_io.redis_client import as_str
 
 pytestmark = pytest.mark.integration
@@ -59,3 +62,32 @@ async def test_a_claim_for_an_older_run_is_refused_and_writes_nothing(
     assert await store.claim(0, "ann", "C", [("a", "bandit")], k=1) is None
     old = keys.for_generation(0)
     assert await redis_client.exists(old.user_shown("ann"), old.item_impressions, old.recs_log, old.counters) == 0
+
+
+async def test_a_read_gives_the_users_history_oldest_first_and_their_factors_in_the_current_model(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    redis_client, keys = redis_and_keys
+    events = EventStore(redis_client, keys)
+    batch = [
+        GroupedEvent(
+            EventMessage(generation=0, user_id="ann", item_ids=[item], actions=[action], timestamp=ts, received_at=ts),
+            "C",
+        )
+        for item, action, ts in [("a", "like", 1.5), ("b", "dislike", 2.5), ("c", "like", 3.5)]
+    ]
+    assert await events.store(batch, events.new_call_id()) == [STORED] * 3
+    run = keys.for_generation(0)
+    vector = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    await redis_client.hset(run.model_user_factors(7), "ann", vector.tobytes())
+    await redis_client.set(run.model_current, 7)
+
+    snapshot = await UserStore(redis_client, keys).read(0, "ann")
+    assert [(f.item_id, f.action, f.ts) for f in snapshot.history] == [
+        ("a", "like", 1.5),
+        ("b", "dislike", 2.5),
+        ("c", "like", 3.5),
+    ]
+    assert snapshot.versions.model == 7
+    assert snapshot.user_vector is not None
+    np.testing.assert_array_equal(snapshot.user_vector, vector)
