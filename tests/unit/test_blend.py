@@ -611,3 +611,20 @@ def test_a_component_names_an_item_only_when_it_lifts_it_by_more_than_005() -> N
     taste = np.array([0.0, 0.04, 0.06, 0.3])
     scores = _Scores(None, np.zeros(4), np.zeros(4), (taste, None, None), None)
     assert scores.labels(np.arange(4), _catalog([["Drama"]] * 4)) == ["bandit", "bandit", "taste", "taste"]
+
+
+def test_a_neighbour_of_the_first_catalog_item_names_it() -> None:
+    catalog = _catalog([["Drama"]] * 6)
+    co_likes = _neighbours({0: [(4, 0.9)]}, 6)
+    ctx = _ctx(catalog, shown=[0], liked=[0], actions=[1], co_likes=co_likes)
+    ranked = _blend(neighbour_weight=1.0).recommend(ctx, 3)
+    assert (ranked[0].index, ranked[0].source) == (4, "neighbour:i0")  # index 0 is an anchor like any other
+
+
+def test_an_answer_shorter_than_k_never_holds_more_than_n_items() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=5.0))
+    for seed in range(10):
+        ranked = strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=10, seed=seed), 3)
+        assert len(ranked) == 3 and len({c.index for c in ranked}) == 3
+        assert sum(c.source == "explore" for c in ranked) <= 2  # the budget is capped at n - 1 as at k - 1
