@@ -723,3 +723,12 @@ def test_exploration_skips_under_shown_items_twins_were_shown_without_liking() -
         ctx = replace(_context(twins, seed=seed), stats=stats)
         explored = [c.index for c in strategy.recommend(ctx, 5) if c.source == "explore"]
         assert explored == [19], (seed, explored)
+
+
+def test_twin_weight_scales_the_twins_mass() -> None:
+    twins = _dense({12: 0.3}, {12: 0.3})
+    # At weight 1: P(like) = 0.3 + 0.7 x ~0.12 beats item 0's ~0.3, and the twins name the item.
+    full = _strategy().recommend(_context(twins), 5)
+    assert (full[0].index, full[0].source) == (12, "twins")
+    # At 0.5 the mass is halved: 0.15 + 0.85 x ~0.12 ranks below the best arms.
+    assert _ranked(_strategy(twin_weight=0.5), _context(twins))[0] == 0
