@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from pipeline.event_store import STORED, EventStore, GroupedEvent
 from recommendations.user_store import UserStore
+from recsys_core.algorithms.twins import TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_io.redis_client import as_str
@@ -64,7 +65,7 @@ async def test_a_claim_for_an_older_run_is_refused_and_writes_nothing(
     assert await redis_client.exists(old.user_shown("ann"), old.item_impressions, old.recs_log, old.counters) == 0
 
 
-async def test_a_read_gives_the_users_history_oldest_first_and_their_factors_in_the_current_model(
+async def test_a_read_gives_the_history_oldest_first_the_factors_in_the_current_model_and_the_twins(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
     redis_client, keys = redis_and_keys
@@ -81,6 +82,8 @@ async def test_a_read_gives_the_users_history_oldest_first_and_their_factors_in_
     vector = np.array([0.5, -1.0, 2.0], dtype=np.float32)
     await redis_client.hset(run.model_user_factors(7), "ann", vector.tobytes())
     await redis_client.set(run.model_current, 7)
+    twins = TwinLift(("x", "y"), np.array([0.5, 0.0], dtype=np.float32), np.array([0.75, 0.25], dtype=np.float32))
+    await redis_client.set(run.user_twins("ann"), twins.to_text())
 
     snapshot = await UserStore(redis_client, keys).read(0, "ann")
     assert [(f.item_id, f.action, f.ts) for f in snapshot.history] == [
@@ -91,3 +94,5 @@ async def test_a_read_gives_the_users_history_oldest_first_and_their_factors_in_
     assert snapshot.versions.model == 7
     assert snapshot.user_vector is not None
     np.testing.assert_array_equal(snapshot.user_vector, vector)
+    assert snapshot.twins is not None and snapshot.twins.item_ids == ("x", "y")
+    assert snapshot.twins.liked.tolist() == [0.5, 0.0] and snapshot.twins.shown.tolist() == [0.75, 0.25]
