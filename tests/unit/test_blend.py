@@ -628,3 +628,15 @@ def test_an_answer_shorter_than_k_never_holds_more_than_n_items() -> None:
         ranked = strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=10, seed=seed), 3)
         assert len(ranked) == 3 and len({c.index for c in ranked}) == 3
         assert sum(c.source == "explore" for c in ranked) <= 2  # the budget is capped at n - 1 as at k - 1
+
+
+def test_the_diverse_head_rescales_the_pools_scores_to_0_1() -> None:
+    # Log scores -1, -1.1, -3: relevance (1, 0.95, 0). After item 0, item 1 repeats its genre (Jaccard 1):
+    # 0.5 * 0.95 - 0.5 * 1 < 0.5 * 0 for item 2, so the Comedy comes second. On the raw log scale the gap of 1.9
+    # to item 2 would outweigh the repeat and the head would be all Drama.
+    catalog = _catalog([["Drama"], ["Drama"], ["Comedy"]])
+    total = np.array([-1.0, -1.1, -3.0])
+    scores = _Scores(None, total, total.copy(), (None, None, None), None)
+    strategy = _blend(diversity_weight=0.5)
+    head = strategy._diverse_head(_ctx(catalog), scores, np.array([0, 1, 2]), 2)
+    assert head.tolist() == [0, 2]
