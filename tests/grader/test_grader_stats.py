@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from grader.stats import cuped_interval, welch_interval
+from grader.stats import WelchInterval, cuped_interval, welch_interval
 
 CONTROL = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, variance 5/3
 TREATMENT = [2.0, 4.0, 6.0]  # mean 4, variance 4
@@ -86,3 +86,22 @@ def test_cuped_with_a_useless_covariate_changes_little() -> None:
     assert adjusted.variance_reduction < 0.02
     assert adjusted.interval.diff == pytest.approx(raw.diff, abs=0.05)
     assert cuped_interval([1.0], [1.0, 2.0], [[0.0]], [[0.0], [1.0]]) is None
+
+
+def test_an_interval_that_touches_zero_is_not_significant() -> None:
+    def interval(low: float, high: float) -> WelchInterval:
+        return WelchInterval(1.0, 1.5, 0.5, low, high, 10.0, 0.25, 5, 5, 0.95)
+
+    assert not interval(0.0, 1.0).significant and not interval(-1.0, 0.0).significant
+    assert interval(1e-9, 1.0).significant and interval(-1.0, -1e-9).significant
+
+
+def test_cuped_keeps_each_groups_mean_when_the_covariate_is_balanced() -> None:
+    # Both groups have the same covariates (mean 11, far from 0): the adjustment moves no group's mean, so the
+    # reported means (and relative_diff) stay the raw ones.
+    covariates = [[10.0], [11.0], [12.0]]
+    adjusted = cuped_interval([1.0, 2.0, 4.0], [0.0, 1.0, 1.5], covariates, covariates)
+    assert adjusted is not None
+    assert adjusted.interval.treatment_mean == pytest.approx(7 / 3)
+    assert adjusted.interval.control_mean == pytest.approx(2.5 / 3)
+    assert adjusted.interval.relative_diff == pytest.approx((7 / 3 - 2.5 / 3) / (2.5 / 3))

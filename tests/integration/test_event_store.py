@@ -245,3 +245,15 @@ async def test_events_of_a_run_redis_lost_are_stored_and_its_generation_put_back
     assert (status["generation"], status["messages_stored"], status["stale_dropped"]) == (2, 3, 0)
     assert await redis_client.get(keys.generation) == b"2"
     assert await redis_client.xlen(keys.for_generation(2).events) == 3
+
+
+async def test_a_users_history_keeps_the_latest_entries_up_to_the_cap(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.event_store.HISTORY_CAP", 2)
+    store = EventStore(redis_client, keys)
+    batch = [_grouped(0, "ann", [(f"item-{n}", "like")], float(n)) for n in range(3)]
+    assert await store.store(batch, store.new_call_id()) == [STORED] * 3
+    history = [json.loads(raw) for raw in await redis_client.lrange(keys.for_generation(0).user_history("ann"), 0, -1)]
+    assert [entry["item_id"] for entry in history] == ["item-2", "item-1"]  # newest first, 2 kept

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from event_collector.generation import ANNOUNCEMENT_TTL_MS, GenerationSource
 from event_collector.publisher import BrokerUnavailable
+from pipeline.event_store import STORED, EventStore, GroupedEvent
 from recommendations.cleanup import cleanup, wait_for_collectors
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest, EventMessage
@@ -278,3 +279,24 @@ async def test_a_catalog_added_after_the_loss_pins_its_run(redis_and_keys: tuple
     assert await redis_client.get(keys.generation) == b"0"
     assert await GenerationRestorer(redis_client, keys).at_least(5) == 0
     assert await redis_client.llen(keys.for_generation(0).catalog_ids) == 2
+
+
+async def test_events_stored_after_the_loss_pin_their_run(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    """As a catalog added after the loss: events stored for run 0 while the key is missing make run 0 current for
+    good, or a later restore would leave them in a run nobody reads."""
+    redis_client, keys = redis_and_keys
+    store = EventStore(redis_client, keys)
+    event = EventMessage(generation=0, user_id="ann", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    assert await store.store([GroupedEvent(event, "C")], store.new_call_id()) == [STORED]
+    assert await redis_client.get(keys.generation) == b"0"
+    assert await GenerationRestorer(redis_client, keys).at_least(5) == 0
+
+
+async def test_a_caller_that_saw_only_run_0_restores_nothing(redis_and_keys: tuple[Redis, GlobalKeys]) -> None:
+    """Run 0 is what a missing key means already: writing it would pin run 0 and stop a collector that saw the
+    lost run from putting it back."""
+    redis_client, keys = redis_and_keys
+    restorer = GenerationRestorer(redis_client, keys)
+    assert await restorer.at_least(0) == 0
+    assert await redis_client.exists(keys.generation) == 0
+    assert await restorer.at_least(3) == 3

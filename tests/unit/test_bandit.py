@@ -156,3 +156,13 @@ def test_group_prior_means_by_hand() -> None:
 def test_group_prior_means_without_evidence_are_the_base_mean() -> None:
     means = group_prior_means(np.array([0, 1, 1]), np.zeros(3), np.zeros(3), 0.02, 2.0, 10.0)
     np.testing.assert_allclose(means, [0.02, 0.02, 0.02])
+
+
+def test_group_prior_means_are_clipped_to_a_plausible_like_rate() -> None:
+    # Group 0: every impression liked (rate 1); group 1: shown, never liked (rate 0). No shrinkage, so the
+    # raw group means are 1 and 0: a prior mean is kept within [1e-4, 0.5] whatever a few arms did.
+    groups = np.array([0, 0, 1])
+    means = group_prior_means(
+        groups, np.array([2.0, 2.0, 0.0]), np.array([2.0, 2.0, 2.0]), base_mean=0.01, per_item_cap=2.0, shrinkage=0.0
+    )
+    np.testing.assert_allclose(means, [0.5, 0.5, 1e-4])

@@ -10,10 +10,17 @@ import pytest
 
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.co_likes import co_like_neighbours
-from recsys_core.algorithms.personal import mmr_rerank, neighbour_entries, neighbour_scores, taste_scores
+from recsys_core.algorithms.factors import FactorModel
+from recsys_core.algorithms.personal import (
+    mmr_rerank,
+    neighbour_entries,
+    neighbour_scores,
+    population_genre_share,
+    taste_scores,
+)
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
 
 # Flat bandit: a huge prior makes every item's posterior sample (almost) the same, so only the component
 # under test decides the order.
@@ -499,3 +506,137 @@ def test_neighbour_entries_flatten_the_anchors_rows() -> None:
     assert positions.tolist() == [0, 0, 1]  # anchor 7 has no row; item 9 is not in the catalog
     assert items.tolist() == [3, 0, 2]
     np.testing.assert_allclose(similarities, [0.0, 0.1, 0.5], rtol=1e-6)  # clipped at 0
+
+
+# --- cases pinned after hand-made mutation testing (each fails on a mutant the tests above let through) ---
+
+
+def test_population_genre_share_adds_one_like_per_genre() -> None:
+    catalog = _catalog([["A"], ["B"], ["A", "B"]])
+    # Likes per genre: A = 2 + 1 = 3, B = 0 + 1 = 1; +1 each: 4 and 2 of 6.
+    share = population_genre_share(catalog, np.array([2.0, 0.0, 1.0]))
+    np.testing.assert_allclose(share, [4 / 6, 2 / 6])
+    # A genre nobody liked yet still has a share (1 of 3 here), so a user's log-lift over it stays finite.
+    np.testing.assert_allclose(population_genre_share(catalog, np.array([1.0, 0.0, 0.0])), [2 / 3, 1 / 3])
+
+
+def test_taste_scores_subtract_the_smoothed_share_of_disliked_genres() -> None:
+    catalog = _catalog([["A"], ["B"]])
+    # Population share 1/2 each; no likes, so the user's like share is the population's (lift 0).
+    # One dislike of A, smoothing 1: share = (1, 0) / (1 + 1); lift = -weight * share = (-0.5, 0).
+    scores = taste_scores(catalog, np.array([], dtype=np.int64), np.array([0]), np.array([1.0, 1.0]), 1.0, 1.0)
+    np.testing.assert_allclose(scores, [-0.5, 0.0], atol=1e-12)
+
+
+def test_a_zero_similarity_padding_entry_names_no_anchor() -> None:
+    # Anchor 0 has one real neighbour (item 2) and a padding entry (item 0, similarity 0), as co_like_neighbours
+    # leaves in a row with fewer neighbours than its width: item 0 is nobody's neighbour.
+    indices = np.array([[2, 0], [0, 0], [0, 0]], dtype=np.int32)
+    sims = np.array([[0.5, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=np.float32)
+    scores, anchor = neighbour_scores(3, np.array([0]), indices, sims)
+    np.testing.assert_allclose(scores, [0.0, 0.0, 0.5])
+    assert anchor.tolist() == [-1, -1, 0]
+
+
+def test_mmr_rerank_uses_the_jaccard_of_the_genre_sets() -> None:
+    # After item 0 ({A, B}), item 1 ({A}) has Jaccard 1/2 with it: 0.5 * 0.9 - 0.5 * 0.5 = 0.2 < 0.25, the
+    # objective of item 2 ({C}) at 0.5 * 0.5. (As overlap / (sum of sizes), 1/3, item 1 would win with 0.283.)
+    genre_matrix = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=bool)
+    picked = mmr_rerank(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.5]), genre_matrix, 2, 0.5, 10)
+    assert picked.tolist() == [0, 2]
+
+
+def test_a_diverse_head_is_not_repeated_among_the_spares() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"], ["Drama", "Action"], ["Horror"]] * 5)
+    strategy = BlendStrategy(BlendParams(diversity_weight=0.3, genre_cap=2))
+    for seed in range(10):
+        ranked = strategy.recommend(_ctx(catalog, shown=[0, 5], k=5, seed=seed), 12)
+        indices = [c.index for c in ranked]
+        assert len(indices) == 12 and len(set(indices)) == 12, indices
+        assert not {0, 5} & set(indices)
+
+
+def test_the_posterior_counts_dislikes_silent_impressions_and_the_explorable_by_hand() -> None:
+    stats = ItemStats(
+        likes=np.array([1, 0, 2, 0], dtype=np.float32),
+        dislikes=np.array([1, 2, 0, 0], dtype=np.float32),
+        # item 1: answered twice with one impression (an answer without a /recs): no negative silent count
+        impressions=np.array([5, 1, 3, 0], dtype=np.float32),
+    )
+    params = BlendParams(
+        prior_strength=10.0,
+        prior_mean=0.1,
+        group_prior_shrinkage=0.0,
+        alpha_per_dislike=2.0,
+        beta_per_dislike=0.5,
+        beta_per_silent_impression=1.0,
+        explore_below=3,
+    )
+    posterior = BlendStrategy(params)._posterior(stats, _catalog([["Drama"]] * 4))
+    # alpha = 10 * 0.1 + likes + 2 * dislikes; beta = 10 * 0.9 + max(impressions - likes - dislikes, 0) + 0.5 * dislikes
+    np.testing.assert_allclose(posterior.alpha, [4.0, 5.0, 3.0, 1.0])
+    np.testing.assert_allclose(posterior.beta, [12.5, 10.0, 10.0, 9.0])
+    assert posterior.explorable.tolist() == [False, True, False, True]  # shown fewer than 3 times
+
+
+def test_each_neighbour_names_the_like_it_came_from() -> None:
+    catalog = _catalog([["Drama"]] * 8)
+    co_likes = _neighbours({1: [(5, 0.9)], 2: [(6, 0.8)]}, 8)
+    ctx = _ctx(catalog, shown=[1, 2], liked=[1, 2], actions=[1, 1], co_likes=co_likes)
+    ranked = _blend(neighbour_weight=1.0).recommend(ctx, 3)
+    # Item 6 (0.8 from the latest like) before item 5 (0.9 x the decay 0.8 of the earlier like).
+    assert [(c.index, c.source) for c in ranked[:2]] == [(6, "neighbour:i2"), (5, "neighbour:i1")]
+
+
+def test_the_bpr_lift_is_the_weighted_standardised_score_over_unshown_items() -> None:
+    catalog = _catalog([["Drama"]] * 4)
+    model = FactorModel(
+        version=1,
+        user_ids=np.array(["u"]),
+        user_factors=np.array([[1.0]], dtype=np.float32),
+        item_ids=np.array(catalog.item_ids),
+        item_factors=np.array([[10.0], [1.0], [2.0], [3.0]], dtype=np.float32),
+        neighbour_indices=np.zeros((0, 0), dtype=np.int32),
+        neighbour_sims=np.zeros((0, 0), dtype=np.float32),
+    )
+    ctx = replace(_ctx(catalog, shown=[0]), model=model, user_vector=model.user_vector("u"))
+    bpr = _blend(bpr_weight=0.2)._personal(ctx).bpr
+    assert bpr is not None
+    # Standardised over the unshown items 1..3 (scores 1, 2, 3: mean 2, std sqrt(2/3)); the shown item gets 0.
+    step = 0.2 / np.sqrt(2 / 3)
+    np.testing.assert_allclose(bpr, [0.0, -step, 0.0, step], rtol=1e-6)
+
+
+def test_a_component_names_an_item_only_when_it_lifts_it_by_more_than_005() -> None:
+    taste = np.array([0.0, 0.04, 0.06, 0.3])
+    scores = _Scores(None, np.zeros(4), np.zeros(4), (taste, None, None), None)
+    assert scores.labels(np.arange(4), _catalog([["Drama"]] * 4)) == ["bandit", "bandit", "taste", "taste"]
+
+
+def test_a_neighbour_of_the_first_catalog_item_names_it() -> None:
+    catalog = _catalog([["Drama"]] * 6)
+    co_likes = _neighbours({0: [(4, 0.9)]}, 6)
+    ctx = _ctx(catalog, shown=[0], liked=[0], actions=[1], co_likes=co_likes)
+    ranked = _blend(neighbour_weight=1.0).recommend(ctx, 3)
+    assert (ranked[0].index, ranked[0].source) == (4, "neighbour:i0")  # index 0 is an anchor like any other
+
+
+def test_an_answer_shorter_than_k_never_holds_more_than_n_items() -> None:
+    catalog = _catalog([["Drama"], ["Comedy"]] * 20)
+    strategy = BlendStrategy(BlendParams(explore_slots=5.0))
+    for seed in range(10):
+        ranked = strategy.recommend(_ctx(catalog, stats=_mixed_evidence(40), k=10, seed=seed), 3)
+        assert len(ranked) == 3 and len({c.index for c in ranked}) == 3
+        assert sum(c.source == "explore" for c in ranked) <= 2  # the budget is capped at n - 1 as at k - 1
+
+
+def test_the_diverse_head_rescales_the_pools_scores_to_0_1() -> None:
+    # Log scores -1, -1.1, -3: relevance (1, 0.95, 0). After item 0, item 1 repeats its genre (Jaccard 1):
+    # 0.5 * 0.95 - 0.5 * 1 < 0.5 * 0 for item 2, so the Comedy comes second. On the raw log scale the gap of 1.9
+    # to item 2 would outweigh the repeat and the head would be all Drama.
+    catalog = _catalog([["Drama"], ["Drama"], ["Comedy"]])
+    total = np.array([-1.0, -1.1, -3.0])
+    scores = _Scores(None, total, total.copy(), (None, None, None), None)
+    strategy = _blend(diversity_weight=0.5)
+    head = strategy._diverse_head(_ctx(catalog), scores, np.array([0, 1, 2]), 2)
+    assert head.tolist() == [0, 2]

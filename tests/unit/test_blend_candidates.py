@@ -162,3 +162,29 @@ def test_the_bound_covers_an_items_taste_despite_float32_rounding() -> None:
     assert taste > lift.max()  # the rounding this test is about
     personal = blend._Personal(genre_lift=lift, neighbour=None, anchor=None, bpr=None)
     assert taste <= personal.upper_bound_outside()
+
+
+def test_a_user_who_has_seen_most_of_the_head_still_gets_a_full_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head (the 5 best arms) holds only 2 unseen items: the 2 it has beat every arm outside it, but 5 were
+    asked for, so the request must rank every arm rather than answer with 2."""
+    n = 20
+    ids = [f"i{i}" for i in range(n)]
+    catalog = CatalogView.build(1, ids, {item: ["Drama"] for item in ids})
+    likes = np.linspace(500, 50, n).astype(np.float32)  # item 0 best, item 19 worst, all well measured
+    stats = ItemStats(likes, np.zeros(n, dtype=np.float32), np.full(n, 1000.0, dtype=np.float32))
+    shown = np.zeros(n, dtype=bool)
+    shown[:3] = True
+    ctx = RecommendationContext(
+        user_id="u",
+        catalog=catalog,
+        stats=stats,
+        model=None,
+        profile=UserProfile(shown, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)),
+        rng=np.random.default_rng(0),
+        k=5,
+        draws=DrawCache(),
+    )
+    strategy = BlendStrategy(BlendParams(explore_slots=0.0, taste_weight=0.0, neighbour_weight=0.0, bpr_weight=0.0))
+    monkeypatch.setattr(blend, "HEAD_SIZE", 5)
+    answer = _answers(strategy, ctx, 5, draw_seed=0)
+    assert [index for index, _ in answer] == [3, 4, 5, 6, 7]

@@ -131,6 +131,17 @@ def test_replica_memory_pending_writes_merge_per_user_and_stay_pending_until_flu
     assert memory.take_pending() == [PendingWrite(3, "u0", ("y", "z"))]
 
 
+def test_replica_memory_counts_a_claims_offers_as_shown_while_it_is_in_flight() -> None:
+    memory = ReplicaMemory()
+    memory.remember(1, "u", _indices(1))
+    with memory.offering("u") as first, memory.offering("u") as second:
+        first.append(_indices(4, 5))  # two requests of the user claim at once
+        second.append(_indices(7))
+        assert sorted(memory.shown_or_offered(1, "u").tolist()) == [1, 4, 5, 7]
+        assert memory.shown_or_offered(1, "other").size == 0
+    assert memory.shown_or_offered(1, "u").tolist() == [1]  # both claims done: only what was shown
+
+
 def test_replica_memory_forget_all() -> None:
     memory = ReplicaMemory()
     memory.remember(1, "u", _indices(0))

@@ -105,3 +105,10 @@ def test_rank_normalize_ties_and_empty() -> None:
     np.testing.assert_allclose(rank_normalize(np.array([5.0, 5.0])), [0.5, 1.0])
     np.testing.assert_array_equal(rank_normalize(np.array([1.0, 2.0]), np.zeros(2, dtype=bool)), [0.0, 0.0])
     assert rank_normalize(np.array([])).size == 0
+
+
+def test_ties_keep_index_order_beyond_a_small_sort() -> None:
+    # 50 items in two tied levels: past numpy's insertion-sort size (16) only a stable sort keeps index order.
+    scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0] * 10)
+    expected = [i for i in range(50) if scores[i] == 2.0] + [i for i in range(50) if scores[i] == 1.0]
+    assert top_k_indices(scores, 50).tolist() == expected

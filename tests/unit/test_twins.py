@@ -146,6 +146,35 @@ def test_no_candidate_sharing_a_like_gives_no_lift() -> None:
     assert _lift(book.matrix()) is None
 
 
+def test_a_user_who_shares_only_silences_is_no_candidate() -> None:
+    book = _book()
+    # Silent on s1 and s2 as the query was, and liked an item the query never saw: no shared like.
+    book.record("quiet", shown=["s1", "s2", "odd"], liked=["odd"], disliked=[])
+    assert _lift(book.matrix(), params=TwinParams(min_mass=KEEP_ANY)) is None
+
+
+def test_a_twins_dislike_is_shown_mass_and_never_liked_mass() -> None:
+    book = _book()
+    book.record("twin", shown=[*QUERY_SHOWN, "gem", "bad"], liked=[*LIKES, "gem"], disliked=["bad"])
+    lift = _lift(book.matrix())
+    assert lift is not None
+    bad_liked, bad_shown = _as_dict(lift)["bad"]
+    assert bad_shown > 0.5 and bad_liked == 0.0
+
+
+def test_one_shared_like_weighs_the_prior_times_its_rarity_by_hand() -> None:
+    book = _book()  # 40 users shown l1 without liking it
+    book.record("t", shown=["l1", "gem"], liked=["l1", "gem"], disliked=[])
+    lift = _lift(book.matrix())
+    assert lift is not None
+    # P(like l1) over the 41 users shown it, smoothed: (1 + 0.5) / (41 + 2). The agreement multiplies the prior
+    # odds 1e-3 by 0.95 / p + 0.05; the weight is odds / (1 + odds), and gem's liked and shown mass both equal it.
+    odds = 1e-3 * (0.95 / (1.5 / 43) + 0.05)
+    weight = odds / (1 + odds)
+    gem_liked, gem_shown = _as_dict(lift)["gem"]
+    assert gem_liked == pytest.approx(weight, rel=1e-5) and gem_shown == pytest.approx(weight, rel=1e-5)
+
+
 def test_a_user_without_likes_gets_no_lift() -> None:
     book = _book()
     book.record("twin", shown=[*QUERY_SHOWN, "gem"], liked=[*LIKES, "gem"], disliked=[])
@@ -679,3 +708,27 @@ def test_gather_copies_slices_or_computes_indices_with_the_same_result(
         rows = rows[-last:] if last else rows
         np.testing.assert_array_equal(minor[owner == position], rows)
         np.testing.assert_array_equal(value[owner == position], dense[rows, major])
+
+
+def test_exploration_skips_under_shown_items_twins_were_shown_without_liking() -> None:
+    n = N
+    stats = _stats(n)
+    impressions = stats.impressions.copy()
+    impressions[15:] = 2.0  # items 15..19 are under-shown, with the same evidence
+    stats = ItemStats(np.minimum(stats.likes, impressions), stats.dislikes, impressions)
+    # Sure twins were shown 15..18 and liked none of them: only item 19 is worth an exploration slot.
+    twins = _dense({}, {15: 1.0, 16: 1.0, 17: 1.0, 18: 1.0})
+    strategy = _strategy(explore_slots=1.0, explore_below=10)
+    for seed in range(10):
+        ctx = replace(_context(twins, seed=seed), stats=stats)
+        explored = [c.index for c in strategy.recommend(ctx, 5) if c.source == "explore"]
+        assert explored == [19], (seed, explored)
+
+
+def test_twin_weight_scales_the_twins_mass() -> None:
+    twins = _dense({12: 0.3}, {12: 0.3})
+    # At weight 1: P(like) = 0.3 + 0.7 x ~0.12 beats item 0's ~0.3, and the twins name the item.
+    full = _strategy().recommend(_context(twins), 5)
+    assert (full[0].index, full[0].source) == (12, "twins")
+    # At 0.5 the mass is halved: 0.15 + 0.85 x ~0.12 ranks below the best arms.
+    assert _ranked(_strategy(twin_weight=0.5), _context(twins))[0] == 0
