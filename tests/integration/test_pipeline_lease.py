@@ -204,10 +204,7 @@ async def test_an_ex_leader_stopping_does_not_free_the_new_leaders_lease(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
     redis_client, keys = redis_and_keys
-    first, second = PipelineLease(redis_client, keys, TTL_S), PipelineLease(redis_client, keys, TTL_S)
-    assert await first.try_acquire()
-    await redis_client.delete(keys.pipeline_leader)  # it expired while the first process was paused
-    assert await second.try_acquire()
-    await first.release()  # the first one stops without having renewed: it still thinks it holds the lease
-    assert await second.holder() == second.token
+    paused, leader = await _taken_over(redis_client, keys)
+    await paused.release()  # the paused one stops without having renewed: it still thinks it holds the lease
+    assert await leader.holder() == leader.token
     assert not await PipelineLease(redis_client, keys, TTL_S).try_acquire()
