@@ -7,6 +7,7 @@ installed (it validates without a daemon).
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 import shutil
@@ -319,9 +320,8 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
 def test_compose_specification_check_rejects_a_misspelled_key(compose: dict[str, Any]) -> None:
     """The check above can fail: the schema refuses unknown keys and wrong types (not only parses YAML)."""
     service = next(iter(compose["services"]))
-    misspelled = {**compose, "services": {**compose["services"], service: {**compose["services"][service]}}}
+    misspelled, wrong_type = copy.deepcopy(compose), copy.deepcopy(compose)
     misspelled["services"][service]["enviroment"] = {"A": "1"}
-    wrong_type = {**compose, "services": {**compose["services"], service: {**compose["services"][service]}}}
     wrong_type["services"][service]["depends_on"] = 5
     validator = compose_spec_validator()
     assert not validator.is_valid(misspelled)
