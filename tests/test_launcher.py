@@ -665,11 +665,14 @@ def test_a_service_stuck_for_long_is_killed_and_started_again(tmp_path: Path) ->
         assert wait_until(lambda: stream.getvalue().count("started stuck") == 2), stream.getvalue()
         flag.write_text("ok")  # the new process answers
         assert wait_until(lambda: "stuck is healthy again" in stream.getvalue()), stream.getvalue()
-        stop.set()
-        thread.join(timeout=10)
+        # Checked before the supervising thread ends: the restarted child was forked by that thread, and its
+        # parent-death signal (SIGTERM, launcher/processes.py) fires when that thread exits. (The launcher
+        # supervises from its main thread, so there the children outlive nothing but the launcher itself.)
         second = next(child for child in supervisor.children if child.name == "stuck")
         assert first.popen.returncode == -signal.SIGKILL
         assert second.pid != first.pid and second.exit_code() is None
+        stop.set()
+        thread.join(timeout=10)
     text = stream.getvalue()
     assert "has not answered its healthcheck for 4 checks in a row" in text
     assert "stuck exited unexpectedly (exit code -9); starting it again" in text
