@@ -32,10 +32,12 @@ run: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--only recs --quick"; wrk comes from Debian (benchmarks/install_tools.sh).

@@ -15,6 +15,7 @@ import httpx
 from benchmarks.base import Context, log, retrain, seeded_movielens_stack, served_model_version, target
 from benchmarks.report import ROOT, fmt
 from benchmarks.stats import meets, summarize
+from recsys_io.redis_client import as_str
 
 NAME = "freshness"
 TITLE = "Freshness: like → bandit state, retrain → served model"
@@ -73,7 +74,7 @@ def run(ctx: Context) -> dict[str, Any]:
     stack, seeded = seeded_movielens_stack("freshness")
     with stack, tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=10) as client:
         recs_url, collector_url = stack.url("recommendations"), stack.url("event_collector")
-        ids = [entry.decode() for entry in stack.redis.lrange(stack.run_key("catalog:ids"), 0, -1)]
+        ids = [as_str(entry) for entry in stack.redis.lrange(stack.run_key("catalog:ids"), 0, -1)]
         half = len(ids) // 2
         background_items = Path(tmp) / "background.txt"
         background_items.write_text("\n".join(ids[:half]) + "\n")

@@ -93,7 +93,7 @@ def run(ctx: Context) -> dict[str, Any]:
         items_file = Path(tmp) / "items.txt"
         items_file.write_text("\n".join(item.item_id for item in catalog) + "\n")
         stack.start("pipeline", "event_collector", "bare")
-        collector, pipeline = stack.url("event_collector"), stack.services["pipeline"].process.pid
+        collector, pipeline = stack.url("event_collector"), stack.services["pipeline"].pid
         pipeline_url = stack.url("pipeline")
 
         def pending() -> int:

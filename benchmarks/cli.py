@@ -18,8 +18,7 @@ from benchmarks import bench_freshness, bench_interact, bench_recs, bench_retrai
 from benchmarks.base import Benchmark, Context, log
 
 BENCHMARKS: dict[str, Benchmark] = {
-    module.NAME: module  # type: ignore[misc]
-    for module in (bench_recs, bench_interact, bench_freshness, bench_retrain, bench_soak)
+    module.NAME: module for module in (bench_recs, bench_interact, bench_freshness, bench_retrain, bench_soak)
 }
 QUICK_DIR = "quick"
 HEADER = (

@@ -32,6 +32,7 @@ import aio_pika
 import orjson
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.types import Message
 
 from devstack.stack import free_port, local_url
 from recsys_core.schemas import EventMessage
@@ -65,7 +66,7 @@ async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: b
     delivered = False
     statuses: list[int] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal delivered
         if not delivered:
             delivered = True
@@ -73,7 +74,7 @@ async def call(app: FastAPI, method: str, path: str, query: bytes = b"", body: b
         await asyncio.Event().wait()  # no disconnect while the app answers
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import aio_pika
 import httpx
@@ -123,6 +124,12 @@ class ServiceProcess:
     def url(self) -> str:
         return local_url(self.port)
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process.pid
+
     def start(self, wait: bool = True, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -219,9 +226,9 @@ class ServiceStack:
         env.update(overrides)
         return env
 
-    def start(self, *names: str, timeout_s: float = STARTUP_TIMEOUT_S, **env_overrides: str) -> ServiceStack:
+    def start(self, *names: str, timeout_s: float = STARTUP_TIMEOUT_S, **env_overrides: str) -> Self:
         for name in names or ("pipeline", "recommendations", "event_collector"):
-            self.start_service(name, timeout_s=timeout_s, **env_overrides)
+            self.start_service(name, None, None, timeout_s, **env_overrides)
         return self
 
     def start_service(
@@ -277,7 +284,7 @@ class ServiceStack:
         if self._own_log_dir and not self.keep_logs and self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
-    def __enter__(self) -> ServiceStack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 
 from recsys_core.schemas import EventMessage
 from recsys_io.amqp import declare_events_queue, events_message
@@ -63,7 +63,7 @@ class EventPublisher:
         self._timeout_s = timeout_s
         self._max_in_flight = max_in_flight
         self._connection: AbstractRobustConnection | None = None
-        self._channels: list[AbstractChannel] = []
+        self._channels: list[AbstractRobustChannel] = []
         self._next_channel = 0
         self._connector: asyncio.Task[None] | None = None
         # Events waiting for the next message, each with the future its request awaits.

@@ -10,6 +10,7 @@ import random
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys_core.movielens import Movie
 
@@ -58,7 +59,7 @@ class Catalog:
         """Genres of an item; an unknown id has none."""
         return self.genre_sets.get(item_id, frozenset())
 
-    def batches(self, size: int) -> Iterator[dict[str, list]]:
+    def batches(self, size: int) -> Iterator[dict[str, list[Any]]]:
         """``/add_items`` bodies of at most ``size`` items each."""
         for start in range(0, len(self.items), size):
             chunk = self.items[start : start + size]

@@ -195,7 +195,12 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
     users = sample_users(dataset.ratings, catalog, config.users, config.seed, config.distinct_raters)
     strategy = build_strategy(config.strategy, config.params)
     n_items = len(view)
-    world = _World(view, *(np.zeros(n_items, np.float32) for _ in range(3)))
+    world = _World(
+        view,
+        likes=np.zeros(n_items, np.float32),
+        dislikes=np.zeros(n_items, np.float32),
+        impressions=np.zeros(n_items, np.float32),
+    )
     world.next_retrain = config.retrain_interval_s
     world.next_co_likes = config.co_likes_interval_s
     np_rng = np.random.default_rng(config.seed)
@@ -241,8 +246,8 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             # The pipeline recomputes the twins of recently active users on every matrix refresh: what the user
             # sees now is the lift of the latest refresh that came after their last lift, within the window of
             # their answer, and early enough to be published by now.
-            latest = min(now - config.twin_delay_s, run.answered_at + config.twins_active_s)
-            eligible = [(at, m) for at, m in recent_matrices if run.twins_matrix_at < at <= latest]
+            newest_visible = min(now - config.twin_delay_s, run.answered_at + config.twins_active_s)
+            eligible = [(at, m) for at, m in recent_matrices if run.twins_matrix_at < at <= newest_visible]
             if eligible:
                 at, rematrix = eligible[-1]
                 run.twins.append((at + config.twin_delay_s, _twins(rematrix, book, run, view, twin_params)))
@@ -273,13 +278,13 @@ def simulate(dataset: Dataset, config: OfflineConfig) -> dict[str, Any]:
             world.queue(answered_at + config.snapshot_delay_s, view.index[item_id], 2)
         reaction = react(run.user, shown)
         if config.twins and reaction:  # no answer, no /interact: the pipeline hears nothing
-            latest = dict(run.history)
-            latest.update(zip(reaction.item_ids, reaction.actions, strict=True))
+            latest_answers = dict(run.history)
+            latest_answers.update(zip(reaction.item_ids, reaction.actions, strict=True))
             book.record(
                 run.user.user_id,
                 run.shown,
-                [i for i, a in latest.items() if a == "like"],
-                [i for i, a in latest.items() if a == "dislike"],
+                [i for i, a in latest_answers.items() if a == "like"],
+                [i for i, a in latest_answers.items() if a == "dislike"],
             )
         run.call += 1
         for item_id, action in zip(reaction.item_ids, reaction.actions, strict=True):

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from grader.ab import Effect
 from grader.aggregate import Window
+from grader.stats import WelchInterval
 
 
 def _plain(name: str) -> str:
@@ -104,7 +105,7 @@ def effects(effects_list: Sequence[Effect]) -> str:
     for axes, metric in zip(panels, metrics, strict=False):
         rows = [e for e in effects_list if e.metric == metric and e.interval is not None]
         for y, effect in enumerate(rows):
-            intervals = [(effect.interval, y, "o")]
+            intervals: list[tuple[WelchInterval | None, float, str]] = [(effect.interval, y, "o")]
             if effect.adjusted is not None:
                 intervals.append((effect.adjusted.interval, y - 0.25, "s"))  # CUPED just below the raw one
             for interval, position, marker in intervals:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
@@ -46,7 +47,7 @@ class EventConsumer:
         # delivered to it and not acked yet (up to the prefetch) until the broker's heartbeat check gives up:
         # 60 s by default, while a standby takes the lease within seconds and cannot get those messages. A
         # heartbeat in the URL wins; 0 keeps the broker's.
-        self._connect_options: dict[str, int] = {}
+        self._connect_options: dict[str, Any] = {}  # aio-pika's connection options
         if heartbeat_s > 0 and "heartbeat" not in parse_qs(urlsplit(amqp_url).query):
             self._connect_options["heartbeat"] = heartbeat_s
         self._queue_name = queue_name

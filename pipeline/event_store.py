@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -142,7 +143,8 @@ class EventStore:
         reraise=True,
     )
     async def _read_newest_first(self, stream: str, end: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        return await self._redis.xrevrange(stream, max=end, min="-", count=count)
+        entries = await self._redis.xrevrange(stream, max=end, min="-", count=count)
+        return cast(list[tuple[bytes, dict[bytes, bytes]]], entries)  # the client does not decode
 
     @staticmethod
     def _append(state: RunState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:

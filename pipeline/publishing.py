@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from pipeline.state import RunState
 from recsys_core import lua
@@ -253,11 +254,13 @@ class CoLikesPublisher:
         return None if version == lua.STALE_GENERATION else version
 
 
-def _serialize_for_serving(model: FactorModel) -> tuple[bytes, list[dict[str, bytes]]]:
+def _serialize_for_serving(model: FactorModel) -> tuple[bytes, list[dict[FieldT, EncodableT]]]:
     """The item side as a blob, and the users' factor rows in HSET-sized chunks (a worker thread's work: a
     model of 200k users is 200k rows to encode)."""
     rows = list(model.user_rows())
-    chunks = [dict(rows[i : i + USER_FACTORS_PER_COMMAND]) for i in range(0, len(rows), USER_FACTORS_PER_COMMAND)]
+    chunks: list[dict[FieldT, EncodableT]] = [
+        dict(rows[i : i + USER_FACTORS_PER_COMMAND]) for i in range(0, len(rows), USER_FACTORS_PER_COMMAND)
+    ]
     return model.item_side().to_bytes(), chunks
 
 

@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import TypeVar
+from functools import partial
+from typing import TypeVar, cast
 
 import numpy as np
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -282,7 +283,8 @@ class PipelineRuntime:
 
     async def _served_model_status(self, state: RunState) -> dict[bytes, bytes]:
         """The run's status hash, which says what model an earlier pipeline process of this run published."""
-        return await self._redis.hgetall(self.keys.for_generation(state.generation).pipeline_status)
+        status = await self._redis.hgetall(self.keys.for_generation(state.generation).pipeline_status)
+        return cast(dict[bytes, bytes], status)  # the client does not decode
 
     def _take_over_model_status(self, state: RunState, status: dict[bytes, bytes]) -> None:
         """A restarted (or newly leading) pipeline takes over the served model's figures from the run's status
@@ -409,7 +411,7 @@ class PipelineRuntime:
             # A slice that failed is retried alone: the slices before it are stored and counted already. Its retries
             # share one call id, so what the failed try stored before its reply was lost still counts as stored.
             call_id = self._events.new_call_id()
-            results = await self._retry(lambda batch=batch, call_id=call_id: self._store_fenced(batch, call_id))
+            results = await self._retry(partial(self._store_fenced, batch, call_id))
             # Applied slice by slice: if a later slice fails, what is stored already is in memory too.
             self._apply([grouped_event.event for grouped_event in batch], results)
 
@@ -603,7 +605,7 @@ class PipelineRuntime:
             "retrain_interval_s": s.retrain_interval_s,
         }
 
-    def _strategy_params(self) -> dict[str, str | int | float]:
+    def _strategy_params(self) -> dict[str, object]:
         """The control group's strategy and every parameter of it (bandit priors included)."""
         control = self.experiment.control
         described = {f"strategy.{k}": v for k, v in control.strategy.describe().items()}

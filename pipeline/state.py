@@ -21,10 +21,10 @@ class InteractionLog:
 
     user_codes: dict[str, int] = field(default_factory=dict)
     item_codes: dict[str, int] = field(default_factory=dict)
-    users: array = field(default_factory=lambda: array("i"))
-    items: array = field(default_factory=lambda: array("i"))
-    actions: array = field(default_factory=lambda: array("b"))
-    timestamps: array = field(default_factory=lambda: array("d"))
+    users: array[int] = field(default_factory=lambda: array("i"))
+    items: array[int] = field(default_factory=lambda: array("i"))
+    actions: array[int] = field(default_factory=lambda: array("b"))
+    timestamps: array[float] = field(default_factory=lambda: array("d"))
 
     def append(self, user_id: str, item_id: str, action: str, timestamp: float) -> None:
         self.users.append(self.user_codes.setdefault(user_id, len(self.user_codes)))

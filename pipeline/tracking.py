@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class RetrainRecord:
     generation: int
     model_version: int
-    params: dict[str, str | int | float]
+    params: dict[str, object]  # logged as strings
     metrics: dict[str, float]
     # The whole model (users' factors too); serialized in the tracking thread, and only when MLflow is up. None
     # for a retrain kept to be logged later: a queue of whole models would hold gigabytes through an outage.
@@ -124,12 +124,13 @@ class MlflowTracker:
         if not self._reachable():
             return None
         try:
-            return self._parent_run(self._client(), generation, run_uid)
+            return self._parent_run(*self._connect(), generation, run_uid)
         except Exception as error:  # see log_retrain
             log.warning("MLflow could not start the parent run of generation %d: %r", generation, error)
             return None
 
-    def _client(self) -> MlflowClient:
+    def _connect(self) -> tuple[MlflowClient, str]:
+        """A client, and the experiment's id (looked up, or created, once)."""
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self._uri)
@@ -138,13 +139,13 @@ class MlflowTracker:
             self._experiment_id = (
                 experiment.experiment_id if experiment else client.create_experiment(self._experiment_name)
             )
-        return client
+        return client, self._experiment_id
 
     def _log(self, record: RetrainRecord) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
-        client = self._client()
-        parent_id = self._parent_run(client, record.generation, record.run_uid)
+        client, experiment_id = self._connect()
+        parent_id = self._parent_run(client, experiment_id, record.generation, record.run_uid)
         tags = {
             "mlflow.parentRunId": parent_id,
             "generation": str(record.generation),
@@ -155,7 +156,7 @@ class MlflowTracker:
         run_id = self._unfinished_runs.get(retrain)
         if run_id is None:
             run_id = client.create_run(
-                self._experiment_id,
+                experiment_id,
                 run_name=f"retrain-v{record.model_version}",
                 start_time=record.trained_at_ms,
                 tags=tags,
@@ -179,7 +180,7 @@ class MlflowTracker:
         del self._unfinished_runs[retrain]
         return run_id
 
-    def _parent_run(self, client: MlflowClient, generation: int, run_uid: str) -> str:
+    def _parent_run(self, client: MlflowClient, experiment_id: str, generation: int, run_uid: str) -> str:
         parent = self._parent_runs.get((generation, run_uid))
         if parent is None:
             for older in list(self._parent_runs):
@@ -196,7 +197,7 @@ class MlflowTracker:
                 *(f"tags.{key} = '{value}'" for key, value in tags.items()),
             ]
             existing = client.search_runs(
-                [self._experiment_id],
+                [experiment_id],
                 filter_string=" and ".join(conditions),
                 order_by=["attributes.start_time ASC"],
                 max_results=1,
@@ -204,6 +205,6 @@ class MlflowTracker:
             if existing:
                 parent = existing[0].info.run_id
             else:
-                parent = client.create_run(self._experiment_id, run_name=name, tags=tags).info.run_id
+                parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
             self._parent_runs[(generation, run_uid)] = parent
         return parent

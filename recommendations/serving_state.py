@@ -22,7 +22,7 @@ from recsys_core.catalog import CatalogView
 from recsys_core.keys import GlobalKeys
 from recsys_core.strategies.base import DrawCache, ItemNeighbours
 from recsys_io.catalog import load_catalog
-from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_int, as_str, get_blob
 
 T = TypeVar("T")
 
@@ -142,7 +142,7 @@ class ServingStateCache:
             catalog = await load_catalog(self._redis, run)
         stats, bandit_version = state.stats, state.bandit_version
         if wanted.bandit > bandit_version:
-            blob = await self._redis.get(run.bandit_snapshot)
+            blob = await get_blob(self._redis, run.bandit_snapshot)
             stats = _parsed(ItemStats.from_bytes, blob, "bandit snapshot", wanted.bandit, ItemStats.empty(), stats)
             bandit_version = wanted.bandit
         model, model_version = state.model, state.model_version
@@ -152,7 +152,7 @@ class ServingStateCache:
             model_version = wanted.model
         co_likes, co_likes_version = state.co_likes, state.co_likes_version
         if wanted.co_likes > co_likes_version:
-            blob = await self._redis.get(run.co_likes)
+            blob = await get_blob(self._redis, run.co_likes)
             co_likes = _parsed(ItemNeighbours.from_bytes, blob, "co-likes", wanted.co_likes, None, co_likes)
             co_likes_version = wanted.co_likes
         evidence_changed = stats is not state.stats or catalog is not state.catalog
@@ -169,7 +169,7 @@ class ServingStateCache:
         )
 
     async def _load_model(self, key: str, version: int) -> FactorModel | None:
-        blob = await self._redis.get(key)
+        blob = await get_blob(self._redis, key)
         if blob is None:
             log.warning("model blob %s is gone", key)
             return None

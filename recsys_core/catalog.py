@@ -17,11 +17,11 @@ class CatalogView:
     genre_matrix: np.ndarray
     index: dict[str, int] = field(repr=False, compare=False, default_factory=dict)
     # Float views computed once, so per-request scoring does no bool-to-float conversions:
-    genre_float: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    genre_float: np.ndarray = field(init=False, repr=False, compare=False)
     # Row i averages over item i's genres: genre_mean @ per_genre_values = each item's mean over its genres.
-    genre_mean: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    genre_mean: np.ndarray = field(init=False, repr=False, compare=False)
     # How many genres each item has (0 for none).
-    genre_counts: np.ndarray = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    genre_counts: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.index and self.item_ids:

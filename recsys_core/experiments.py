@@ -93,7 +93,7 @@ class Experiment:
 
     @classmethod
     def from_config(cls, config: ExperimentConfig) -> Experiment:
-        groups = []
+        groups: list[Group] = []
         cumulative = 0.0
         for position, group in enumerate(config.groups):
             cumulative += group.share

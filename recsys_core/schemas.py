@@ -124,12 +124,12 @@ def idempotent_message_id(user_id: str, key: str) -> str:
     return uuid.uuid5(_IDEMPOTENT_NAMESPACE, f"{user_id}\x00{key}").hex
 
 
-def admin_authorization(admin_token: str | None) -> dict[str, bytes]:
+def admin_authorization(admin_token: str | None) -> dict[bytes, bytes]:
     """The header an admin call carries, ``Authorization: Bearer <ADMIN_TOKEN>`` (empty without a token).
 
     As bytes: the services compare the token's UTF-8 bytes, and an HTTP client encodes a ``str`` header as ASCII,
     so a non-ASCII token sent as text fails in the client before any request is made."""
-    return {"Authorization": b"Bearer " + admin_token.encode()} if admin_token else {}
+    return {b"Authorization": b"Bearer " + admin_token.encode()} if admin_token else {}
 
 
 class InteractResponse(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
@@ -27,7 +28,7 @@ from recsys_core.settings import Settings
 # FastAPI's native OpenTelemetry, off: this deployment exports Prometheus /metrics (below). Left on with no
 # provider configured, it still looks up the global providers (environment reads) on every request: ~3% of
 # the collector's CPU in a py-spy profile under load.
-FASTAPI_TELEMETRY_OFF: dict[str, Any] = {"tracing": False, "metrics": False, "logs": False}
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0)
 
@@ -39,7 +40,7 @@ PATTERN_IN_WORDS = {
 }
 
 
-def describe_validation_errors(errors: list[Any]) -> str:
+def describe_validation_errors(errors: Sequence[Any]) -> str:
     """One readable sentence per problem, e.g. "body.actions.0: Input should be 'like' or 'dislike'"."""
     parts = []
     for error in errors:
@@ -52,7 +53,8 @@ def describe_validation_errors(errors: list[Any]) -> str:
             loc, message = loc[:1], f"the body is not valid JSON (at character {position})"
         elif kind == "string_pattern_mismatch":
             pattern = (error.get("ctx") or {}).get("pattern")
-            message = PATTERN_IN_WORDS.get(pattern, message)
+            if isinstance(pattern, str):
+                message = PATTERN_IN_WORDS.get(pattern, message)
         location = ".".join(str(p) for p in loc)
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)

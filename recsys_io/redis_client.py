@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
@@ -37,7 +37,8 @@ def create_redis(settings: Settings, max_connections: int = MAX_CONNECTIONS) -> 
         timeout=settings.redis_timeout_s,
     )
     if HIREDIS_AVAILABLE:  # the pool opens its connections lazily: none exists yet
-        pool.connection_class = with_hiredis_packing(pool.connection_class)
+        # (the ignore: a class is hashable, but mypy checks the cache's argument against its instances' __hash__)
+        pool.connection_class = with_hiredis_packing(pool.connection_class)  # type: ignore[arg-type]
     return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 
 
@@ -72,6 +73,11 @@ def as_int(value: bytes | str | int | None, default: int = 0) -> int:
 
 def as_str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def get_blob(redis: Redis, key: str) -> bytes | None:
+    """A binary value (a snapshot, a model): this module's clients never decode replies."""
+    return cast(bytes | None, await redis.get(key))
 
 
 async def read_generation(redis: Redis, keys: GlobalKeys) -> int:

@@ -42,11 +42,11 @@ async def experiment_assignment(user_id: IdPath, service: ServiceDep) -> dict[st
     return {"user_id": user_id, "group": service.experiment.assign(user_id).name}
 
 
-def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+def _decode_hash(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
     return {as_str(k): as_str(v) for k, v in raw.items()}
 
 
-def _decode_counters(raw: dict[bytes, bytes]) -> dict[str, int]:
+def _decode_counters(raw: dict[bytes | str, bytes | str]) -> dict[str, int]:
     """The run's counters hash (every value an HINCRBY count)."""
     return {k: int(v) for k, v in _decode_hash(raw).items()}
 

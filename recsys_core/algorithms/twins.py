@@ -336,13 +336,13 @@ class ReactionMatrix:
         """What the users who answered like this one liked and were shown (None: no candidate)."""
         index: dict[str, int] = self._item_index
         codes: dict[int, int] = {}
-        for items, code in ((shown, SILENT), (disliked, DISLIKE), (liked, LIKE)):
-            for item in items:
-                position = index.get(item)
-                if position is not None:
-                    codes[position] = code
-        answered = {LIKE, DISLIKE} if params.match_dislikes else {LIKE}
-        if not answered & set(codes.values()):
+        for answered, code in ((shown, SILENT), (disliked, DISLIKE), (liked, LIKE)):
+            for item in answered:
+                column = index.get(item)
+                if column is not None:
+                    codes[column] = code
+        matched_codes = {LIKE, DISLIKE} if params.match_dislikes else {LIKE}
+        if not matched_codes & set(codes.values()):
             return None
         query_items = np.fromiter(codes, dtype=np.int64, count=len(codes))
         query_codes = np.fromiter(codes.values(), dtype=np.int8, count=len(codes))  # as the matrix stores them
@@ -384,8 +384,8 @@ class ReactionMatrix:
         twin_weights = weights[keep][owner]
         n_items = len(self.item_ids)
         shown_mass = np.bincount(twin_items, weights=twin_weights, minlength=n_items)
-        liked = twin_codes == LIKE
-        liked_mass = np.bincount(twin_items[liked], weights=twin_weights[liked], minlength=n_items)
+        twin_liked = twin_codes == LIKE
+        liked_mass = np.bincount(twin_items[twin_liked], weights=twin_weights[twin_liked], minlength=n_items)
         # Items the user was shown are never recommended again: leave them out.
         shown_mass[query_items] = 0.0
         items = np.flatnonzero((shown_mass >= params.min_mass) & (shown_mass > 0))
