@@ -161,7 +161,7 @@ class Supervisor:
     def force_stop(self) -> None:
         """A second Ctrl-C: whatever is still stopping, or not yet asked to, is killed without its grace period.
 
-        Safe in a signal handler: it only sets an event (printing there could deadlock on the output lock)."""
+        Only sets an event: it is called from the stop-signal watcher thread while the main thread may be printing."""
         self._force.set()
 
     @property
@@ -336,20 +336,41 @@ def http_ok(client: httpx.Client, url: str) -> Callable[[], bool]:
 def install_stop_handlers(stop: threading.Event, on_repeat: Callable[[], None] | None = None) -> Callable[[], None]:
     """SIGINT/SIGTERM set ``stop`` instead of raising, so shutdown always runs the same orderly path; a second
     one, while that path runs, calls ``on_repeat`` (the launcher kills what is left, as docker compose does).
+    Call from the main thread.
+
+    The Python handlers do nothing: setting an Event takes its lock, which the main thread may hold at that very
+    moment (inside ``stop.wait()``), and a handler runs in the main thread, so it would wait for itself forever.
+    The signal's number reaches a watcher thread through the wakeup fd instead, and that thread sets ``stop``.
 
     Returns a function that puts the previous handlers back.
     """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # the C-level handler must never block
+    previous_wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and on_repeat is not None:
-            on_repeat()
-        stop.set()
+    def delivered_through_the_wakeup_fd(signum: int, frame: FrameType | None) -> None:
+        pass
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    def watch() -> None:
+        while data := os.read(read_fd, 64):  # b"": restore() closed the write end
+            for signum in data:
+                if signum in stop_signals:
+                    if stop.is_set() and on_repeat is not None:
+                        on_repeat()
+                    stop.set()
+
+    previous = {signum: signal.signal(signum, delivered_through_the_wakeup_fd) for signum in stop_signals}
+    watcher = threading.Thread(target=watch, name="stop-signals", daemon=True)
+    watcher.start()
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_wakeup_fd)
+        os.close(write_fd)
+        watcher.join()
+        os.close(read_fd)
 
     return restore
 

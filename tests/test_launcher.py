@@ -741,6 +741,55 @@ def test_a_signal_to_the_launcher_stops_every_child(tmp_path: Path, signum: sign
     assert "EXIT 0" in transcript
 
 
+SIGNAL_STORM_SCRIPT = """
+import signal, sys, threading, time
+from launcher.processes import install_stop_handlers
+
+# Ignored before and after: the storm goes on until this process has exited.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+repeats = 0
+
+def count_repeat():
+    global repeats
+    repeats += 1
+
+stop = threading.Event()
+restore = install_stop_handlers(stop, on_repeat=count_repeat)
+print("READY", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    stop.wait(0.0001)  # the launcher's supervise loop waits on its stop event like this, only slower
+restore()
+print("DONE", stop.is_set(), repeats, flush=True)
+"""
+
+
+def test_stop_signals_arriving_while_the_main_thread_waits_on_the_stop_event_never_hang_it(tmp_path: Path) -> None:
+    # A handler that sets the Event itself deadlocks when it interrupts the main thread inside stop.wait(), which
+    # holds the Event's lock: it happened once in CI (a launcher that ignored its SIGINT for 30 s). A storm of
+    # signals against a tight wait loop hits that window within seconds.
+    child = _run_script(tmp_path, SIGNAL_STORM_SCRIPT, "3")
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "READY"
+    sent = 0
+    try:
+        while child.poll() is None and sent < 20_000:
+            child.send_signal(signal.SIGTERM if sent % 2 else signal.SIGINT)
+            sent += 1
+            time.sleep(0.0001)
+        rest, _ = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    print(f"signals sent: {sent}; child: {rest.strip()!r}")
+    assert child.returncode == 0, rest
+    done = rest.split()
+    assert done[:2] == ["DONE", "True"], rest
+    assert int(done[2]) > 0, "no repeated stop signal was seen: the storm did not reach the process"
+
+
 STUBBORN_SUPERVISED_SCRIPT = """
 import os, sys, threading
 from pathlib import Path
