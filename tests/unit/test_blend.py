@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
+from typing import Unpack
 
 import numpy as np
 import pytest
@@ -20,18 +21,24 @@ from recsys_core.algorithms.personal import (
 )
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
+from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Posterior, _Scores
+from tests.support.params import BlendOverrides
 
 # Flat bandit: a huge prior makes every item's posterior sample (almost) the same, so only the component
 # under test decides the order.
-FLAT = {
+FLAT: BlendOverrides = {
     "prior_strength": 1e7,
     "prior_mean": 0.05,
     "group_prior_shrinkage": 0.0,
     "exploit_pessimism": 0.0,
     "explore_slots": 0.0,
 }
-NO_PERSONAL = {"neighbour_weight": 0.0, "bpr_weight": 0.0, "taste_weight": 0.0, "dislike_neighbour_weight": 0.0}
+NO_PERSONAL: BlendOverrides = {
+    "neighbour_weight": 0.0,
+    "bpr_weight": 0.0,
+    "taste_weight": 0.0,
+    "dislike_neighbour_weight": 0.0,
+}
 
 
 def _catalog(genres: Sequence[Sequence[str]]) -> CatalogView:
@@ -72,8 +79,9 @@ def _ctx(
     )
 
 
-def _blend(**params: float) -> BlendStrategy:
-    return BlendStrategy(BlendParams(**{**FLAT, **NO_PERSONAL, **params}))
+def _blend(**params: Unpack[BlendOverrides]) -> BlendStrategy:
+    merged: BlendOverrides = {**FLAT, **NO_PERSONAL, **params}
+    return BlendStrategy(BlendParams(**merged))
 
 
 def _neighbours(rows: dict[int, list[tuple[int, float]]], n: int, width: int = 2) -> ItemNeighbours:
@@ -143,8 +151,8 @@ def test_exploration_budget_spends_slots_on_under_shown_items() -> None:
         impressions=np.array([60, 60, 60, 60, 0, 0], dtype=np.float32),
     )
     ctx = _ctx(_catalog([["Drama"]] * 6), stats=stats, k=4)
-    evidence_decides = {"prior_strength": 2.0, "prior_mean": 0.05}
-    ranked = _blend(explore_slots=2.0, explore_below=1, **evidence_decides).recommend(ctx, 4)
+    evidence_decides: BlendOverrides = {"prior_strength": 2.0, "prior_mean": 0.05}
+    ranked = _blend(**(evidence_decides | {"explore_slots": 2.0, "explore_below": 1})).recommend(ctx, 4)
     explored = [c.index for c in ranked if c.source == "explore"]
     assert sorted(explored) == [4, 5]
     # Without the budget, the proven items fill the answer.
@@ -227,11 +235,11 @@ def test_a_run_of_dislikes_switches_the_neighbour_source_off() -> None:
 def test_a_run_of_dislikes_keeps_the_taste_on_with_three_times_the_dislike_weight() -> None:
     catalog = _catalog([["Drama"], ["Comedy"], ["Drama"], ["Comedy"], ["Drama"], ["Comedy"]])
     co_likes = _neighbours({1: [(5, 0.9)]}, 6)
-    params = {"taste_weight": 1.0, "neighbour_weight": 1.0}
+    params: BlendOverrides = {"taste_weight": 1.0, "neighbour_weight": 1.0}
     streak = _ctx(catalog, shown=[0, 1, 2], liked=[1], disliked=[0, 2], actions=[1, -1, -1], co_likes=co_likes)
-    during = _blend(dislike_streak=2, **params)._personal(streak)
+    during = _blend(**(params | {"dislike_streak": 2}))._personal(streak)
     assert during.neighbour is None and during.bpr is None
-    tripled = _blend(dislike_streak=0, taste_dislike_weight=3.0, **params)._personal(streak)
+    tripled = _blend(**(params | {"dislike_streak": 0, "taste_dislike_weight": 3.0}))._personal(streak)
     assert during.genre_lift is not None and tripled.genre_lift is not None
     np.testing.assert_allclose(during.genre_lift, tripled.genre_lift)
 
@@ -255,8 +263,8 @@ def test_genre_cap_limits_any_one_genre_in_the_head() -> None:
         impressions=np.full(10, 100, dtype=np.float32),
     )
     ctx = _ctx(_catalog(genres), stats=stats, k=5)
-    evidence_decides = {"prior_strength": 2.0, "prior_mean": 0.05}
-    capped = _blend(diversity_weight=0.01, genre_cap=2, **evidence_decides).recommend(ctx, 5)
+    evidence_decides: BlendOverrides = {"prior_strength": 2.0, "prior_mean": 0.05}
+    capped = _blend(**(evidence_decides | {"diversity_weight": 0.01, "genre_cap": 2})).recommend(ctx, 5)
     assert sum(1 for c in capped if c.index < 6) == 2
     uncapped = _blend(**evidence_decides).recommend(ctx, 5)
     assert all(c.index < 6 for c in uncapped)
@@ -273,7 +281,8 @@ def test_an_untried_item_is_explored_like_the_items_with_as_many_genres() -> Non
     # A strong prior, so each untried arm's sample sits at its prior mean: the group's learned rate.
     grouped = _blend(prior_strength=5000.0, prior_mean=0.01, group_prior_shrinkage=10.0)
     flat = _blend(prior_strength=5000.0, prior_mean=0.01, group_prior_shrinkage=0.0)
-    picks_grouped, picks_flat = set(), set()
+    picks_grouped: set[int] = set()
+    picks_flat: set[int] = set()
     for seed in range(20):
         ctx = _ctx(catalog, stats=stats, shown=[0, 1, 4, 5], k=2, seed=seed)
         picks_grouped.update(c.index for c in grouped.recommend(ctx, 2))
@@ -316,7 +325,7 @@ def test_params_are_validated() -> None:
 def test_every_param_must_be_finite(parameter: str, value: float) -> None:
     # NaN passes every comparison the other checks make, and infinity the sign checks.
     with pytest.raises(ValueError, match=f"^{parameter} must be a finite number"):
-        BlendParams(**{parameter: value})
+        BlendParams(**{parameter: value})  # type: ignore[arg-type]  # NaN and inf for the int fields too
 
 
 # --- components ---
@@ -398,9 +407,9 @@ def test_the_posterior_is_computed_once_per_snapshot(monkeypatch: pytest.MonkeyP
     computed = []
     original = BlendStrategy._posterior
 
-    def counting(self: BlendStrategy, *args: object) -> object:
+    def counting(self: BlendStrategy, stats: ItemStats, catalog: CatalogView) -> _Posterior:
         computed.append(1)
-        return original(self, *args)
+        return original(self, stats, catalog)
 
     monkeypatch.setattr(BlendStrategy, "_posterior", counting)
     strategy = BlendStrategy(BlendParams(posterior_draws=4))

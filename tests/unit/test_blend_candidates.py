@@ -17,6 +17,7 @@ from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
 from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from tests.support.params import BlendOverrides
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
 N_ITEMS = 400
@@ -78,7 +79,7 @@ def _answers(strategy: BlendStrategy, ctx: RecommendationContext, n: int, draw_s
     return [(c.index, c.source) for c in strategy.recommend(ctx, n)]
 
 
-CONFIGS = {
+CONFIGS: dict[str, BlendOverrides] = {
     "defaults": {},
     "MMR with a genre cap": {"diversity_weight": 0.3, "genre_cap": 2},
     "disliked neighbours pushed down, dislike streak": {"dislike_neighbour_weight": 0.5, "dislike_streak": 2},
@@ -90,7 +91,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("params", CONFIGS.values(), ids=CONFIGS.keys())
 def test_the_candidate_universe_answers_exactly_as_ranking_every_arm(
-    params: dict[str, float], monkeypatch: pytest.MonkeyPatch
+    params: BlendOverrides, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     strategy = BlendStrategy(BlendParams(**params))
     outcomes = {"universe": 0, "fallback": 0}

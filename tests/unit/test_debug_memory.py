@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator
+from typing import TypedDict, Unpack
 
 import httpx
 import pytest
@@ -13,7 +14,11 @@ from recsys_core.settings import Settings
 from recsys_io.debug_memory import install_debug_memory
 
 
-def _app(**settings: str) -> FastAPI:
+class _Overrides(TypedDict, total=False):
+    admin_token: str
+
+
+def _app(**settings: Unpack[_Overrides]) -> FastAPI:
     app = FastAPI()
     install_debug_memory(app, Settings(**settings))
     return app

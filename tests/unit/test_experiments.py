@@ -274,9 +274,11 @@ def test_the_like_rate_variance_takes_users_as_the_unit() -> None:
     residuals = [x - rate * n for x, n in zip(likes, shown, strict=True)]
     mean_shown = sum(shown) / len(shown)
     expected = sum(e * e for e in residuals) / (len(shown) - 1) / (len(shown) * mean_shown**2)
-    assert outcome.like_rate_variance() == pytest.approx(expected, rel=1e-9)
+    variance = outcome.like_rate_variance()
+    assert variance is not None
+    assert variance == pytest.approx(expected, rel=1e-9)
     # Users who like much or little make it wider than if every impression were an independent draw.
-    assert outcome.like_rate_variance() > rate * (1 - rate) / sum(shown)
+    assert variance > rate * (1 - rate) / sum(shown)
     assert GroupOutcome("C", impressions=10, likes=1, users=1).like_rate_variance() is None
 
 

@@ -77,7 +77,9 @@ def test_the_item_side_and_the_user_rows_split_a_model_without_loss() -> None:
         vector = FactorModel.vector_from_bytes(raw)
         np.testing.assert_array_equal(items.scores_for(vector, 3), model.user_scores(user_id, 3))
     # A catalog that grew since training: new items score -inf.
-    assert np.isneginf(items.scores_for(FactorModel.vector_from_bytes(rows["u1"]), 5)[3:]).all()
+    grown = items.scores_for(FactorModel.vector_from_bytes(rows["u1"]), 5)
+    assert grown is not None
+    assert np.isneginf(grown[3:]).all()
 
 
 def test_a_vector_of_another_shape_does_not_score() -> None:
@@ -179,7 +181,12 @@ def test_item_neighbours_asks_before_every_block_and_stops_when_told() -> None:
         item_neighbours(factors, 3, batch=4, should_stop=on_the_second_ask)
     assert len(asked) == 2
     asked.clear()
-    indices, _ = item_neighbours(factors, 3, batch=4, should_stop=lambda: bool(asked.append(1)))
+
+    def never() -> bool:
+        asked.append(1)
+        return False
+
+    indices, _ = item_neighbours(factors, 3, batch=4, should_stop=never)
     assert len(asked) == 3 and indices.shape == (10, 3)  # blocks of 4, 4 and 2 rows
 
 

@@ -9,6 +9,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -18,6 +19,7 @@ from recsys_core.settings import Settings
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     body = b""
+    url = ""  # set by the serve fixture on its own subclass
 
     def do_GET(self) -> None:
         self.send_response(200)
@@ -32,18 +34,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def serve() -> Iterator[type[_Handler]]:
     """A local server answering every GET with ``handler.body``; its URL is ``handler.url``."""
-    handler = type("Handler", (_Handler,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}/ml-latest-small.zip"  # type: ignore[attr-defined]
+
+    class Handler(_Handler):  # a class of its own: body and url are set on it, not on _Handler
+        pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Handler.url = f"http://127.0.0.1:{server.server_address[1]}/ml-latest-small.zip"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield handler
+    yield Handler
     server.shutdown()
     server.server_close()
 
 
-def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    return Settings(_env_file=None, data_cache_dir=tmp_path / "cache", **overrides)  # type: ignore[call-arg]
+class _Overrides(TypedDict, total=False):
+    movielens_dir: Path
+    movielens_url: str
+
+
+def _settings(tmp_path: Path, **overrides: Unpack[_Overrides]) -> Settings:
+    return Settings(_env_file=None, data_cache_dir=tmp_path / "cache", **overrides)
 
 
 def _zip_of_dataset() -> bytes:
@@ -64,7 +74,7 @@ def test_a_download_that_is_not_a_zip_says_so_and_where_it_looked(
     tmp_path: Path, serve: type[_Handler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     serve.body = b"<html>please log in to this network</html>"  # a captive portal
-    settings = _settings(tmp_path, movielens_url=serve.url)  # type: ignore[attr-defined]
+    settings = _settings(tmp_path, movielens_url=serve.url)
     # Only the cache folder, which is empty: the shared copy next to the project would be found first.
     monkeypatch.setattr(movielens, "candidate_dirs", lambda _: [tmp_path / "cache" / movielens.DATASET_NAME])
     announced: list[list[str]] = []
@@ -85,7 +95,7 @@ def test_a_local_copy_is_used_without_announcing_a_download(tmp_path: Path) -> N
 
 def test_a_download_can_be_stopped_and_a_good_one_is_unpacked(tmp_path: Path, serve: type[_Handler]) -> None:
     serve.body = _zip_of_dataset()
-    url = serve.url  # type: ignore[attr-defined]
+    url = serve.url
     with pytest.raises(RuntimeError, match="was stopped"):
         movielens.download_dataset(url, tmp_path, should_stop=lambda: True)
     folder = movielens.download_dataset(url, tmp_path)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
+from redis.typing import EncodableT
 
 from recsys_core.settings import Settings
 from recsys_io.redis_client import create_redis, with_hiredis_packing
 
 pytest.importorskip("hiredis")
 
-ARGUMENTS: list[tuple[object, ...]] = [
+ARGUMENTS: list[tuple[EncodableT, ...]] = [
     ("EVALSHA", "a" * 40, 2, "prefix:user:u-1:shown", "k2", "é", b"\x00\xff", -5, 1.5, 0.1, 1e-7, 10**20),
     ("SCRIPT LOAD", "return 1"),  # a command name of two words is split, as redis-py does
     (b"CLIENT SETNAME", b"recs"),
@@ -22,7 +23,7 @@ ARGUMENTS: list[tuple[object, ...]] = [
 
 
 @pytest.mark.parametrize("args", ARGUMENTS)
-def test_the_same_bytes_as_redis_py_packs(args: tuple[object, ...]) -> None:
+def test_the_same_bytes_as_redis_py_packs(args: tuple[EncodableT, ...]) -> None:
     hiredis_packed = with_hiredis_packing(Connection)().pack_command(*args)
     assert b"".join(hiredis_packed) == b"".join(Connection().pack_command(*args))
 
@@ -31,7 +32,7 @@ def test_a_value_redis_py_refuses_is_still_refused() -> None:
     with pytest.raises(DataError):
         with_hiredis_packing(Connection)().pack_command("SET", "key", True)
     with pytest.raises(DataError):
-        with_hiredis_packing(Connection)().pack_command("SET", "key", None)
+        with_hiredis_packing(Connection)().pack_command("SET", "key", None)  # type: ignore[arg-type]  # refused
 
 
 def test_every_kind_of_connection_keeps_its_class() -> None:

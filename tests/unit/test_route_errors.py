@@ -130,7 +130,7 @@ async def test_the_assignment_endpoint_tells_a_users_group_without_serving_them(
 @pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning")
 def test_the_openapi_document_states_the_range_of_k() -> None:
     """The digits-only check must not hide k's range from the spec (a fuzzer then sends k=-1 as 'valid')."""
-    parameters = create_app(Settings(_env_file=None)).openapi()["paths"]["/recs/{user_id}"]["get"]["parameters"]  # type: ignore[call-arg]
+    parameters = create_app(Settings(_env_file=None)).openapi()["paths"]["/recs/{user_id}"]["get"]["parameters"]
     k = next(parameter for parameter in parameters if parameter["name"] == "k")
     assert {key: k["schema"].get(key) for key in ("type", "minimum", "maximum", "default")} == {
         "type": "integer",

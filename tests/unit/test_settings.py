@@ -74,10 +74,10 @@ def test_a_value_that_would_disable_a_service_is_refused(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=variable.lower()):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 @pytest.mark.parametrize("variable", MEANINGFUL_ZEROS)
 def test_a_zero_with_a_meaning_is_accepted(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(variable, "0")
-    assert getattr(Settings(_env_file=None), variable.lower()) == 0  # type: ignore[call-arg]
+    assert getattr(Settings(_env_file=None), variable.lower()) == 0

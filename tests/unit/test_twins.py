@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Unpack
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from recsys_core.algorithms.twins import (
 from recsys_core.catalog import CatalogView
 from recsys_core.strategies.base import DrawCache, RecommendationContext, UserProfile
 from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from tests.support.params import BlendOverrides, TwinOverrides
 
 # The query user's world: four items they liked and two they were shown without answering.
 LIKES = ["l1", "l2", "l3", "l4"]
@@ -441,8 +443,10 @@ def test_a_twin_sure_enough_is_named_by_the_lift() -> None:
     # Not part of what is published.
     assert TwinLift.from_text(lift.to_text()).sure_twin is None
     # Never named at link_weight 1, however sure; nor when the twin weighs less than link_weight.
-    assert matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e30, link_weight=1.0)).sure_twin is None
-    assert matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e-3, link_weight=0.9)).sure_twin is None
+    at_one = matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e30, link_weight=1.0))
+    assert at_one is not None and at_one.sure_twin is None
+    lighter = matrix.lift("user", ["a", "b"], ["a", "b"], [], TwinParams(prior=1e-3, link_weight=0.9))
+    assert lighter is not None and lighter.sure_twin is None
 
 
 def test_the_matrix_is_a_snapshot() -> None:
@@ -516,7 +520,7 @@ def test_dense_lift_is_none_when_no_id_is_known() -> None:
     ],
     ids=repr,
 )
-def test_twin_params_reject_invalid_values(values: dict[str, float], named: str) -> None:
+def test_twin_params_reject_invalid_values(values: TwinOverrides, named: str) -> None:
     TwinParams()  # the defaults are valid
     with pytest.raises(ValueError, match=named):
         TwinParams(**values)
@@ -525,7 +529,12 @@ def test_twin_params_reject_invalid_values(values: dict[str, float], named: str)
 # --- the blend with a twin lift ---
 
 # Only the bandit and the twins decide the order here.
-NO_PERSONAL = {"neighbour_weight": 0.0, "bpr_weight": 0.0, "taste_weight": 0.0, "dislike_neighbour_weight": 0.0}
+NO_PERSONAL: BlendOverrides = {
+    "neighbour_weight": 0.0,
+    "bpr_weight": 0.0,
+    "taste_weight": 0.0,
+    "dislike_neighbour_weight": 0.0,
+}
 N = 20
 
 
@@ -571,8 +580,9 @@ def _ranked(strategy: BlendStrategy, ctx: RecommendationContext, n: int = 5) -> 
     return [c.index for c in strategy.recommend(ctx, n)]
 
 
-def _strategy(**params: float) -> BlendStrategy:
-    return BlendStrategy(BlendParams(**{"explore_slots": 0.0, **NO_PERSONAL, **params}))
+def _strategy(**params: Unpack[BlendOverrides]) -> BlendStrategy:
+    merged: BlendOverrides = {"explore_slots": 0.0, **NO_PERSONAL, **params}
+    return BlendStrategy(BlendParams(**merged))
 
 
 def test_an_item_a_sure_twin_liked_ranks_first() -> None:
@@ -658,7 +668,7 @@ def _answers(strategy: BlendStrategy, ctx: RecommendationContext, n: int, draw_s
 
 @pytest.mark.parametrize("params", [{}, {"twin_weight": 0.5}, {"explore_below": 10, "explore_slots": 2.0}], ids=repr)
 def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
-    params: dict[str, float], monkeypatch: pytest.MonkeyPatch
+    params: BlendOverrides, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     strategy = BlendStrategy(BlendParams(**params))
     universes = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -13,12 +14,16 @@ from webapp.app import create_app
 TOKEN = "s3cret-ü"
 
 
-def _basic(user: str, password: str) -> dict[str, str | bytes]:
+# str names with str values, or bytes with bytes (a token's UTF-8 travels as bytes): the forms httpx takes
+Headers = Mapping[str, str] | Mapping[bytes, bytes]
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-async def _get(token: str | None, path: str, headers: dict[str, str | bytes] | None = None) -> httpx.Response:
-    app = create_app(Settings(_env_file=None, admin_token=token))  # type: ignore[call-arg]
+async def _get(token: str | None, path: str, headers: Headers | None = None) -> httpx.Response:
+    app = create_app(Settings(_env_file=None, admin_token=token))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webapp.test") as client:
         return await client.get(path, headers=headers)
 
@@ -38,16 +43,16 @@ async def test_without_the_token_the_ui_answers_a_basic_challenge(path: str) -> 
         _basic(TOKEN, ""),  # the token as the user name is not the password
         {"Authorization": "Bearer wrong"},
         {"Authorization": "Basic not-base64!"},
-        {"Authorization": TOKEN.encode()},  # no scheme
+        {b"Authorization": TOKEN.encode()},  # no scheme
     ],
 )
-async def test_a_wrong_secret_is_refused(headers: dict[str, str | bytes]) -> None:
+async def test_a_wrong_secret_is_refused(headers: Headers) -> None:
     assert (await _get(TOKEN, "/", headers)).status_code == 401
 
 
 async def test_the_token_as_basic_password_or_bearer_opens_it() -> None:
     assert (await _get(TOKEN, "/", _basic("anyone", TOKEN))).status_code == 200
-    bearer = {"Authorization": b"Bearer " + TOKEN.encode()}  # a header carries bytes: the token's UTF-8
+    bearer = {b"Authorization": b"Bearer " + TOKEN.encode()}  # a header carries bytes: the token's UTF-8
     assert (await _get(TOKEN, "/", bearer)).status_code == 200
 
 
