@@ -16,12 +16,13 @@ from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest
 from recsys_io.catalog import add_items
+from tests.support.replies import blob
 
 pytestmark = pytest.mark.integration
 
 
 async def _published(redis: Redis, keys: GlobalKeys) -> ItemStats:
-    return ItemStats.from_bytes(await redis.get(keys.for_generation(0).bandit_snapshot))
+    return ItemStats.from_bytes(blob(await redis.get(keys.for_generation(0).bandit_snapshot)))
 
 
 async def _claimed_counts(redis: Redis, keys: GlobalKeys, ids: list[str]) -> np.ndarray:

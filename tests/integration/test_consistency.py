@@ -6,11 +6,13 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.helpers import add_items, catalog, eventually, new_id
+from tests.support.replies import stream
 from tests.support.stack import ServiceStack, free_port
 
 pytestmark = pytest.mark.integration
@@ -73,7 +75,7 @@ def test_pipeline_down_then_up_stores_every_event_once(stack: ServiceStack) -> N
         print(f"500 accepted, {status['events_stored']} stored after {seconds:.1f}s, counters {status['counters']}")
         assert status["events_stored"] == 500
         assert status["counters"]["messages"] == 500
-        messages = {fields[b"msg"] for _, fields in stack.redis.xrange(stack.run_key("events"))}
+        messages = {fields[b"msg"] for _, fields in stream(stack.redis.xrange(stack.run_key("events")))}
         assert len(messages) == 500, "some message was stored twice or not at all"
         likes = sum(int(v) for v in stack.redis.hvals(stack.run_key("stats:likes")))
         dislikes = sum(int(v) for v in stack.redis.hvals(stack.run_key("stats:dislikes")))
@@ -99,7 +101,7 @@ def test_an_event_sent_right_after_cleanup_belongs_to_the_new_run(
             assert client.post(f"{stack.collector_url}/interact", json=event).status_code == 200
             add_items(client, stack.recs_url, ids, genres)
 
-            def stored() -> dict | None:
+            def stored() -> dict[str, Any] | None:
                 status = client.get(f"{stack.recs_url}/status").json()
                 return status if status["events_stored"] >= 1 else None
 
@@ -160,7 +162,7 @@ def test_cleanup_during_traffic_leaves_a_consistent_empty_system(stack: ServiceS
         ]
         assert leftovers == []
         # Events stored in the new run were all received after the cleanup began: nothing old leaked in.
-        for _, fields in stack.redis.xrange(stack.run_key("events")):
+        for _, fields in stream(stack.redis.xrange(stack.run_key("events"))):
             assert float(fields[b"ts"]) >= cleanup_at - 0.5
         # The pipeline's memory matches what Redis holds for the new run.
         pipeline = client.get(f"{stack.pipeline_url}/status").json()

@@ -12,7 +12,9 @@ import pytest
 
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.keys import GlobalKeys
+from recsys_io.redis_client import as_str
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
+from tests.support.replies import blob
 from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -70,7 +72,7 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
         assert status["model"]["likes"] == 23  # 3 + 5*4 likes; the dislike is not a positive
 
         # Replicas load the item side only; each user's factors are a field of the version's hash in Redis.
-        served = FactorModel.from_bytes(stack.redis.get(run.model_blob(outcome["model_version"])))
+        served = FactorModel.from_bytes(blob(stack.redis.get(run.model_blob(outcome["model_version"]))))
         assert served.user_ids.size == 0 and served.item_factors.shape[0] == 240
         assert stack.redis.hexists(run.model_user_factors(outcome["model_version"]), user)
 
@@ -86,8 +88,10 @@ def test_full_flow_like_to_bandit_to_bpr(stack_factory: Callable[..., ServiceSta
         assert seen <= all_ids
 
     # Every retrain is an MLflow run with its published version as a tag.
+    experiment = mlflow.MlflowClient(stack.mlflow_url).get_experiment_by_name(stack.tag)
+    assert experiment is not None
     runs = mlflow.MlflowClient(stack.mlflow_url).search_runs(
-        [mlflow.MlflowClient(stack.mlflow_url).get_experiment_by_name(stack.tag).experiment_id],
+        [experiment.experiment_id],
         filter_string=f"tags.model_version = '{outcome['model_version']}'",
     )
     assert len(runs) == 1
@@ -176,7 +180,7 @@ def test_retries_with_one_idempotency_key_are_stored_once(stack: ServiceStack) -
         bad = client.post(f"{stack.collector_url}/interact", json=body, headers={"Idempotency-Key": "no spaces"})
         assert bad.status_code == 422 and bad.json()["detail"].startswith("header.Idempotency-Key:"), bad.text
     time.sleep(1.0)  # a late duplicate would show by now
-    counts = {k.decode(): int(v) for k, v in stack.redis.hgetall(stack.run_key("counters")).items()}
+    counts = {as_str(k): int(v) for k, v in stack.redis.hgetall(stack.run_key("counters")).items()}
     keys = GlobalKeys(stack.prefix)
     run = keys.for_generation(int(stack.redis.get(keys.generation) or 0))
     history = stack.redis.lrange(run.user_history(user), 0, -1)

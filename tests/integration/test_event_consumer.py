@@ -123,7 +123,7 @@ async def test_only_settled_messages_are_counted_so_a_redelivery_is_counted_once
     garbage_lost, garbage = _Delivery("g", channel_alive=False), _Delivery("g", channel_alive=True)
     garbage_lost.body = garbage.body = b"not json"
     for delivery in (lost, garbage_lost, redelivered, garbage):
-        consumer._inbox.put_nowait(delivery)  # type: ignore[arg-type]
+        consumer._inbox.put_nowait(delivery)  # type: ignore[arg-type]  # a stand-in message: body and settling only
     processing = asyncio.create_task(consumer._process_forever())
     try:
         for _ in range(200):

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, ExpiryT, KeyT
 
 from devstack.stack import free_port, local_url
 from pipeline.event_store import DUPLICATE, STALE, STORED, EventStore, GroupedEvent
@@ -20,6 +21,7 @@ from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_core.settings import Settings
+from recsys_io.redis_client import as_str
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +67,7 @@ async def test_a_batch_stores_each_message_once_across_chunks_and_runs(
     assert await store.store([second], store.new_call_id()) == [DUPLICATE]  # a redelivery after the batch was stored
 
     run = keys.for_generation(1)
-    counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(run.counters)).items()}
+    counters = {as_str(k): int(v) for k, v in (await redis_client.hgetall(run.counters)).items()}
     # Per experiment group too (the live A/B counters): each stored event once; ann liked 2 items, bob 1.
     per_group = {"likes:C": 3, "dislikes:C": 1, "users:C": 2, "likes_sq:C": 2 * 2 + 1, "likes_x_impressions:C": 0}
     assert counters == {"messages": 3, "events": 4, "duplicates": 2, **per_group}
@@ -122,7 +124,7 @@ async def test_a_retry_of_a_call_whose_reply_was_lost_gets_that_calls_replies(
     print(f"first try {first_try}, retry {retry}, another call {other_call}")
     assert first_try == retry == [STORED, DUPLICATE, DUPLICATE, STORED]
     assert other_call == [DUPLICATE] * 4
-    counters = {k.decode(): int(v) for k, v in (await redis_client.hgetall(keys.for_generation(0).counters)).items()}
+    counters = {as_str(k): int(v) for k, v in (await redis_client.hgetall(keys.for_generation(0).counters)).items()}
     per_group = {"likes:C": 2, "dislikes:C": 1, "users:C": 2, "likes_sq:C": 2, "likes_x_impressions:C": 0}
     assert counters == {"messages": 3, "events": 3, "duplicates": 2 + 4, **per_group}
     assert await redis_client.xlen(keys.for_generation(0).events) == 3
@@ -203,14 +205,15 @@ async def test_a_switch_interrupted_after_the_reload_is_done_again_in_full(
     and the run kept the previous run's uid (its retrains tagged with the old run's in MLflow)."""
     redis_client, keys = redis_and_keys
     set_for_real = redis_client.set
-    acknowledgements: list[object] = []
+    acknowledgements: list[EncodableT] = []
 
-    async def ack_fails_once(name: str, value: object, *args: object, **kwargs: object) -> object:
+    # The runtime's SETs: the acknowledgement (a key and its value), and the heartbeat (with px)
+    async def ack_fails_once(name: KeyT, value: EncodableT, px: ExpiryT | None = None) -> bool | str | bytes | None:
         if name == keys.pipeline_generation:
             acknowledgements.append(value)
             if len(acknowledgements) == 1:
                 raise RedisConnectionError("connection dropped before the acknowledgement")
-        return await set_for_real(name, value, *args, **kwargs)  # type: ignore[arg-type]
+        return await set_for_real(name, value, px=px)
 
     settings = Settings(redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()))
     runtime = PipelineRuntime(
@@ -228,7 +231,7 @@ async def test_a_switch_interrupted_after_the_reload_is_done_again_in_full(
     assert acknowledgements == [1, 1]
     assert await redis_client.get(keys.pipeline_generation) == b"1"
     run_uid = await redis_client.get(keys.for_generation(1).run_uid)
-    assert run_uid is not None and runtime._run_uid == run_uid.decode()
+    assert run_uid is not None and runtime._run_uid == as_str(run_uid)
     assert (status["generation"], status["messages_stored"]) == (1, 1)
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id
+from tests.support.replies import stream
 from tests.support.stack import ROOT, ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -66,11 +67,11 @@ def test_groups_are_stable_recorded_with_recommendations_and_events(stack_factor
         assert set(groups.values()) == {"C", "T1"}
         eventually(lambda: client.get(f"{stack.recs_url}/status").json()["events_stored"] >= 40, 10)
     # Every recommendation and every stored event carries the user's group.
-    recs_log = stack.redis.xrange(stack.run_key("recs:log"))
+    recs_log = stream(stack.redis.xrange(stack.run_key("recs:log")))
     assert len(recs_log) == 80  # two /recs calls for each of the 40 users
     for _, fields in recs_log:
         assert fields[b"group"].decode() == groups[fields[b"user"].decode()]
-    events = stack.redis.xrange(stack.run_key("events"))
+    events = stream(stack.redis.xrange(stack.run_key("events")))
     assert len(events) == 40
     for _, fields in events:
         assert fields[b"group"].decode() == groups[fields[b"user"].decode()]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.async_logging.run_operations import RunOperations
 
 from pipeline.tracking import MlflowTracker, RetrainRecord
 from recsys_core.algorithms.factors import FactorModel
+from recsys_io.redis_client import as_str
 from tests.integration.helpers import add_items, catalog, eventually, interact, new_id, recs
 from tests.support.proxy import TcpProxy
 from tests.support.stack import ServiceStack, free_port
@@ -65,7 +68,9 @@ def test_retrains_are_nested_runs_with_params_metrics_artifact_and_version_tag(
     assert runs[parent].data.tags["generation"] != third_run.data.tags["generation"]
     # The parent carries the run's uid from Redis, which tells it from a run of the same number after a wipe.
     third_parent = runs[third_run.data.tags["mlflow.parentRunId"]]
-    assert third_parent.data.tags["run_uid"] == stack.redis.get(stack.run_key("run_uid")).decode()
+    run_uid = stack.redis.get(stack.run_key("run_uid"))
+    assert run_uid is not None
+    assert third_parent.data.tags["run_uid"] == as_str(run_uid)
     assert third_parent.data.tags["run_uid"] != runs[parent].data.tags["run_uid"]
     data = second_run.data
     assert data.tags["model_version"] == str(second["model_version"])
@@ -196,10 +201,17 @@ def test_a_retrain_whose_logging_failed_part_way_is_one_run_not_two(
     real_log_batch = mlflow.MlflowClient.log_batch
     failures = iter([True])
 
-    def log_batch_failing_once(self: mlflow.MlflowClient, *args: object, **kwargs: object) -> object:
+    def log_batch_failing_once(
+        self: mlflow.MlflowClient,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+        synchronous: bool | None = None,
+    ) -> RunOperations | None:
         if next(failures, False):
             raise mlflow.exceptions.MlflowException("injected: the server went away mid-log")
-        return real_log_batch(self, *args, **kwargs)
+        return real_log_batch(self, run_id, metrics, params, tags, synchronous)
 
     monkeypatch.setattr(mlflow.MlflowClient, "log_batch", log_batch_failing_once)
     assert tracker.log_retrain(RetrainRecord(5, 1, {"factors": 2}, {"likes": 1.0}, _tiny_model(1))) is None

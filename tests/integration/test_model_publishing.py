@@ -7,25 +7,33 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.typing import EncodableT, KeyT
 
 from devstack.stack import free_port, local_url
 from pipeline import runtime as runtime_module
+from pipeline import training
 from pipeline.publishing import ModelPublisher, PublishRefused
 from pipeline.runtime import PipelineMetrics, PipelineRuntime, RetrainOutcome
+from pipeline.state import TrainingColumns
+from pipeline.training import TrainingOutput
 from recommendations.user_store import UserStore
-from recsys_core.algorithms.factors import FactorModel
+from recsys_core.algorithms.factors import BPRParams, FactorModel
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
+from recsys_io.redis_client import as_int
 from tests.integration.helpers import FailingOnCall
+from tests.support.replies import blob
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +74,8 @@ async def test_a_published_model_serves_user_vectors_from_redis_and_retires_whol
         assert published == model.version
 
     latest = models[-1]
-    assert int(await redis_client.get(run.model_current)) == 3
-    served = FactorModel.from_bytes(await redis_client.get(run.model_blob(3)))
+    assert as_int(await redis_client.get(run.model_current)) == 3
+    served = FactorModel.from_bytes(blob(await redis_client.get(run.model_blob(3))))
     assert served.user_ids.size == 0  # replicas load no users
     assert await redis_client.hlen(run.model_user_factors(3)) == latest.user_ids.size == 13
 
@@ -120,14 +128,14 @@ async def test_a_late_older_model_or_a_publisher_without_the_lease_never_moves_t
     # A paused ex-leader resumes with the model it numbered 5 before the takeover.
     with pytest.raises(PublishRefused, match="newer model"):
         await publisher.publish(0, _model(5, ["u"]), {})
-    assert int(await redis_client.get(run.model_current)) == 7
+    assert as_int(await redis_client.get(run.model_current)) == 7
     assert await redis_client.exists(run.model_blob(7), run.model_blob(6)) == 2  # nothing served was retired
     assert await redis_client.exists(run.model_blob(5), run.model_meta(5), run.model_user_factors(5)) == 0
 
     await redis_client.set(keys.pipeline_leader, "the-leaders-token")
     with pytest.raises(PublishRefused, match="lost its lease"):
         await publisher.publish(0, _model(8, ["u"]), {}, lease_token="an-ex-leaders-token")
-    assert int(await redis_client.get(run.model_current)) == 7
+    assert as_int(await redis_client.get(run.model_current)) == 7
     assert await redis_client.exists(run.model_blob(8)) == 0
     assert await publisher.publish(0, _model(8, ["u"]), {}, lease_token="the-leaders-token") == 8
 
@@ -180,14 +188,16 @@ async def test_a_publication_whose_reply_was_lost_keeps_the_model_the_pointer_na
     publisher = ModelPublisher(redis_client, keys, keep=2)
     flip = publisher._script
 
-    async def flipped_then_lost(*args: object, **kwargs: object) -> object:
-        await flip(*args, **kwargs)  # the pointer moved...
+    async def flipped_then_lost(
+        keys: Sequence[KeyT] | None = None, args: Iterable[EncodableT] | None = None, client: Redis | None = None
+    ) -> NoReturn:
+        await flip(keys, args, client)  # the pointer moved...
         raise RedisConnectionError("connection reset by peer (injected)")  # ...and its reply never came
 
     monkeypatch.setattr(publisher, "_script", flipped_then_lost)
     with pytest.raises(RedisConnectionError):
         await publisher.publish(0, _model(1, ["u"]), {})
-    assert int(await redis_client.get(run.model_current)) == 1
+    assert as_int(await redis_client.get(run.model_current)) == 1
     assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 3
 
     async def lost_before_the_flip(*args: object, **kwargs: object) -> object:
@@ -196,7 +206,7 @@ async def test_a_publication_whose_reply_was_lost_keeps_the_model_the_pointer_na
     monkeypatch.setattr(publisher, "_script", lost_before_the_flip)
     with pytest.raises(RedisConnectionError):
         await publisher.publish(0, _model(2, ["u"]), {})
-    assert int(await redis_client.get(run.model_current)) == 1
+    assert as_int(await redis_client.get(run.model_current)) == 1
     assert await redis_client.exists(run.model_blob(2), run.model_meta(2), run.model_user_factors(2)) == 0
 
 
@@ -245,11 +255,18 @@ async def test_stop_ends_a_fit_in_progress_after_its_current_iteration(
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
     )
     fitting = threading.Event()
-    real_fit = runtime_module.fit_model
+    real_fit = training.fit_model  # what pipeline.runtime imported, and calls through its own module
 
-    def fit_and_tell(*args: object, **kwargs: object) -> object:
+    def fit_and_tell(
+        columns: TrainingColumns,
+        catalog_ids: list[str],
+        params: BPRParams,
+        holdout_fraction: float,
+        evaluate: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainingOutput | None:
         fitting.set()
-        return real_fit(*args, **kwargs)
+        return real_fit(columns, catalog_ids, params, holdout_fraction, evaluate, should_stop)
 
     monkeypatch.setattr(runtime_module, "fit_model", fit_and_tell)
     events = [
@@ -307,7 +324,8 @@ async def test_a_new_pipeline_process_takes_over_the_served_models_figures(
         described = second.describe()
         print(f"after the restart: {described['last_retrain']}, events since train {described['events_since_train']}")
         assert described["events_applied"] == 6 and described["events_since_train"] == 0
-        assert described["last_retrain"]["model_version"] == outcome.model_version
+        last_retrain = described["last_retrain"]
+        assert isinstance(last_retrain, dict) and last_retrain["model_version"] == outcome.model_version
         assert second.metrics.model_version._value.get() == outcome.model_version
         scheduled = await second.retrain(force=False)
         assert not scheduled.trained and scheduled.reason == "no new events since the last retrain"
@@ -323,12 +341,19 @@ async def test_a_manual_retrain_asked_during_one_with_no_new_events_gets_its_mod
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
     runtime = _runtime(redis_client, keys)
     fitting, release = threading.Event(), threading.Event()
-    real_fit = runtime_module.fit_model
+    real_fit = training.fit_model  # what pipeline.runtime imported, and calls through its own module
 
-    def held_fit(*args: object, **kwargs: object) -> object:
+    def held_fit(
+        columns: TrainingColumns,
+        catalog_ids: list[str],
+        params: BPRParams,
+        holdout_fraction: float,
+        evaluate: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainingOutput | None:
         fitting.set()
         release.wait(30)
-        return real_fit(*args, **kwargs)
+        return real_fit(columns, catalog_ids, params, holdout_fraction, evaluate, should_stop)
 
     monkeypatch.setattr(runtime_module, "fit_model", held_fit)
     event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)

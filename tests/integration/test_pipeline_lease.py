@@ -134,7 +134,7 @@ async def test_a_node_whose_runtime_found_the_lease_lost_steps_down(redis_and_ke
         async def stop(self) -> None:
             stopped.append(True)
 
-    node.runtime = TermRuntime()  # type: ignore[assignment]
+    node.runtime = TermRuntime()  # type: ignore[assignment]  # a stand-in with only stop()
     await redis_client.delete(keys.pipeline_leader)  # the lease lapsed while the process was paused...
     assert await PipelineLease(redis_client, keys, TTL_S).try_acquire()  # ...and another pipeline took it
     assert not await node.lease.renew()  # what the runtime's fenced store does when the store refuses it

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from recommendations.fallback import PendingWrite
 from recommendations.service import Answer, RecommendationService
 from recommendations.serving_state import ServingStateCache, Versions
+from recommendations.user_store import UserSnapshot
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
@@ -26,7 +27,7 @@ from recsys_core.schemas import AddItemsRequest
 from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
 from recsys_io.generations import delete_generations_before
-from recsys_io.redis_client import REDIS_UNAVAILABLE
+from recsys_io.redis_client import REDIS_UNAVAILABLE, as_str
 from tests.integration.helpers import FailingOnCall
 from tests.support.proxy import TcpProxy
 from tests.support.stack import REDIS_URL
@@ -287,14 +288,16 @@ async def test_a_fallback_answer_during_a_claim_never_overlaps_it(
     answers = [await service.recommend("ann", 10)]
     real_read, real_claim = service.users.read, service.users.claim
 
-    async def read_then_blip(*args: object, **kwargs: object) -> object:
-        snapshot = await real_read(*args, **kwargs)
+    async def read_then_blip(generation: int, user_id: str) -> UserSnapshot:
+        snapshot = await real_read(generation, user_id)
         answers.append(service._fallback("ann", 5, "C"))  # another request of ann, while Redis blipped
         return snapshot
 
-    async def claim_in_flight(*args: object, **kwargs: object) -> object:
+    async def claim_in_flight(
+        generation: int, user_id: str, group: str, candidates: list[tuple[str, str]], k: int
+    ) -> list[str] | None:
         answers.append(service._fallback("ann", 5, "C"))  # one more, while this claim is on its way
-        return await real_claim(*args, **kwargs)
+        return await real_claim(generation, user_id, group, candidates, k)
 
     monkeypatch.setattr(service.users, "read", read_then_blip)
     monkeypatch.setattr(service.users, "claim", claim_in_flight)
@@ -305,7 +308,7 @@ async def test_a_fallback_answer_during_a_claim_never_overlaps_it(
     assert [answer.fallback for answer in answers] == [False, True, True, False]
     assert [len(answer.item_ids) for answer in answers] == [10, 5, 5, 10]
     assert len(shown) == len(set(shown)) == 30, "an item was shown twice"
-    in_redis = {member.decode() for member in await redis_client.smembers(keys.for_generation(0).user_shown("ann"))}
+    in_redis = {as_str(member) for member in await redis_client.smembers(keys.for_generation(0).user_shown("ann"))}
     assert set(answers[1].item_ids) <= in_redis, "the first fallback answer was written back before the claim"
 
 

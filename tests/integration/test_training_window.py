@@ -11,6 +11,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import KeyT, StreamIdT, StreamRangeResponse
 
 from pipeline.event_store import EventStore, GroupedEvent
 from recsys_core.keys import GlobalKeys
@@ -62,11 +63,14 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
     # A chunk size that divides the stream: no read of the (empty) range before the oldest entry, which Redis
     # answers in time linear in the stream's length.
     monkeypatch.setattr("pipeline.event_store.STREAM_READ_CHUNK", 6)
-    reads: list[object] = []
+    reads: list[int] = []
     counted_read = redis_client.xrevrange
 
-    async def counting_read(*args: object, **kwargs: object) -> object:
-        entries = await counted_read(*args, **kwargs)
+    async def counting_read(
+        name: KeyT, max: StreamIdT = "+", min: StreamIdT = "-", count: int | None = None
+    ) -> StreamRangeResponse | None:
+        entries = await counted_read(name, max, min, count)
+        assert entries is not None
         reads.append(len(entries))
         return entries
 
@@ -79,7 +83,7 @@ async def test_a_restart_loads_the_latest_events_and_the_counters_of_the_whole_r
     # A read that times out is retried where it failed: the reload still has every event, once, in order.
     slow_third_read = FailingOnCall(redis_client.xrevrange, 3, RedisTimeoutError("Timeout reading from 127.0.0.1:6379"))
     monkeypatch.setattr(redis_client, "xrevrange", slow_third_read)
-    monkeypatch.setattr(EventStore._read_newest_first.retry, "sleep", _no_sleep)  # type: ignore[attr-defined]
+    monkeypatch.setattr(EventStore._read_newest_first.retry, "sleep", _no_sleep)
     reloaded = await store.load_run(0)
     assert slow_third_read.calls == 60 // 7 + 2  # every chunk once, the third twice
     assert reloaded.log.columns().items.tolist() == whole.log.columns().items.tolist()

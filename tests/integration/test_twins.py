@@ -9,6 +9,7 @@ import pytest
 
 from recsys_core.algorithms.twins import TwinLift
 from recsys_core.keys import GlobalKeys
+from recsys_io.redis_client import as_str
 from tests.integration.helpers import add_items, eventually, interact, new_id, recs
 from tests.support.stack import ServiceStack
 
@@ -38,7 +39,7 @@ def _published_liked_masses(stack: ServiceStack, user: str) -> dict[str, float]:
     sync = stack.redis
     keys = GlobalKeys(stack.prefix)
     twins_key = keys.for_generation(int(sync.get(keys.generation) or 0)).user_twins(user)
-    text, waited = eventually(lambda: (sync.get(twins_key) or b"").decode() or None, timeout_s=5.0, interval_s=0.02)
+    text, waited = eventually(lambda: as_str(sync.get(twins_key) or b"") or None, timeout_s=5.0, interval_s=0.02)
     print(f"twins of {user} published within {waited * 1000:.0f} ms:\n{text}")
     parsed = TwinLift.from_text(text)
     return dict(zip(parsed.item_ids, parsed.liked.tolist(), strict=True))

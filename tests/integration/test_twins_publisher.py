@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.typing import EncodableT, FieldT
 
 import pipeline.twins
-from pipeline.twins import REBUILD_MAX_BUSY_SHARE, REMATCH_CHUNK, TwinsPublisher
-from recsys_core.algorithms.twins import ReactionMatrix, TwinLift
+from pipeline.twins import REBUILD_MAX_BUSY_SHARE, REMATCH_CHUNK, TwinsPublisher, UserReactions
+from recsys_core.algorithms.twins import ReactionMatrix, TwinLift, TwinParams
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
+from recsys_io.redis_client import as_str
 from tests.integration.helpers import FailingOnCall
 
 pytestmark = pytest.mark.integration
 
 
-async def _answered(redis: Redis, keys: GlobalKeys, user: str, shown: list[str], answers: dict[str, str]) -> None:
+async def _answered(
+    redis: Redis, keys: GlobalKeys, user: str, shown: list[str], answers: Mapping[FieldT, EncodableT]
+) -> None:
     run = keys.for_generation(0)
     await redis.sadd(run.user_shown(user), *shown)
     if answers:
@@ -56,7 +62,7 @@ async def test_a_user_gets_the_likes_of_an_earlier_user_who_answered_alike(
 
         text = await redis.get(keys.for_generation(0).user_twins("user"))
         assert text
-        lift = TwinLift.from_text(text.decode())
+        lift = TwinLift.from_text(as_str(text))
         masses = dict(zip(lift.item_ids, zip(lift.liked.tolist(), lift.shown.tolist(), strict=True), strict=True))
         print(f"the user's twins: {masses}")
         assert masses["gem"][0] > 0.5  # the earlier user's other like
@@ -137,10 +143,10 @@ async def test_a_slow_matrix_build_is_paced_and_fresh_users_are_still_matched_at
     builds: list[float] = []
     real_build = ReactionMatrix.build
 
-    def slow_build(*args: object) -> ReactionMatrix:
+    def slow_build(rows: list[tuple[str, np.ndarray, np.ndarray]], item_ids: tuple[str, ...]) -> ReactionMatrix:
         builds.append(time.monotonic())
         time.sleep(0.05)  # a large book
-        return real_build(*args)
+        return real_build(rows, item_ids)
 
     monkeypatch.setattr("pipeline.twins.ReactionMatrix.build", slow_build)
     settings = Settings(redis_prefix=keys.prefix, twins_prior=0.5, twins_refresh_s=0.01)
@@ -183,7 +189,9 @@ async def test_a_user_answering_while_the_active_users_are_matched_again_goes_fi
     with ThreadPoolExecutor(max_workers=1) as executor:
         publisher = TwinsPublisher(redis, keys, settings, executor)
 
-        def recorded_lifts(matrix: ReactionMatrix, users: dict, params: object) -> tuple[dict, dict, float]:
+        def recorded_lifts(
+            matrix: ReactionMatrix, users: dict[str, UserReactions], params: TwinParams
+        ) -> tuple[dict[str, str], dict[str, str], float]:
             calls.append(set(users))
             if len(calls) == 3:  # "late" answers while the second chunk of the re-match is computed
                 loop.call_soon_threadsafe(publisher.note, 0, {"late": time.time()})
@@ -250,10 +258,10 @@ async def test_a_cleanup_during_a_matrix_build_or_a_read_keeps_the_old_run_out_o
     started = asyncio.Event()
     real_build = ReactionMatrix.build
 
-    def slow_build(*args: object) -> ReactionMatrix:
+    def slow_build(rows: list[tuple[str, np.ndarray, np.ndarray]], item_ids: tuple[str, ...]) -> ReactionMatrix:
         loop.call_soon_threadsafe(started.set)
         time.sleep(0.2)  # a large book
-        return real_build(*args)
+        return real_build(rows, item_ids)
 
     loop = asyncio.get_running_loop()
     monkeypatch.setattr("pipeline.twins.ReactionMatrix.build", slow_build)

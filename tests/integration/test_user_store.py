@@ -12,6 +12,7 @@ from recsys_core.algorithms.twins import TwinLift
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import EventMessage
 from recsys_io.redis_client import as_str
+from tests.support.replies import stream
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ async def test_a_claim_that_takes_nothing_writes_no_recs_log_entry(redis_and_key
     store = UserStore(redis_client, keys)
     assert await store.claim(0, "ann", "C", [("a", "bandit")], k=1) == ["a"]
     assert await store.claim(0, "ann", "C", [("a", "bandit")], k=1) == []  # everything offered was shown already
-    entries = await redis_client.xrange(keys.for_generation(0).recs_log)
+    entries = stream(await redis_client.xrange(keys.for_generation(0).recs_log))
     assert [fields[b"items"] for _, fields in entries] == [b"a"]
 
 
