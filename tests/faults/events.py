@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from recsys_core.algorithms.bandit import ItemStats
+from recsys_io.redis_client import as_str
+from tests.support.replies import blob, stream
 from tests.support.stack import ServiceStack
 
 
@@ -86,8 +88,8 @@ class Stored:
 
     @classmethod
     def read(cls, stack: ServiceStack) -> Stored:
-        entries = stack.redis.xrange(stack.run_key("events"))
-        counters = {k.decode(): int(v) for k, v in stack.redis.hgetall(stack.run_key("counters")).items()}
+        entries = stream(stack.redis.xrange(stack.run_key("events")))
+        counters = {as_str(k): int(v) for k, v in stack.redis.hgetall(stack.run_key("counters")).items()}
         return cls(
             stream_length=int(stack.redis.xlen(stack.run_key("events"))),
             message_ids={fields[b"msg"].decode() for _, fields in entries},
@@ -132,5 +134,5 @@ def assert_stored_exactly_once(stack: ServiceStack, sent: Sent, stored: Stored) 
 
 def bandit_likes(stack: ServiceStack) -> int:
     """The likes in the bandit snapshot the pipeline published from its in-memory state."""
-    blob = stack.redis.get(stack.run_key("bandit:snapshot"))
-    return 0 if blob is None else int(ItemStats.from_bytes(blob).likes.sum())
+    snapshot = stack.redis.get(stack.run_key("bandit:snapshot"))
+    return 0 if snapshot is None else int(ItemStats.from_bytes(blob(snapshot)).likes.sum())

@@ -138,14 +138,15 @@ def test_a_leader_paused_past_its_lease_steps_down_when_it_wakes_and_stores_noth
     refused by the store's fence and goes back to the queue, it publishes nothing, and it becomes the standby."""
     stack, first, second = _two_pipelines(stack_factory)
     ids = _fresh_run(stack, 80)
-    assert first.process is not None
+    leader_process = first.process
+    assert leader_process is not None
     steps: dict[str, float] = {}
 
     def pause_until_taken_over() -> None:
-        first.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        leader_process.send_signal(signal.SIGSTOP)
         with httpx.Client(timeout=30) as client:
             steps["took_over_s"] = _wait_leader(client, second.url, LEASE_S * 3)
-        first.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        leader_process.send_signal(signal.SIGCONT)
 
     sent = _stream_with_fault(stack, ids, pause_until_taken_over)
     stored, seconds = wait_until_stored(stack, sent.events, timeout_s=60)
@@ -176,21 +177,22 @@ def test_the_standby_gets_what_a_still_paused_leader_had_been_delivered(
     half the lease, the standby stores every accepted event while the old leader is still stopped."""
     stack, first, second = _two_pipelines(stack_factory)
     ids = _fresh_run(stack, 80)
-    assert first.process is not None
+    leader_process = first.process
+    assert leader_process is not None
     paused_at: list[float] = []
 
     def pause() -> None:
         paused_at.append(time.monotonic())
-        first.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        leader_process.send_signal(signal.SIGSTOP)
 
     try:
         sent = _stream_with_fault(stack, ids, pause)
         stored, seconds = wait_until_stored(stack, sent.events, timeout_s=LEASE_S * 6)
-        still_paused = first.process.poll() is None
+        still_paused = leader_process.poll() is None
         with httpx.Client(timeout=30) as client:
             leader = _status(client, second.url)
     finally:
-        first.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        leader_process.send_signal(signal.SIGCONT)
     print(
         f"{CALLS} calls, {sent.accepted} accepted; leader SIGSTOPped after {KILL_AFTER} and left stopped; all "
         f"stored {time.monotonic() - paused_at[0]:.1f}s after the pause ({seconds:.1f}s after the last answer): "

@@ -65,11 +65,12 @@ def test_a_collector_cut_off_from_redis_during_a_cleanup_stamps_nothing_until_it
         ready_during = client.get(f"{cut_off}/ready")
 
         proxy.resume()
-        after, _ = eventually(
-            lambda: (r := client.post(f"{cut_off}/interact", json=BODY)).status_code == 200 and r,
-            timeout_s=20,
-            interval_s=0.2,
-        )
+
+        def accepted() -> httpx.Response | None:
+            response = client.post(f"{cut_off}/interact", json=BODY)
+            return response if response.status_code == 200 else None
+
+        after, _ = eventually(accepted, timeout_s=20, interval_s=0.2)
         eventually(lambda: stack.redis.xlen(stack.run_key("events")) >= 1 or None, timeout_s=20)
         pipeline = client.get(f"{stack.pipeline_url}/status").json()
     print(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from recsys_io.redis_client import as_str
 from tests.integration.helpers import add_items, catalog, eventually, new_id
 from tests.support.proxy import TcpProxy
 from tests.support.stack import REDIS_URL, ServiceStack
@@ -39,7 +40,7 @@ def _assert_503_json(response: httpx.Response, seconds: float) -> None:
 
 
 def _shown_in_redis(stack: ServiceStack, user: str) -> set[str]:
-    return {member.decode() for member in stack.redis.smembers(stack.run_key(f"user:{user}:shown"))}
+    return {as_str(member) for member in stack.redis.smembers(stack.run_key(f"user:{user}:shown"))}
 
 
 def test_recs_serve_from_the_fallback_while_redis_is_down(
@@ -113,9 +114,14 @@ def test_recs_serve_from_the_fallback_while_redis_is_down(
 
         after, _ = eventually(normal_answer, timeout_s=15, interval_s=0.05)
         recovered_s = time.monotonic() - started
+
         # The fallback answers are written back by a background flusher (or before the first normal answer).
+        def written_back() -> set[str] | None:
+            shown_now = _shown_in_redis(stack, user)
+            return shown_now if shown_now >= set(fallback) else None
+
         try:
-            shown, _ = eventually(lambda: (s := _shown_in_redis(stack, user)) >= set(fallback) and s, timeout_s=5)
+            shown, _ = eventually(written_back, timeout_s=5)
         except AssertionError:
             shown = _shown_in_redis(stack, user)
         rest = set(ids) - set(before) - set(fallback)
