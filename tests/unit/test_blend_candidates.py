@@ -15,8 +15,8 @@ import recsys_core.strategies.blend as blend
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
-from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from recsys_core.strategies.base import Candidate, DrawCache, ItemNeighbours, RecommendationContext, UserProfile
+from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
 from tests.support.params import BlendOverrides
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
@@ -97,13 +97,22 @@ def test_the_candidate_universe_answers_exactly_as_ranking_every_arm(
     outcomes = {"universe": 0, "fallback": 0}
     select = BlendStrategy._select
 
-    def counting_select(self: BlendStrategy, ctx: RecommendationContext, scores: object, *args: object) -> object:
+    def counting_select(
+        self: BlendStrategy,
+        ctx: RecommendationContext,
+        scores: _Scores,
+        n: int,
+        k: int,
+        n_explore: int,
+        exploit_bound: float,
+        explore_bound: float,
+    ) -> list[Candidate]:
         try:
-            answer = select(self, ctx, scores, *args)  # type: ignore[arg-type]
+            answer = select(self, ctx, scores, n, k, n_explore, exploit_bound, explore_bound)
         except blend._NotExact:
             outcomes["fallback"] += 1
             raise
-        if scores.universe is not None:  # type: ignore[attr-defined]
+        if scores.universe is not None:
             outcomes["universe"] += 1
         return answer
 

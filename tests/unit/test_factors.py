@@ -110,7 +110,9 @@ def test_bytes_round_trip_rebuilds_user_index() -> None:
         np.testing.assert_array_equal(getattr(restored, name), getattr(model, name))
         assert getattr(restored, name).dtype == getattr(model, name).dtype
     assert restored.user_index == {"u1": 0, "u2": 1}
-    np.testing.assert_allclose(restored.user_scores("u1", 4)[:3], [2.0, 8.0, 14.0])  # type: ignore[index]
+    scores = restored.user_scores("u1", 4)
+    assert scores is not None
+    np.testing.assert_allclose(scores[:3], [2.0, 8.0, 14.0])
 
 
 def test_model_without_users() -> None:

@@ -105,7 +105,8 @@ def test_an_event_message_the_pipeline_could_not_store_does_not_parse(overrides:
 
 def test_add_items_exactly_max_genres_is_fine() -> None:
     genres = [[f"g{i}" for i in range(MAX_GENRES_PER_ITEM)]]
-    assert len(AddItemsRequest(item_ids=["a"], genres=genres).genres[0]) == MAX_GENRES_PER_ITEM  # type: ignore[index]
+    accepted = AddItemsRequest(item_ids=["a"], genres=genres).genres
+    assert accepted is not None and len(accepted[0]) == MAX_GENRES_PER_ITEM
 
 
 def test_add_items_empty_list_and_empty_genre_rejected() -> None:

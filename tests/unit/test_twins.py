@@ -25,8 +25,8 @@ from recsys_core.algorithms.twins import (
     link_order,
 )
 from recsys_core.catalog import CatalogView
-from recsys_core.strategies.base import DrawCache, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from recsys_core.strategies.base import Candidate, DrawCache, RecommendationContext, UserProfile
+from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
 from tests.support.params import BlendOverrides, TwinOverrides
 
 # The query user's world: four items they liked and two they were shown without answering.
@@ -675,10 +675,19 @@ def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
     twin_items_outside_the_head = 0
     select = BlendStrategy._select
 
-    def counting_select(self: BlendStrategy, ctx: RecommendationContext, scores: object, *args: object) -> object:
+    def counting_select(
+        self: BlendStrategy,
+        ctx: RecommendationContext,
+        scores: _Scores,
+        n: int,
+        k: int,
+        n_explore: int,
+        exploit_bound: float,
+        explore_bound: float,
+    ) -> list[Candidate]:
         nonlocal universes
-        answer = select(self, ctx, scores, *args)  # type: ignore[arg-type]
-        if scores.universe is not None:  # type: ignore[attr-defined]
+        answer = select(self, ctx, scores, n, k, n_explore, exploit_bound, explore_bound)
+        if scores.universe is not None:
             universes += 1
         return answer
 
