@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -167,12 +168,13 @@ def test_interact_render_says_what_drained_meant() -> None:
     run = {"rps": 1.0, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}, "errors": 0}
     consumer = {**run, "events_per_message": 1.0, "consumed_during_run": 5, "backlog_after_run": 512, "drain_s": 1.0}
     settings = {"tool": "wrk", "warmup_s": 1, "measure_s": 1, "user_pool": 10}
-    result = {"settings": settings, "runs": {"interact@16": consumer, "bare@16": run}}
+    runs = {"interact@16": consumer, "bare@16": run}
+    result = {"settings": settings, "runs": runs}
     old = bench_interact.render(result)
     assert "had drained the events queue" not in old and "*ready* messages" in old
     new = bench_interact.render({**result, "settings": {**settings, "drained_when": "settled"}})
     assert "not yet settled" in new and "*ready* messages" not in new and "not within" not in new
-    timed_out = {**result["runs"], "interact@16": {**consumer, "drain_s": None}}
+    timed_out = {**runs, "interact@16": {**consumer, "drain_s": None}}
     assert "not within 300 s" in bench_interact.render(
         {**result, "settings": {**settings, "drained_when": "settled"}, "runs": timed_out}
     )
@@ -213,9 +215,9 @@ def test_every_recs_run_draws_users_of_its_own(monkeypatch: pytest.MonkeyPatch) 
             return {"item_ids": [str(i) for i in range(10)]}
 
     monkeypatch.setattr(bench_recs, "seeded_movielens_stack", lambda label: (_FakeStack(), {}))
-    monkeypatch.setattr(bench_recs.httpx, "get", lambda *args, **kwargs: Sample())
+    monkeypatch.setattr(httpx, "get", lambda *args, **kwargs: Sample())  # bench_recs calls httpx.get
     monkeypatch.setattr(bench_recs, "http_totals", lambda *args: (0.0, 0.0))
-    monkeypatch.setattr(bench_recs.loadgen, "run", fake_run)
+    monkeypatch.setattr(loadgen, "run", fake_run)  # bench_recs calls loadgen.run
     result = bench_recs.run(Context(quick=True))
     prefixes = [load.user_prefix for load in loads]
     assert len(prefixes) == 2 + 2 * 3  # two warm-ups, then recs and bare at 1, 16 and 64 connections

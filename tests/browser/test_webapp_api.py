@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ def new_user() -> str:
 
 
 @pytest.fixture
-def client() -> httpx.Client:
+def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30) as client:
         yield client
 

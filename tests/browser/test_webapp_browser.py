@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from recsys_core.keys import GlobalKeys
 from tests.browser.conftest import MALICIOUS_TITLE, Catalog
 from tests.browser.helpers import eventually
 from tests.support.stack import ServiceStack, free_port
+
+if TYPE_CHECKING:  # the module itself is imported below, skipping the file when it is missing
+    from playwright.sync_api import Browser, Page, Route
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -43,7 +47,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Pyt
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[sync_api.Browser]:
+def chromium() -> Iterator[Browser]:
     executable = shutil.which(CHROMIUM)
     if executable is None:
         missing = f"no {CHROMIUM} on PATH: install Debian's chromium (`make browser`) to run the browser tests"
@@ -64,7 +68,7 @@ def page_problems() -> list[str]:
 
 
 @pytest.fixture
-def page(chromium: sync_api.Browser, page_problems: list[str]) -> Iterator[sync_api.Page]:
+def page(chromium: Browser, page_problems: list[str]) -> Iterator[Page]:
     """A fresh page; any uncaught script error or console error left in ``page_problems`` fails the test."""
     context = chromium.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
@@ -76,18 +80,18 @@ def page(chromium: sync_api.Browser, page_problems: list[str]) -> Iterator[sync_
     assert not page_problems, page_problems
 
 
-def card_ids(page: sync_api.Page) -> list[str]:
+def card_ids(page: Page) -> list[str]:
     return page.evaluate(CARD_IDS_JS)
 
 
-def start_new_user(page: sync_api.Page, webapp_url: str) -> None:
+def start_new_user(page: Page, webapp_url: str) -> None:
     page.goto(webapp_url)
     page.click("#new-user")
     sync_api.expect(page.locator("#recs .card")).to_have_count(10)
 
 
 def test_like_refreshes_recommendations_history_and_status(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page, artifacts_dir: Path
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page, artifacts_dir: Path
 ) -> None:
     start_new_user(page, webapp_stack.url("webapp"))
     first = card_ids(page)
@@ -115,6 +119,7 @@ def test_like_refreshes_recommendations_history_and_status(
     sync_api.expect(page.locator("#status-model")).to_contain_text(f"v{version}")
     sync_api.expect(page.locator("#status-metrics")).to_contain_text("likes")
     run_link = page.locator("#status-mlflow a")
+    assert webapp_stack.mlflow_url is not None
     sync_api.expect(run_link).to_have_attribute(
         "href", re.compile(f"^{re.escape(webapp_stack.mlflow_url)}/#/experiments/")
     )
@@ -133,7 +138,7 @@ def test_like_refreshes_recommendations_history_and_status(
 
 
 def test_malicious_title_is_rendered_as_text(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page, artifacts_dir: Path
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page, artifacts_dir: Path
 ) -> None:
     start_new_user(page, webapp_stack.url("webapp"))
     card = page.locator(f'#recs .card[data-item-id="{catalog.malicious_id}"]')
@@ -157,10 +162,10 @@ def test_malicious_title_is_rendered_as_text(
 
 
 def test_a_like_answered_after_the_user_changed_stays_with_its_user(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page
 ) -> None:
     """Switch users while a like is on its way: the new user's history must not list it as "sending…"."""
-    held: list[sync_api.Route] = []
+    held: list[Route] = []
     page.route("**/api/feedback", lambda route: held.append(route))  # the like waits here until let go
     start_new_user(page, webapp_stack.url("webapp"))
     first_user = page.locator("#user-id").input_value()
@@ -179,7 +184,7 @@ def test_a_like_answered_after_the_user_changed_stays_with_its_user(
 
 
 def test_a_linked_twin_is_named_and_opens_with_a_click(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page
 ) -> None:
     """The pipeline's link (written here straight into the run's links hash) shows in the history panel."""
     user, twin = f"user-{uuid.uuid4()}", f"twin-{uuid.uuid4()}"
@@ -200,7 +205,7 @@ def test_a_linked_twin_is_named_and_opens_with_a_click(
 
 
 def test_backend_down_shows_an_error_not_a_blank_page(
-    webapp_stack: ServiceStack, page: sync_api.Page, page_problems: list[str], artifacts_dir: Path
+    webapp_stack: ServiceStack, page: Page, page_problems: list[str], artifacts_dir: Path
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     webapp = webapp_stack.start_service(
@@ -232,7 +237,7 @@ def _train_a_model(stack: ServiceStack) -> int:
 
 
 def test_the_shown_count_follows_the_lists_and_a_double_click_loads_once(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page
 ) -> None:
     recs_calls: list[str] = []
     page.on("request", lambda request: recs_calls.append(request.url) if "/api/recs/" in request.url else None)
@@ -251,7 +256,7 @@ def test_the_shown_count_follows_the_lists_and_a_double_click_loads_once(
         assert client.get(f"{webapp_stack.url('webapp')}/api/users/{user}").json()["shown_count"] == 20
 
 
-def test_a_user_id_is_trimmed_before_it_is_checked(webapp_stack: ServiceStack, page: sync_api.Page) -> None:
+def test_a_user_id_is_trimmed_before_it_is_checked(webapp_stack: ServiceStack, page: Page) -> None:
     page.goto(webapp_stack.url("webapp"))
     user = f"user-{uuid.uuid4()}"
     page.fill("#user-id", f"  {user}  ")
@@ -261,7 +266,7 @@ def test_a_user_id_is_trimmed_before_it_is_checked(webapp_stack: ServiceStack, p
 
 
 def test_after_a_like_from_the_keyboard_the_focus_is_on_the_new_list(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page
 ) -> None:
     start_new_user(page, webapp_stack.url("webapp"))
     first = card_ids(page)
@@ -276,13 +281,13 @@ def test_after_a_like_from_the_keyboard_the_focus_is_on_the_new_list(
 
 
 def test_a_like_the_pipeline_stores_late_is_shown_stored_when_it_lands(
-    webapp_stack: ServiceStack, catalog: Catalog, page: sync_api.Page
+    webapp_stack: ServiceStack, catalog: Catalog, page: Page
 ) -> None:
     """A slow pipeline (here: the stored history is hidden from the page for longer than the fast polling
     lasts): the entry says the collector accepted it, and turns stored once the history has it."""
     hide_history = [True]
 
-    def history(route: sync_api.Route) -> None:
+    def history(route: Route) -> None:
         response = route.fetch()
         body = response.json()
         if hide_history[0]:
@@ -304,7 +309,7 @@ def test_a_like_the_pipeline_stores_late_is_shown_stored_when_it_lands(
 
 
 def test_status_figures_are_marked_stale_while_the_status_fails(
-    webapp_stack: ServiceStack, page: sync_api.Page, page_problems: list[str]
+    webapp_stack: ServiceStack, page: Page, page_problems: list[str]
 ) -> None:
     failing = [False]
     page.route(
@@ -323,7 +328,7 @@ def test_status_figures_are_marked_stale_while_the_status_fails(
     page_problems.clear()
 
 
-def test_the_page_fits_a_phone_screen(webapp_stack: ServiceStack, chromium: sync_api.Browser) -> None:
+def test_the_page_fits_a_phone_screen(webapp_stack: ServiceStack, chromium: Browser) -> None:
     context = chromium.new_context(viewport={"width": 375, "height": 740})
     try:
         phone = context.new_page()

@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from fastapi import FastAPI, Response
@@ -44,7 +45,7 @@ class FakeState:
     genres: dict[str, list[str]] = field(default_factory=dict)
     shown: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    interactions: list[dict] = field(default_factory=list)
+    interactions: list[dict[str, Any]] = field(default_factory=list)  # the JSON bodies of /interact
     recs_requests: int = 0
     interact_requests: int = 0
     cleanups: int = 0
@@ -76,17 +77,34 @@ class FakeState:
         return group
 
 
-def create_fake_app(misbehave: bool = True, experiment: bool = False, **options: object) -> tuple[FastAPI, FakeState]:
-    """``options``: the ``FakeState`` fields after ``cleanups`` (groups, endpoints, failures)."""
+class FakeOptions(TypedDict, total=False):
+    """The ``FakeState`` fields after ``cleanups`` (groups, endpoints, failures)."""
+
+    served_groups: tuple[str, ...]
+    configured_groups: tuple[str, ...]
+    reverse_group: str
+    config_endpoint: bool
+    assignment_endpoint: bool
+    failing_groups: frozenset[str]
+    switching_user: bool
+    switcher: str | None
+    assignment_requests: int
+    hang_after: int | None
+    release: threading.Event
+
+
+def create_fake_app(
+    misbehave: bool = True, experiment: bool = False, **options: Unpack[FakeOptions]
+) -> tuple[FastAPI, FakeState]:
     app = FastAPI()
-    state = FakeState(misbehave=misbehave, experiment=experiment, **options)  # type: ignore[arg-type]
+    state = FakeState(misbehave=misbehave, experiment=experiment, **options)
 
     @app.get("/healthcheck")
-    async def healthcheck() -> dict:
+    async def healthcheck() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/cleanup")
-    async def cleanup() -> dict:
+    async def cleanup() -> dict[str, str]:
         state.catalog.clear()
         state.genres.clear()
         state.shown.clear()
@@ -95,7 +113,7 @@ def create_fake_app(misbehave: bool = True, experiment: bool = False, **options:
         return {"status": "ok"}
 
     @app.post("/add_items")
-    async def add_items(body: dict) -> dict:
+    async def add_items(body: dict[str, Any]) -> dict[str, int]:
         for item_id, genres in zip(body["item_ids"], body["genres"], strict=True):
             state.catalog.append(item_id)
             state.genres[item_id] = genres
@@ -152,7 +170,7 @@ def create_fake_app(misbehave: bool = True, experiment: bool = False, **options:
         return JSONResponse({"item_ids": items}, headers=headers)
 
     @app.post("/interact")
-    async def interact(body: dict) -> Response:
+    async def interact(body: dict[str, Any]) -> Response:
         state.interact_requests += 1
         if state.misbehave and state.interact_requests == 1:
             return JSONResponse({"detail": "boom"}, status_code=500)

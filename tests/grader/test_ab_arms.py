@@ -6,19 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Unpack
 
 import httpx
 import pytest
 from rich.console import Console
 
-from grader.ab import UNASSIGNED
 from grader.config import PauseRange, RunConfig
 from grader.deployment import look_up_groups
 from grader.grading import GradeResult, grade
 from grader.report import print_terminal_report, write_reports
 from grader.simulation import Dataset
+from grader.traces import UNASSIGNED
 from recsys_core.experiments import ExperimentConfigError, parse_experiment
-from tests.grader.fake_hardml import FakeState, create_fake_app
+from tests.grader.fake_hardml import FakeOptions, FakeState, create_fake_app
 
 NO_PAUSE = PauseRange(0.0, 0.0)
 USERS = 30
@@ -41,7 +42,7 @@ def _config() -> RunConfig:
     )
 
 
-async def _grade(dataset: Dataset, **options: object) -> tuple[GradeResult, FakeState]:
+async def _grade(dataset: Dataset, **options: Unpack[FakeOptions]) -> tuple[GradeResult, FakeState]:
     app, state = create_fake_app(misbehave=False, experiment=True, **options)
     return await grade(_config(), dataset=dataset, transport=httpx.ASGITransport(app=app)), state
 

@@ -46,8 +46,10 @@ def test_full_marks() -> None:
     score = hardml_score(0.2, 0.1, 0.5, 0.9, 50.0)
     assert score.total == MAX_SCORE == 50.0
     as_dict = score.as_dict()
-    assert as_dict["components"]["coverage"]["points"] == 10.0
-    assert as_dict["latency_bonus"]["counted_points"] == 10.0
+    components, bonus = as_dict["components"], as_dict["latency_bonus"]
+    assert isinstance(components, dict) and isinstance(bonus, dict)
+    assert components["coverage"]["points"] == 10.0
+    assert bonus["counted_points"] == 10.0
 
 
 def test_missing_values_score_nothing() -> None:

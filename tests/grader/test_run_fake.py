@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 import psutil
@@ -33,8 +34,30 @@ USERS = 12
 SESSIONS, CALLS_PER_SESSION = 2, 3
 
 
-def _config(**overrides: object) -> RunConfig:
-    values: dict[str, object] = {
+class RunOverrides(TypedDict, total=False):
+    """Any fields of ``RunConfig``."""
+
+    recs_url: str
+    events_url: str
+    users: int
+    concurrency: int
+    processes: int
+    seed: int
+    distinct_raters: bool
+    calls_per_session: int
+    sessions: int
+    pause_in_session: PauseRange
+    pause_between_sessions: PauseRange
+    add_items_batch: int
+    request_timeout_s: float
+    abort_after_failures: int
+    admin_token: str | None
+    out_dir: Path | None
+    show_progress: bool
+
+
+def _config(**overrides: Unpack[RunOverrides]) -> RunConfig:
+    values: RunOverrides = {
         "recs_url": "http://recs.test",
         "events_url": "http://events.test",
         "users": USERS,
@@ -48,7 +71,7 @@ def _config(**overrides: object) -> RunConfig:
         "show_progress": False,
     }
     values.update(overrides)
-    return RunConfig(**values)  # type: ignore[arg-type]
+    return RunConfig(**values)
 
 
 def assert_consistent(result: GradeResult, users: int, calls_per_user: int) -> None:

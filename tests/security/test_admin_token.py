@@ -125,14 +125,14 @@ def test_a_non_ascii_token_works_as_a_client_sends_it() -> None:
     token = "sé-ключ-4f1c"
     app = FastAPI()
 
-    @app.get("/guarded", dependencies=[Depends(admin_guard(Settings(_env_file=None, admin_token=token)))])  # type: ignore[call-arg]
+    @app.get("/guarded", dependencies=[Depends(admin_guard(Settings(_env_file=None, admin_token=token)))])
     async def guarded() -> dict[str, str]:
         return {"status": "ok"}
 
     async def status_for(authorization: bytes) -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return (await client.get("/guarded", headers={"Authorization": authorization})).status_code
+            return (await client.get("/guarded", headers={b"Authorization": authorization})).status_code
 
     assert asyncio.run(status_for(f"Bearer {token}".encode())) == 200
     assert asyncio.run(status_for(f"Bearer {token}x".encode())) == 401
@@ -148,7 +148,7 @@ def _guarded_recs_app(token: str) -> Any:
     from recsys_io.http import admin_guard
 
     app = FastAPI()
-    guard = [Depends(admin_guard(Settings(_env_file=None, admin_token=token)))]  # type: ignore[call-arg]
+    guard = [Depends(admin_guard(Settings(_env_file=None, admin_token=token)))]
     calls: list[str] = []
 
     @app.get("/cleanup", dependencies=guard)
@@ -196,7 +196,7 @@ def test_the_grader_launcher_and_web_ui_send_a_non_ascii_token() -> None:
         post_batch(client, "http://recs", {"item_ids": ["a"], "genres": [["Drama"]]}, NON_ASCII_TOKEN)
 
     async def web_ui_call() -> int:
-        ui_client = create_http_client(Settings(_env_file=None, admin_token=NON_ASCII_TOKEN))  # type: ignore[call-arg]
+        ui_client = create_http_client(Settings(_env_file=None, admin_token=NON_ASCII_TOKEN))
         async with (
             ui_client,
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), headers=ui_client.headers) as client,
