@@ -311,10 +311,10 @@ class ModelPublisher:
                     args=[generation, model.version, self._keep, run.base, lease_token or ""],
                 )
             )
-        except REDIS_UNAVAILABLE:
+        except (*REDIS_UNAVAILABLE, asyncio.CancelledError):
             # A version the pointer never named is in no retirement list: delete it now (best effort), or its
             # blob and users' factors would stay until the run ends; but only if the flip did not happen (its
-            # reply may be what was lost).
+            # reply may be what was lost). A cancellation (the process is ending) gets the same clean-up.
             with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self._delete_unless_current(keys=[run.model_current], args=[model.version, run.base])
             raise

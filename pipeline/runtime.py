@@ -55,6 +55,9 @@ OFFLINE_EVALUATION_MAX_EVENTS = 2_000_000
 TRACKING_WAIT_S = 5.0
 # The reason of a retrain a stopping pipeline cut short; /metrics counts those as "cancelled".
 STOPPING_REASON = "the pipeline is stopping"
+# How long stop() lets a scheduled retrain in flight finish: its fit ends after the current iteration and a
+# stopping runtime publishes nothing new, so what is left is a publication under way and the MLflow wait.
+RETRAIN_FINISH_ON_STOP_S = TRACKING_WAIT_S + 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class PipelineRuntime:
         self._hset_if_model = redis.register_script(lua.HSET_IF_MODEL)
         self._late_tracking: set[asyncio.Task[None]] = set()
         self._co_likes_task: asyncio.Task[None] | None = None
+        self._scheduled_retrain_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._next_co_likes_at = 0.0
         self._tracker = MlflowTracker(
@@ -235,6 +239,12 @@ class PipelineRuntime:
         self._stop_training.set()  # a fit in progress ends after its current iteration, not minutes later
         if self._scheduler.running:  # stop() also cleans up a runtime whose start() never ran or failed early
             self._scheduler.shutdown(wait=False)
+        retrain = self._scheduled_retrain_task
+        if retrain is not None and not retrain.done():
+            # Ends quickly (see RETRAIN_FINISH_ON_STOP_S); cut off, it could leave a model's keys unpublished in
+            # Redis, or a published model without its status. Its own errors are logged by scheduled_retrain.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(retrain), RETRAIN_FINISH_ON_STOP_S)
         for task in (self._co_likes_task, self._trim_task, self._twins_restore_task):
             if task is not None:
                 task.cancel()
@@ -459,6 +469,19 @@ class PipelineRuntime:
 
     # --- training ---
     async def scheduled_retrain(self) -> None:
+        """The schedule's job. The retrain runs in a task of the runtime's own: the scheduler's shutdown (in
+        stop()) cancels the jobs it runs, and a retrain cancelled between writing a model and flipping its pointer,
+        or before writing its status, would leave Redis behind what it did. stop() lets that task finish."""
+        task = asyncio.create_task(self._scheduled_retrain_once())
+        self._scheduled_retrain_task = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            # The scheduler shut down: stop() waits for the retrain; nothing for the scheduler to log.
+
+    async def _scheduled_retrain_once(self) -> None:
         try:
             outcome = await self.retrain(force=False)
         except Exception:  # the scheduler must keep its job; the error is logged with its traceback

@@ -17,12 +17,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, KeyT
 
-from devstack.stack import free_port, local_url
+from devstack.stack import delete_queues, free_port, local_url
 from pipeline import runtime as runtime_module
 from pipeline import training
 from pipeline.publishing import ModelPublisher, PublishRefused
 from pipeline.runtime import PipelineMetrics, PipelineRuntime, RetrainOutcome
 from pipeline.state import TrainingColumns
+from pipeline.tracking import RetrainRecord
 from pipeline.training import TrainingOutput
 from recommendations.user_store import UserStore
 from recsys_core.algorithms.factors import BPRParams, FactorModel
@@ -237,6 +238,75 @@ async def test_a_slow_mlflow_does_not_hold_the_retrain_and_its_run_id_follows(
         assert await redis_client.hget(status_key, "mlflow_run_id") == b"late-run"
     finally:
         await runtime.stop()
+
+
+async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's shutdown cancels the jobs it runs. A scheduled retrain whose model is served and which waits
+    for MLflow when the pipeline stops must still write its status and outcome (a restarted process takes the
+    served model's figures from that status), as a manual one does."""
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 1.0)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    queue = f"test.{keys.prefix.replace(':', '.')}.events"
+    settings = Settings(
+        redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()), events_queue=queue, retrain_interval_s=0.2
+    )
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    tracking = threading.Event()
+
+    def slow_log_retrain(record: RetrainRecord) -> str:
+        tracking.set()
+        time.sleep(0.6)  # MLflow answers its health check, then takes its time
+        return "slow-run"
+
+    monkeypatch.setattr(runtime._tracker, "log_retrain", slow_log_retrain)
+    monkeypatch.setattr(runtime._tracker, "run_url", lambda run_id: f"http://mlflow/#/runs/{run_id}")
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    run = keys.for_generation(0)
+    try:
+        await runtime.handle_batch([event])
+        await runtime.start()
+        assert await asyncio.to_thread(tracking.wait, 30)  # the scheduled retrain published and waits for MLflow
+        assert await redis_client.get(run.model_current) == b"1"
+    finally:
+        await runtime.stop()
+        delete_queues(settings.amqp_url, [queue, f"{queue}.dead"])
+    status = await redis_client.hgetall(run.pipeline_status)
+    print(f"after stop(): last retrain {runtime.last_retrain}; status {status}")
+    assert runtime.last_retrain is not None and runtime.last_retrain.reason == "published"
+    assert status[b"model_version"] == b"1" and status[b"mlflow_run_id"] == b"slow-run"
+    assert runtime.last_retrain_check is not None and runtime.last_retrain_check["trained"] is True
+
+
+async def test_a_publication_cancelled_before_its_pointer_flip_leaves_no_keys(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client, keys = redis_and_keys
+    run = keys.for_generation(0)
+    publisher = ModelPublisher(redis_client, keys, keep=2)
+    flip = publisher._script
+    at_flip = asyncio.Event()
+
+    async def slow_flip(
+        keys: Sequence[KeyT] | None = None, args: Iterable[EncodableT] | None = None, client: Redis | None = None
+    ) -> object:
+        at_flip.set()
+        await asyncio.sleep(30)  # cancelled here: the model's keys are written, the pointer not moved
+        return await flip(keys, args, client)
+
+    monkeypatch.setattr(publisher, "_script", slow_flip)
+    publication = asyncio.create_task(publisher.publish(0, _model(1, ["u"]), {}))
+    await asyncio.wait_for(at_flip.wait(), 10)
+    assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 3
+    publication.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publication
+    assert await redis_client.get(run.model_current) is None
+    assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 0
 
 
 async def test_stop_ends_a_fit_in_progress_after_its_current_iteration(
