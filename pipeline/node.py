@@ -36,6 +36,7 @@ class PipelineNode:
         self._task: asyncio.Task[None] | None = None
         self._leading: asyncio.Task[None] | None = None  # the start of the current term
         self._became_leader = asyncio.Event()
+        self._closing = asyncio.Event()
 
     @property
     def role(self) -> str:
@@ -57,8 +58,14 @@ class PipelineNode:
         return self.runtime
 
     async def _watch_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease.renew_interval_s)
+        # Stops on ``_closing``, not on cancellation: a cancellation that lands while a Redis command is in flight
+        # can be swallowed inside redis-py (the collector's generation watch hung a shutdown that way), and this
+        # loop would then renew the lease forever while stop() waited for it.
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=self.lease.renew_interval_s)
+            if self._closing.is_set():
+                return
             try:
                 await self._step()
             except REDIS_UNAVAILABLE as error:
@@ -123,10 +130,9 @@ class PipelineNode:
             log.info("standby: the pipeline lease is held by %s", holder)
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task  # returns after the step in progress, if any (each Redis call has its timeout)
         await self._step_down()
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self.lease.release()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -142,6 +144,49 @@ async def test_a_node_whose_runtime_found_the_lease_lost_steps_down(redis_and_ke
     await node._step()  # the node's next look at the lease
 
     assert stopped == [True] and node.role == "standby"
+
+
+async def test_a_standby_stops_even_if_a_lease_call_swallows_its_cancellation(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that lands during a Redis command can be swallowed inside the client. The lease watch must
+    stop anyway: it used to end only by cancellation, so SIGTERM could leave the process renewing until killed."""
+    redis_client, keys = redis_and_keys
+    assert await PipelineLease(redis_client, keys, TTL_S).try_acquire()  # another pipeline leads
+    real_try_acquire = PipelineLease.try_acquire
+    attempts = 0
+    swallow = True
+    watching = asyncio.Event()
+
+    async def try_acquire_that_swallows_cancellation(lease: PipelineLease) -> bool:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 2:  # the first is start()'s own; from then on the watch is mostly inside this call
+            watching.set()
+        if swallow:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.2)
+        return await real_try_acquire(lease)
+
+    monkeypatch.setattr(PipelineLease, "try_acquire", try_acquire_that_swallows_cancellation)
+    settings = Settings(redis_prefix=keys.prefix, pipeline_lease_s=1.0)  # a look at the lease every 0.2 s
+    node = PipelineNode(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    await node.start()
+    await asyncio.wait_for(watching.wait(), 10)
+    # Not wait_for: its own cancel on the timeout would be a second cancellation, which masks the first one's loss.
+    stopping = asyncio.create_task(node.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        print(f"lease attempts: {attempts}; stop() returned: {bool(done)}")
+        assert done, "stop() did not return: the lease watch went on"
+        after_stop = attempts
+        await asyncio.sleep(3 * node.lease.renew_interval_s)
+        assert attempts == after_stop and node.role == "standby"
+    finally:
+        swallow = False  # on failure, let the stray watch end with the test
+        stopping.cancel()
+        if node._task is not None:
+            node._task.cancel()
 
 
 async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
