@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,16 +34,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis
         app.state.service = service
-        flusher = asyncio.create_task(service.run_fallback_flusher())
+        closing = asyncio.Event()
+        flusher = asyncio.create_task(service.run_fallback_flusher(closing))
         log.info(
             "recommendations ready: experiment %r, groups %s", experiment.name, [g.name for g in experiment.groups]
         )
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            closing.set()
+            await flusher  # after its write in progress, if any: each Redis call has a timeout
             await service.flush_fallback_writes()
             await redis.aclose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -284,9 +285,15 @@ class RecommendationService:
         self._redis_down = False
         return len(pending)
 
-    async def run_fallback_flusher(self, interval_s: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
+    async def run_fallback_flusher(self, closing: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Writes fallback answers back every ``interval_s`` until ``closing`` is set. It stops on that event, not
+        on cancellation: its Redis calls happen while Redis is unreachable or slow, and a cancellation that lands
+        during a Redis command can be swallowed inside redis-py (a collector's shutdown once hung that way)."""
+        while not closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), timeout=interval_s)
+            if closing.is_set():
+                return
             try:
                 written = await self.flush_fallback_writes()
             except Exception:  # the flusher must outlive any one failure; the next round tries again

@@ -6,6 +6,7 @@ Redis blip even under load, and an empty fallback answer queues nothing to write
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -16,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from recommendations.app import create_app
 from recommendations.fallback import PendingWrite
 from recommendations.service import Answer, RecommendationService
 from recommendations.serving_state import ServingStateCache, Versions
@@ -215,6 +217,45 @@ async def _catalog_with_liked_items(redis_client: Redis, keys: GlobalKeys, likes
     likes[list(likes_of)] = list(likes_of.values())
     await redis_client.set(run.bandit_snapshot, ItemStats(likes, np.zeros_like(likes), likes).to_bytes())
     await redis_client.set(run.bandit_version, 1)
+
+
+async def test_the_service_shuts_down_even_if_a_write_back_swallows_its_cancellation(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback flusher's Redis calls happen while Redis is unreachable or slow, and a cancellation that lands
+    during a Redis command can be swallowed inside the client: the lifespan must end anyway (it used to cancel the
+    flusher's endless loop and wait for it)."""
+    _, keys = redis_and_keys
+    calls = 0
+    swallow = True
+    flushing = asyncio.Event()
+
+    async def write_back_that_swallows_cancellation(service: RecommendationService) -> int:
+        nonlocal calls
+        calls += 1
+        flushing.set()
+        if swallow:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.5)
+        return 0
+
+    monkeypatch.setattr(RecommendationService, "flush_fallback_writes", write_back_that_swallows_cancellation)
+    app = create_app(Settings(redis_prefix=keys.prefix))
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    await asyncio.wait_for(flushing.wait(), 10)  # the flusher is inside a write-back (every second)
+    shutdown = asyncio.create_task(lifespan.__aexit__(None, None, None))
+    try:
+        done, _ = await asyncio.wait({shutdown}, timeout=10)
+        print(f"write-backs: {calls}; shutdown finished: {bool(done)}")
+        assert done, "the lifespan did not end: the fallback flusher went on"
+    finally:
+        swallow = False
+        if not shutdown.done():
+            for task in asyncio.all_tasks():
+                if task.get_coro().__qualname__.startswith("RecommendationService.run_fallback_flusher"):  # type: ignore[union-attr]
+                    task.cancel()
+            await asyncio.wait({shutdown}, timeout=10)
 
 
 async def test_requests_queued_behind_a_reload_that_hangs_share_its_failure(
