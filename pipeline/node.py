@@ -49,8 +49,11 @@ class PipelineNode:
             await self._step()
         # Renewals run from here on, also while a long run is being reloaded.
         self._task = asyncio.create_task(self._watch_forever())
-        if self._leading is not None:
-            await self._leading
+        leading = self._leading
+        if leading is not None:
+            # Not ``await leading``: a term given up during its reload (the lease was taken meanwhile) is cancelled
+            # by the step-down, and this process then goes on as a standby instead of failing its start-up.
+            await asyncio.wait({leading})
 
     async def wait_leading(self) -> PipelineRuntime:
         await self._became_leader.wait()

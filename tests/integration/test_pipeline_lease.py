@@ -189,6 +189,42 @@ async def test_a_standby_stops_even_if_a_lease_call_swallows_its_cancellation(
             node._task.cancel()
 
 
+async def test_a_node_that_loses_the_lease_while_it_reloads_starts_as_a_standby(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reloading a long run takes minutes, and the lease may be taken meanwhile (the process was paused past its
+    lease). The node then steps down; its start-up must end as a standby, not fail the service's start."""
+    redis_client, keys = redis_and_keys
+    reloading = asyncio.Event()
+
+    class SlowReloadRuntime:  # the term's runtime, as far as the node sees it: a start() that takes long
+        def __init__(self, *args: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            reloading.set()
+            await asyncio.sleep(60)
+
+        async def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr("pipeline.node.PipelineRuntime", SlowReloadRuntime)
+    settings = Settings(redis_prefix=keys.prefix, pipeline_lease_s=1.0)  # a look at the lease every 0.2 s
+    node = PipelineNode(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    starting = asyncio.create_task(node.start())
+    try:
+        await asyncio.wait_for(reloading.wait(), 10)
+        await redis_client.delete(keys.pipeline_leader)  # the lease lapsed while the process was paused...
+        assert await PipelineLease(redis_client, keys, TTL_S).try_acquire()  # ...and another pipeline took it
+        await asyncio.wait({starting}, timeout=10)
+        assert starting.done(), "start() still waits for a term that was given up"
+        assert not starting.cancelled() and starting.exception() is None, repr(starting)
+        assert node.role == "standby" and node.terms == 1
+    finally:
+        starting.cancel()
+        await node.stop()
+
+
 async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
