@@ -539,6 +539,8 @@ class PipelineRuntime:
         catalog_ids = list(await self._snapshots.catalog_ids(state.generation))
         params = self.bpr_params()
         evaluate = len(columns.users) <= OFFLINE_EVALUATION_MAX_EVENTS
+        if self._stopping.is_set():  # stop() shut the executors down: a retrain asked now has nothing to run on
+            return RetrainOutcome(False, f"{STOPPING_REASON}: the retrain was not started")
         try:
             output = await asyncio.get_running_loop().run_in_executor(
                 self._background,

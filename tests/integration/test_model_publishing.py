@@ -367,6 +367,23 @@ async def test_stop_ends_a_fit_in_progress_after_its_current_iteration(
     assert await redis_client.get(keys.for_generation(0).model_current) is None
 
 
+async def test_a_manual_retrain_asked_of_a_stopped_runtime_says_it_is_stopping(
+    redis_and_keys: tuple[Redis, GlobalKeys],
+) -> None:
+    """A POST /retrain that reaches the runtime of a term being given up (a step-down shuts its executors down)
+    gets the stopping outcome, not an error from an executor that takes no more work."""
+    redis_client, keys = redis_and_keys
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    runtime = _runtime(redis_client, keys)
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    await runtime.handle_batch([event])
+    await runtime.stop()
+    outcome = await runtime.retrain(force=True)
+    print(f"retrain after stop(): {outcome}")
+    assert not outcome.trained and outcome.reason.startswith(runtime_module.STOPPING_REASON)
+    assert await redis_client.get(keys.for_generation(0).model_current) is None
+
+
 async def test_a_new_pipeline_process_takes_over_the_served_models_figures(
     redis_and_keys: tuple[Redis, GlobalKeys],
 ) -> None:
