@@ -256,6 +256,7 @@ class PipelineRuntime:
         await self._consumer.close()
         for late in list(self._late_tracking):
             late.cancel()
+        self._tracker.close()
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self._twins_executor.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,7 @@ class MlflowTracker:
         self._parent_runs: dict[tuple[int, str], str] = {}
         self._available = True
         self._missed: deque[RetrainRecord] = deque(maxlen=MAX_BACKFILL)
+        self._closing = threading.Event()
         # Runs created for a retrain whose logging then failed part-way: a retry fills the same run in instead of
         # creating a second one for the same retrain.
         self._unfinished_runs: dict[tuple[int, int, int], str] = {}
@@ -112,12 +114,19 @@ class MlflowTracker:
         self._missed.append(replace(record, model=None))
 
     def _backfill(self) -> None:
-        """Logs the retrains missed while MLflow was down, oldest first; stops at the first failure (raised)."""
+        """Logs the retrains missed while MLflow was down, oldest first; stops at the first failure (raised), and
+        once ``close()`` was called: a backlog of 100 runs takes minutes, and the process exits only after it."""
         if self._missed:
             log.info("logging %d retrains made while MLflow was unreachable", len(self._missed))
-        while self._missed:
+        while self._missed and not self._closing.is_set():
             self._log(self._missed[0])
             self._missed.popleft()
+        if self._missed:
+            log.info("stopping: %d retrains made while MLflow was unreachable stay unlogged", len(self._missed))
+
+    def close(self) -> None:
+        """The pipeline is stopping: a backfill in progress ends after the run it is logging (thread-safe)."""
+        self._closing.set()
 
     def start_generation(self, generation: int, run_uid: str = "") -> str | None:
         """Open the parent run of a new generation (called when /cleanup starts a run)."""
