@@ -69,6 +69,14 @@ async def delete_events_queue(channel: aio_pika.abc.AbstractChannel, queue_name:
         await channel.queue_delete(name)
 
 
+async def a_redis_call_that_swallows_its_cancellation(seconds: float) -> None:
+    """Stands for a Redis command during which a cancellation is swallowed inside redis-py (seen in the collector's
+    generation watch): the caller goes on as if nobody had cancelled it. Loops that stop only when cancelled then
+    never stop."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(seconds)
+
+
 @contextlib.asynccontextmanager
 async def connected_publisher(
     queue_name: str | None = None, timeout_s: float = 5.0, max_in_flight: int = 4

@@ -24,7 +24,7 @@ from recsys_core.settings import Settings
 from recsys_io.amqp import parse_events
 from recsys_io.catalog import add_items
 from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer
-from tests.integration.helpers import connected_publisher
+from tests.integration.helpers import a_redis_call_that_swallows_its_cancellation, connected_publisher
 from tests.support.proxy import TcpProxy
 from tests.support.stack import REDIS_URL
 
@@ -111,8 +111,7 @@ async def test_close_returns_while_a_refresh_is_in_flight(
         reads += 1
         if reads >= 3:  # the first is start-up's; from the third on the watcher is mostly inside a read
             watcher_reading.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0.2)
+        await a_redis_call_that_swallows_its_cancellation(0.2)
         return await real_read(restorer, seen)
 
     monkeypatch.setattr(GenerationRestorer, "at_least", read_that_swallows_cancellation)

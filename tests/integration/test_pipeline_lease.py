@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +23,7 @@ from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
 from recsys_core.strategies.base import ItemNeighbours
 from recsys_io.catalog import add_items
-from tests.integration.helpers import FailingOnCall
+from tests.integration.helpers import FailingOnCall, a_redis_call_that_swallows_its_cancellation
 from tests.support.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -164,8 +163,7 @@ async def test_a_standby_stops_even_if_a_lease_call_swallows_its_cancellation(
         if attempts >= 2:  # the first is start()'s own; from then on the watch is mostly inside this call
             watching.set()
         if swallow:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(0.2)
+            await a_redis_call_that_swallows_its_cancellation(0.2)
         return await real_try_acquire(lease)
 
     monkeypatch.setattr(PipelineLease, "try_acquire", try_acquire_that_swallows_cancellation)

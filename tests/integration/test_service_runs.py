@@ -6,7 +6,6 @@ Redis blip even under load, and an empty fallback answer queues nothing to write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -30,7 +29,7 @@ from recsys_core.settings import Settings
 from recsys_io.catalog import add_items
 from recsys_io.generations import delete_generations_before
 from recsys_io.redis_client import REDIS_UNAVAILABLE, as_str
-from tests.integration.helpers import FailingOnCall
+from tests.integration.helpers import FailingOnCall, a_redis_call_that_swallows_its_cancellation
 from tests.support.proxy import TcpProxy
 from tests.support.stack import REDIS_URL
 
@@ -235,8 +234,7 @@ async def test_the_service_shuts_down_even_if_a_write_back_swallows_its_cancella
         calls += 1
         flushing.set()
         if swallow:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(0.5)
+            await a_redis_call_that_swallows_its_cancellation(0.5)
         return 0
 
     monkeypatch.setattr(RecommendationService, "flush_fallback_writes", write_back_that_swallows_cancellation)
