@@ -98,7 +98,9 @@ async def _delete_queues(amqp_url: str, names: list[str]) -> None:
 
 
 def delete_queues(amqp_url: str, names: list[str]) -> None:
-    with contextlib.suppress(Exception):
+    """Deletes the queues; a broker that is not there is no error. Not from a running event loop (asyncio.run
+    refuses it): call it through ``asyncio.to_thread`` there."""
+    with contextlib.suppress(OSError, TimeoutError, aio_pika.exceptions.AMQPException):
         asyncio.run(_delete_queues(amqp_url, names))
 
 

@@ -31,6 +31,7 @@ from recsys_core.experiments import load_experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.schemas import AddItemsRequest, EventMessage
 from recsys_core.settings import Settings
+from recsys_io.amqp import dead_letter_queue_name
 from recsys_io.catalog import add_items
 from recsys_io.redis_client import as_int
 from tests.integration.helpers import FailingOnCall
@@ -274,7 +275,7 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
         assert await redis_client.get(run.model_current) == b"1"
     finally:
         await runtime.stop()
-        delete_queues(settings.amqp_url, [queue, f"{queue}.dead"])
+        await asyncio.to_thread(delete_queues, settings.amqp_url, [queue, dead_letter_queue_name(queue)])
     status = await redis_client.hgetall(run.pipeline_status)
     print(f"after stop(): last retrain {runtime.last_retrain}; status {status}")
     assert runtime.last_retrain is not None and runtime.last_retrain.reason == "published"
