@@ -341,9 +341,13 @@ def install_stop_handlers(stop: threading.Event, on_repeat: Callable[[], None] |
     The Python handlers do nothing: setting an Event takes its lock, which the main thread may hold at that very
     moment (inside ``stop.wait()``), and a handler runs in the main thread, so it would wait for itself forever.
     The signal's number reaches a watcher thread through the wakeup fd instead, and that thread sets ``stop``.
+    Nothing else may take the wakeup fd meanwhile (an event loop's ``add_signal_handler`` in the main thread
+    would); ``asyncio.run`` alone leaves it alone.
 
     Returns a function that puts the previous handlers back.
     """
+    if threading.current_thread() is not threading.main_thread():
+        raise ValueError("stop handlers can only be installed from the main thread")
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)  # the C-level handler must never block
     previous_wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -365,12 +369,14 @@ def install_stop_handlers(stop: threading.Event, on_repeat: Callable[[], None] |
     watcher.start()
 
     def restore() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(previous_wakeup_fd)
-        os.close(write_fd)
-        watcher.join()
-        os.close(read_fd)
+        try:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_wakeup_fd)
+        finally:
+            os.close(write_fd)  # the watcher reads EOF and ends
+            watcher.join()
+            os.close(read_fd)
 
     return restore
 

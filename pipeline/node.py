@@ -54,6 +54,8 @@ class PipelineNode:
             # Not ``await leading``: a term given up during its reload (the lease was taken meanwhile) is cancelled
             # by the step-down, and this process then goes on as a standby instead of failing its start-up.
             await asyncio.wait({leading})
+            if not leading.cancelled() and (error := leading.exception()) is not None:
+                raise error  # _lead gives up the lease itself on a failed start; anything else is a real failure
 
     async def wait_leading(self) -> PipelineRuntime:
         await self._became_leader.wait()

@@ -239,12 +239,6 @@ class PipelineRuntime:
         self._stop_training.set()  # a fit in progress ends after its current iteration, not minutes later
         if self._scheduler.running:  # stop() also cleans up a runtime whose start() never ran or failed early
             self._scheduler.shutdown(wait=False)
-        retrain = self._scheduled_retrain_task
-        if retrain is not None and not retrain.done():
-            # Ends quickly (see RETRAIN_FINISH_ON_STOP_S); cut off, it could leave a model's keys unpublished in
-            # Redis, or a published model without its status. Its own errors are logged by scheduled_retrain.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(retrain), RETRAIN_FINISH_ON_STOP_S)
         for task in (self._co_likes_task, self._trim_task, self._twins_restore_task):
             if task is not None:
                 task.cancel()
@@ -253,10 +247,17 @@ class PipelineRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        # First: closing the connection hands the unacked deliveries back to the broker, for the next leader.
         await self._consumer.close()
+        self._tracker.close()
+        retrain = self._scheduled_retrain_task
+        if retrain is not None and not retrain.done():
+            # Ends quickly (see RETRAIN_FINISH_ON_STOP_S); cut off, it could leave a model's keys unpublished in
+            # Redis, or a published model without its status. Its own errors are logged by scheduled_retrain.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(retrain), RETRAIN_FINISH_ON_STOP_S)
         for late in list(self._late_tracking):
             late.cancel()
-        self._tracker.close()
         self._tracking.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self._twins_executor.shutdown(wait=False, cancel_futures=True)

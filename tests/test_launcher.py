@@ -34,6 +34,7 @@ from launcher.processes import (
     StopRequested,
     Supervisor,
     http_ok,
+    install_stop_handlers,
     supervise,
 )
 from launcher.services import (
@@ -765,10 +766,28 @@ print("DONE", stop.is_set(), repeats, flush=True)
 """
 
 
+def test_stop_handlers_refuse_a_thread_other_than_the_main_one_and_leave_nothing_open() -> None:
+    open_before = len(os.listdir("/proc/self/fd"))
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            install_stop_handlers(threading.Event())
+        except ValueError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=install)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "main thread" in str(errors[0])
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
 def test_stop_signals_arriving_while_the_main_thread_waits_on_the_stop_event_never_hang_it(tmp_path: Path) -> None:
     # A handler that sets the Event itself deadlocks when it interrupts the main thread inside stop.wait(), which
     # holds the Event's lock: it happened once in CI (a launcher that ignored its SIGINT for 30 s). A storm of
-    # signals against a tight wait loop hits that window within seconds.
+    # signals against a tight wait loop hits that window within seconds; under a storm the blocked handler is
+    # interrupted by the next signal's, and so on, until the nested handlers end in a RecursionError.
     child = _run_script(tmp_path, SIGNAL_STORM_SCRIPT, "3")
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "READY"

@@ -246,9 +246,10 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
 ) -> None:
     """The scheduler's shutdown cancels the jobs it runs. A scheduled retrain whose model is served and which waits
     for MLflow when the pipeline stops must still write its status and outcome (a restarted process takes the
-    served model's figures from that status), as a manual one does."""
+    served model's figures from that status), as a manual one does. The consumer is closed first: its unacked
+    deliveries go back to the broker, for the next leader, without waiting for the retrain."""
     redis_client, keys = redis_and_keys
-    monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 1.0)
+    monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 4.0)
     await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
     queue = f"test.{keys.prefix.replace(':', '.')}.events"
     settings = Settings(
@@ -258,11 +259,21 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
         settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
     )
     tracking = threading.Event()
+    consumer_closed = threading.Event()
+    closed_while_mlflow_was_slow: list[bool] = []
+    close_consumer = runtime._consumer.close
+
+    async def close_and_tell() -> None:
+        await close_consumer()
+        consumer_closed.set()
 
     def slow_log_retrain(record: RetrainRecord) -> str:
         tracking.set()
-        time.sleep(0.6)  # MLflow answers its health check, then takes its time
+        # MLflow answers its health check, then takes its time (less than the retrain waits for it)
+        closed_while_mlflow_was_slow.append(consumer_closed.wait(3.0))
         return "slow-run"
+
+    monkeypatch.setattr(runtime._consumer, "close", close_and_tell)
 
     monkeypatch.setattr(runtime._tracker, "log_retrain", slow_log_retrain)
     monkeypatch.setattr(runtime._tracker, "run_url", lambda run_id: f"http://mlflow/#/runs/{run_id}")
@@ -281,6 +292,7 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
     assert runtime.last_retrain is not None and runtime.last_retrain.reason == "published"
     assert status[b"model_version"] == b"1" and status[b"mlflow_run_id"] == b"slow-run"
     assert runtime.last_retrain_check is not None and runtime.last_retrain_check["trained"] is True
+    assert closed_while_mlflow_was_slow == [True], "stop() closed the consumer only after the retrain"
 
 
 async def test_a_publication_cancelled_before_its_pointer_flip_leaves_no_keys(

@@ -223,6 +223,36 @@ async def test_a_node_that_loses_the_lease_while_it_reloads_starts_as_a_standby(
         await node.stop()
 
 
+async def test_a_term_that_fails_outright_fails_the_start(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a term given up by a step-down lets start() go on as a standby: an error escaping the term (here the
+    runtime's stop() failing while the term cleans up after a failed start) must fail the start, not leave a node
+    that renews a lease it leads nothing with."""
+    redis_client, keys = redis_and_keys
+
+    class BrokenRuntime:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            raise RuntimeError("start failed (injected)")
+
+        async def stop(self) -> None:
+            raise RuntimeError("stop failed too (injected)")
+
+    monkeypatch.setattr("pipeline.node.PipelineRuntime", BrokenRuntime)
+    settings = Settings(redis_prefix=keys.prefix, pipeline_lease_s=1.0)
+    node = PipelineNode(settings, redis_client, load_experiment(None, None, "blend"), CollectorRegistry())
+    try:
+        with pytest.raises(RuntimeError, match="stop failed too"):
+            await node.start()
+    finally:
+        if node._task is not None:
+            node._task.cancel()
+        await node.lease.release()
+
+
 async def test_slices_stored_before_a_failing_one_are_applied_in_memory(
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
