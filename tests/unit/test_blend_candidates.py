@@ -15,8 +15,9 @@ import recsys_core.strategies.blend as blend
 from recsys_core.algorithms.bandit import ItemStats
 from recsys_core.algorithms.factors import FactorModel
 from recsys_core.catalog import CatalogView
-from recsys_core.strategies.base import Candidate, DrawCache, ItemNeighbours, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
+from recsys_core.strategies.base import DrawCache, ItemNeighbours, RecommendationContext, UserProfile
+from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from tests.support.blend import count_blend_selections
 from tests.support.params import BlendOverrides
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
@@ -94,29 +95,7 @@ def test_the_candidate_universe_answers_exactly_as_ranking_every_arm(
     params: BlendOverrides, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     strategy = BlendStrategy(BlendParams(**params))
-    outcomes = {"universe": 0, "fallback": 0}
-    select = BlendStrategy._select
-
-    def counting_select(
-        self: BlendStrategy,
-        ctx: RecommendationContext,
-        scores: _Scores,
-        n: int,
-        k: int,
-        n_explore: int,
-        exploit_bound: float,
-        explore_bound: float,
-    ) -> list[Candidate]:
-        try:
-            answer = select(self, ctx, scores, n, k, n_explore, exploit_bound, explore_bound)
-        except blend._NotExact:
-            outcomes["fallback"] += 1
-            raise
-        if scores.universe is not None:
-            outcomes["universe"] += 1
-        return answer
-
-    monkeypatch.setattr(BlendStrategy, "_select", counting_select)
+    outcomes = count_blend_selections(monkeypatch)
     compared = 0
     for seed in range(6):
         for user in range(8):
@@ -129,7 +108,7 @@ def test_the_candidate_universe_answers_exactly_as_ranking_every_arm(
                 compared += 1
     print(f"compared {compared} answers: {outcomes}")
     # Both paths were taken: answers from the universe alone, and fallbacks to every arm.
-    assert outcomes["universe"] > 0 and outcomes["fallback"] > 0
+    assert outcomes.universe > 0 and outcomes.fallback > 0
 
 
 def test_an_item_outside_the_head_that_the_taste_lifts_is_still_found(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,8 +25,9 @@ from recsys_core.algorithms.twins import (
     link_order,
 )
 from recsys_core.catalog import CatalogView
-from recsys_core.strategies.base import Candidate, DrawCache, RecommendationContext, UserProfile
-from recsys_core.strategies.blend import BlendParams, BlendStrategy, _Scores
+from recsys_core.strategies.base import DrawCache, RecommendationContext, UserProfile
+from recsys_core.strategies.blend import BlendParams, BlendStrategy
+from tests.support.blend import count_blend_selections
 from tests.support.params import BlendOverrides, TwinOverrides
 
 # The query user's world: four items they liked and two they were shown without answering.
@@ -671,27 +672,8 @@ def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
     params: BlendOverrides, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     strategy = BlendStrategy(BlendParams(**params))
-    universes = 0
+    outcomes = count_blend_selections(monkeypatch)
     twin_items_outside_the_head = 0
-    select = BlendStrategy._select
-
-    def counting_select(
-        self: BlendStrategy,
-        ctx: RecommendationContext,
-        scores: _Scores,
-        n: int,
-        k: int,
-        n_explore: int,
-        exploit_bound: float,
-        explore_bound: float,
-    ) -> list[Candidate]:
-        nonlocal universes
-        answer = select(self, ctx, scores, n, k, n_explore, exploit_bound, explore_bound)
-        if scores.universe is not None:
-            universes += 1
-        return answer
-
-    monkeypatch.setattr(BlendStrategy, "_select", counting_select)
     for seed in range(6):
         ctx = _wide_context(seed)
         assert ctx.twins is not None
@@ -703,7 +685,7 @@ def test_the_candidate_universe_with_twins_answers_exactly_as_ranking_every_arm(
             # The comparison is only worth something if twin-liked items outside the head did reach the answer.
             head = strategy._bandit(replace(ctx, rng=np.random.default_rng(seed), draws=None)).head
             twin_items_outside_the_head += sum(1 for i, _ in expected if ctx.twins.liked[i] > 0 and not head[i])
-    assert universes > 0
+    assert outcomes.universe > 0
     assert twin_items_outside_the_head > 0
 
 
