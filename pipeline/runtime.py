@@ -256,6 +256,12 @@ class PipelineRuntime:
             # Redis, or a published model without its status. Its own errors are logged by scheduled_retrain.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(retrain), RETRAIN_FINISH_ON_STOP_S)
+            if not retrain.done():
+                # Past its grace (a Redis or MLflow far slower than their timeouts): the executors are shut down
+                # next, so it could not finish anyway. publish() deletes a version it had not flipped yet.
+                retrain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retrain
         for late in list(self._late_tracking):
             late.cancel()
         self._tracking.shutdown(wait=False, cancel_futures=True)

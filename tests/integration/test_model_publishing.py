@@ -295,6 +295,48 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
     assert closed_while_mlflow_was_slow == [True], "stop() closed the consumer only after the retrain"
 
 
+async def test_a_scheduled_retrain_past_its_grace_at_stop_is_cancelled_and_leaves_no_keys(
+    redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() gives a scheduled retrain in flight a bounded grace, then cancels it: nothing runs on after the
+    executors are shut down, and a model written but not flipped is deleted."""
+    redis_client, keys = redis_and_keys
+    monkeypatch.setattr("pipeline.runtime.RETRAIN_FINISH_ON_STOP_S", 0.5)
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    queue = f"test.{keys.prefix.replace(':', '.')}.events"
+    settings = Settings(
+        redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()), events_queue=queue, retrain_interval_s=0.2
+    )
+    runtime = PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+    at_flip = asyncio.Event()
+    flip = runtime._models._script
+
+    async def stuck_flip(
+        keys: Sequence[KeyT] | None = None, args: Iterable[EncodableT] | None = None, client: Redis | None = None
+    ) -> object:
+        at_flip.set()
+        await asyncio.sleep(60)  # a Redis far slower than its timeout
+        return await flip(keys, args, client)
+
+    monkeypatch.setattr(runtime._models, "_script", stuck_flip)
+    event = EventMessage(generation=0, user_id="u", item_ids=["a"], actions=["like"], timestamp=1.0, received_at=1.0)
+    run = keys.for_generation(0)
+    try:
+        await runtime.handle_batch([event])
+        await runtime.start()
+        await asyncio.wait_for(at_flip.wait(), 30)  # the scheduled retrain wrote its model and is at the flip
+        assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 3
+    finally:
+        await runtime.stop()
+        await asyncio.to_thread(delete_queues, settings.amqp_url, [queue, dead_letter_queue_name(queue)])
+    retrain = runtime._scheduled_retrain_task
+    assert retrain is not None and retrain.done(), "the retrain runs on after stop()"
+    assert await redis_client.get(run.model_current) is None
+    assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 0
+
+
 async def test_a_publication_cancelled_before_its_pointer_flip_leaves_no_keys(
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
