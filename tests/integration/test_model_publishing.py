@@ -241,6 +241,27 @@ async def test_a_slow_mlflow_does_not_hold_the_retrain_and_its_run_id_follows(
         await runtime.stop()
 
 
+async def _scheduling_runtime(redis_client: Redis, keys: GlobalKeys) -> PipelineRuntime:
+    """A runtime whose start() runs the retrain schedule (every 0.2 s) and a consumer on queues of the test's own;
+    end it with _stop_and_delete_its_queues."""
+    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
+    settings = Settings(
+        redis_prefix=keys.prefix,
+        mlflow_tracking_uri=local_url(free_port()),
+        events_queue=f"test.{keys.prefix.replace(':', '.')}.events",
+        retrain_interval_s=0.2,
+    )
+    return PipelineRuntime(
+        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
+    )
+
+
+async def _stop_and_delete_its_queues(runtime: PipelineRuntime) -> None:
+    await runtime.stop()
+    queue = runtime.settings.events_queue
+    await asyncio.to_thread(delete_queues, runtime.settings.amqp_url, [queue, dead_letter_queue_name(queue)])
+
+
 async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
     redis_and_keys: tuple[Redis, GlobalKeys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,14 +271,7 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
     deliveries go back to the broker, for the next leader, without waiting for the retrain."""
     redis_client, keys = redis_and_keys
     monkeypatch.setattr("pipeline.runtime.TRACKING_WAIT_S", 4.0)
-    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    queue = f"test.{keys.prefix.replace(':', '.')}.events"
-    settings = Settings(
-        redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()), events_queue=queue, retrain_interval_s=0.2
-    )
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = await _scheduling_runtime(redis_client, keys)
     tracking = threading.Event()
     consumer_closed = threading.Event()
     closed_while_mlflow_was_slow: list[bool] = []
@@ -285,8 +299,7 @@ async def test_stop_lets_a_scheduled_retrain_in_flight_write_its_status(
         assert await asyncio.to_thread(tracking.wait, 30)  # the scheduled retrain published and waits for MLflow
         assert await redis_client.get(run.model_current) == b"1"
     finally:
-        await runtime.stop()
-        await asyncio.to_thread(delete_queues, settings.amqp_url, [queue, dead_letter_queue_name(queue)])
+        await _stop_and_delete_its_queues(runtime)
     status = await redis_client.hgetall(run.pipeline_status)
     print(f"after stop(): last retrain {runtime.last_retrain}; status {status}")
     assert runtime.last_retrain is not None and runtime.last_retrain.reason == "published"
@@ -302,14 +315,7 @@ async def test_a_scheduled_retrain_past_its_grace_at_stop_is_cancelled_and_leave
     executors are shut down, and a model written but not flipped is deleted."""
     redis_client, keys = redis_and_keys
     monkeypatch.setattr("pipeline.runtime.RETRAIN_FINISH_ON_STOP_S", 0.5)
-    await add_items(redis_client, keys, 0, AddItemsRequest(item_ids=["a", "b", "c"]))
-    queue = f"test.{keys.prefix.replace(':', '.')}.events"
-    settings = Settings(
-        redis_prefix=keys.prefix, mlflow_tracking_uri=local_url(free_port()), events_queue=queue, retrain_interval_s=0.2
-    )
-    runtime = PipelineRuntime(
-        settings, redis_client, load_experiment(None, None, "blend"), PipelineMetrics(CollectorRegistry())
-    )
+    runtime = await _scheduling_runtime(redis_client, keys)
     at_flip = asyncio.Event()
     flip = runtime._models._script
 
@@ -329,8 +335,7 @@ async def test_a_scheduled_retrain_past_its_grace_at_stop_is_cancelled_and_leave
         await asyncio.wait_for(at_flip.wait(), 30)  # the scheduled retrain wrote its model and is at the flip
         assert await redis_client.exists(run.model_blob(1), run.model_meta(1), run.model_user_factors(1)) == 3
     finally:
-        await runtime.stop()
-        await asyncio.to_thread(delete_queues, settings.amqp_url, [queue, dead_letter_queue_name(queue)])
+        await _stop_and_delete_its_queues(runtime)
     retrain = runtime._scheduled_retrain_task
     assert retrain is not None and retrain.done(), "the retrain runs on after stop()"
     assert await redis_client.get(run.model_current) is None
