@@ -35,6 +35,7 @@ import uuid
 from redis.asyncio import Redis
 
 from recsys_core.keys import GlobalKeys
+from recsys_io.periodic import closed_within
 from recsys_io.redis_client import REDIS_UNAVAILABLE, GenerationRestorer
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,7 @@ class GenerationSource:
             self._announced_at = sent_at
 
     async def _watch(self) -> None:
-        # Stops on ``_closing``, not on cancellation: a cancellation that lands while a Redis command is in flight
-        # can be swallowed inside redis-py, and the loop then went on, so a shutdown hung until SIGKILL.
-        while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=self._poll_interval_s)
-            if self._closing.is_set():
-                return
+        while not await closed_within(self._closing, self._poll_interval_s):
             previous = self._generation
             try:
                 await self.refresh()

@@ -18,6 +18,7 @@ from pipeline.runtime import PipelineMetrics, PipelineRuntime
 from recsys_core.experiments import Experiment
 from recsys_core.keys import GlobalKeys
 from recsys_core.settings import Settings
+from recsys_io.periodic import closed_within
 from recsys_io.redis_client import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,8 @@ class PipelineNode:
         return self.runtime
 
     async def _watch_forever(self) -> None:
-        # Stops on ``_closing``, not on cancellation: a cancellation that lands while a Redis command is in flight
-        # can be swallowed inside redis-py (the collector's generation watch hung a shutdown that way), and this
-        # loop would then renew the lease forever while stop() waited for it.
-        while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=self.lease.renew_interval_s)
-            if self._closing.is_set():
-                return
+        # Ends on ``_closing`` (see closed_within): ended by cancellation, it could renew the lease forever.
+        while not await closed_within(self._closing, self.lease.renew_interval_s):
             try:
                 await self._step()
             except REDIS_UNAVAILABLE as error:

@@ -254,9 +254,8 @@ class PipelineRuntime:
         if retrain is not None and not retrain.done():
             # Ends quickly (see RETRAIN_FINISH_ON_STOP_S); cut off, it could leave a model's keys unpublished in
             # Redis, or a published model without its status. Its own errors are logged by scheduled_retrain.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(retrain), RETRAIN_FINISH_ON_STOP_S)
-            if not retrain.done():
+            _, still_running = await asyncio.wait({retrain}, timeout=RETRAIN_FINISH_ON_STOP_S)
+            if still_running:
                 # Past its grace (a Redis or MLflow far slower than their timeouts): the executors are shut down
                 # next, so it could not finish anyway. publish() deletes a version it had not flipped yet.
                 retrain.cancel()

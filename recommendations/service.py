@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -26,6 +25,7 @@ from recsys_core.strategies.base import (
     UserProfile,
     rank_with_fill,
 )
+from recsys_io.periodic import closed_within
 from recsys_io.redis_client import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -286,14 +286,9 @@ class RecommendationService:
         return len(pending)
 
     async def run_fallback_flusher(self, closing: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Writes fallback answers back every ``interval_s`` until ``closing`` is set. It stops on that event, not
-        on cancellation: its Redis calls happen while Redis is unreachable or slow, and a cancellation that lands
-        during a Redis command can be swallowed inside redis-py (a collector's shutdown once hung that way)."""
-        while not closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closing.wait(), timeout=interval_s)
-            if closing.is_set():
-                return
+        """Writes fallback answers back every ``interval_s`` until ``closing`` is set (see closed_within: its Redis
+        calls happen exactly while Redis is unreachable or slow)."""
+        while not await closed_within(closing, interval_s):
             try:
                 written = await self.flush_fallback_writes()
             except Exception:  # the flusher must outlive any one failure; the next round tries again
